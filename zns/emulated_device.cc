@@ -1,0 +1,326 @@
+// The emulated backend. Every request runs through ZoneRules (the ZNS state machine), then
+// touches the bytes: a sparse file (pread/pwrite, holes punched on reset) or memory.
+//
+// Durability (file): the zone table on disk is the "durable view": write pointers as of the
+// last completed flush, plus zone resets and finishes, which are persistent at completion as
+// on a drive. Two table slots alternate with a generation number, so a torn table write
+// leaves the other slot valid.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+
+#include "nyads/aligned_buffer.h"
+#include "nyads/emulated_device.h"
+#include "zns/emulated_format.h"
+#include "zns/zone_rules.h"
+
+namespace nyads {
+
+namespace {
+
+namespace ef = emulated_format;
+
+Status full_pwrite(int fd, const void* buf, std::size_t n, std::uint64_t off, const std::string& what) {
+  const auto* p = static_cast<const std::uint8_t*>(buf);
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(off));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, what);
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+    off += static_cast<std::uint64_t>(w);
+  }
+  return Status::Ok();
+}
+
+Status full_pread(int fd, void* buf, std::size_t n, std::uint64_t off, const std::string& what) {
+  auto* p = static_cast<std::uint8_t*>(buf);
+  while (n > 0) {
+    ssize_t r = ::pread(fd, p, n, static_cast<off_t>(off));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, what);
+    }
+    if (r == 0) {  // past the end of a sparse file that someone truncated: zeros
+      std::memset(p, 0, n);
+      return Status::Ok();
+    }
+    p += r;
+    n -= static_cast<std::size_t>(r);
+    off += static_cast<std::uint64_t>(r);
+  }
+  return Status::Ok();
+}
+
+class Emulated final : public EmulatedDevice {
+ public:
+  // File-backed.
+  Emulated(std::string path, int fd, const ef::Layout& layout, bool read_only)
+      : name_(std::move(path)), fd_(fd), layout_(layout), g_(layout.config.geometry()), rules_(g_),
+        read_only_(read_only) {}
+  // Memory-backed.
+  explicit Emulated(const EmulatedConfig& config)
+      : name_("memory"), layout_(ef::layout_for(config)), g_(config.geometry()), rules_(g_),
+        memory_(config.zone_count) {}
+
+  ~Emulated() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  Status init_table(const ef::ZoneTable& table) {
+    rules_.load(table.zones);
+    durable_ = rules_.zones();
+    generation_ = table.generation;
+    return Status::Ok();
+  }
+
+  Status write_table() {
+    if (fd_ < 0 || read_only_) return Status::Ok();
+    ef::ZoneTable t{generation_ + 1, durable_};
+    AlignedBuffer slot(layout_.table_slot_bytes);
+    ef::encode_zone_table(t, slot.span());
+    const std::uint64_t off = layout_.table_offset + (t.generation % 2) * layout_.table_slot_bytes;
+    NYADS_RETURN_IF_ERROR(full_pwrite(fd_, slot.data(), slot.size(), off, name_ + ": writing the zone table"));
+    if (::fdatasync(fd_) != 0) return ErrnoStatus(errno, name_ + ": syncing the zone table");
+    generation_ = t.generation;
+    return Status::Ok();
+  }
+
+  const Geometry& geometry() const override { return g_; }
+  std::string backend() const override { return "emulated"; }
+  const std::string& name() const override { return name_; }
+
+  Result<std::vector<ZoneInfo>> report_zones(std::uint32_t first, std::uint32_t count) override {
+    if (first >= g_.zone_count)
+      return OutOfRange("zone " + std::to_string(first) + " beyond the device's " + std::to_string(g_.zone_count) + " zones");
+    const std::uint32_t end = first + std::min(count, g_.zone_count - first);
+    return std::vector<ZoneInfo>(rules_.zones().begin() + first, rules_.zones().begin() + end);
+  }
+
+  Status manage_zone(ZoneAction action, std::uint32_t zone) override {
+    if (read_only_) return read_only_error();
+    if (action == ZoneAction::kFinish) NYADS_RETURN_IF_ERROR(flush_data());
+    NYADS_RETURN_IF_ERROR(rules_.apply(action, zone));
+    return after_action(action, zone);
+  }
+
+  Status manage_all_zones(ZoneAction action) override {
+    if (read_only_) return read_only_error();
+    if (action == ZoneAction::kFinish) NYADS_RETURN_IF_ERROR(flush_data());
+    std::vector<ZoneInfo> before = rules_.zones();
+    NYADS_RETURN_IF_ERROR(rules_.apply_all(action));
+    if (action != ZoneAction::kReset && action != ZoneAction::kFinish) return Status::Ok();
+    for (std::uint32_t z = 0; z < g_.zone_count; ++z) {
+      if (before[z] == rules_.zone(z)) continue;
+      if (action == ZoneAction::kReset) NYADS_RETURN_IF_ERROR(discard_zone(z));
+      durable_[z] = rules_.zone(z);
+    }
+    return write_table();
+  }
+
+  Status set_zone_condition(std::uint32_t zone, ZoneState state) override {
+    NYADS_RETURN_IF_ERROR(rules_.set_condition(zone, state));
+    durable_[zone] = rules_.zone(zone);
+    return write_table();
+  }
+
+  Status submit(const IoRequest& r) override {
+    if (done_.size() >= queue_depth()) return Status(Code::kBusy, "queue full: reap completions first");
+    IoCompletion c{r.tag, Status::Ok(), 0};
+    c.status = execute(r, &c.lba);
+    done_.push_back(std::move(c));
+    return Status::Ok();
+  }
+
+  std::size_t reap(std::span<IoCompletion> out, std::size_t) override {
+    std::size_t n = 0;
+    while (n < out.size() && !done_.empty()) {
+      out[n++] = std::move(done_.front());
+      done_.pop_front();
+    }
+    return n;
+  }
+  std::uint32_t in_flight() const override { return static_cast<std::uint32_t>(done_.size()); }
+  std::uint32_t queue_depth() const override { return 256; }
+
+ private:
+  Status read_only_error() const { return InvalidArgument(name_ + " is opened read-only"); }
+
+  Status execute(const IoRequest& r, std::uint64_t* where) {
+    if (r.op != IoOp::kFlush && r.buffer == nullptr) return InvalidArgument("request without a buffer");
+    switch (r.op) {
+      case IoOp::kRead:
+        NYADS_RETURN_IF_ERROR(rules_.check_read(r.lba, r.blocks));
+        return read_blocks(r.lba, r.blocks, static_cast<std::uint8_t*>(r.buffer));
+      case IoOp::kWrite:
+      case IoOp::kAppend:
+        if (read_only_) return read_only_error();
+        NYADS_RETURN_IF_ERROR(rules_.write(r.op, r.lba, r.blocks, where));
+        return write_blocks(*where, r.blocks, static_cast<const std::uint8_t*>(r.buffer));
+      case IoOp::kFlush:
+        return flush_data();
+    }
+    return InvalidArgument("unknown I/O operation");
+  }
+
+  // Blocks at or past the write pointer read as zeros, whatever the bytes underneath hold.
+  Status read_blocks(std::uint64_t lba, std::uint32_t blocks, std::uint8_t* out) {
+    const ZoneInfo& z = rules_.zone(g_.zone_of(lba));
+    const std::uint64_t valid = lba >= z.write_pointer ? 0 : std::min<std::uint64_t>(blocks, z.write_pointer - lba);
+    const std::size_t bs = g_.block_size;
+    if (valid > 0) {
+      if (fd_ >= 0) {
+        NYADS_RETURN_IF_ERROR(full_pread(fd_, out, valid * bs, byte_offset(lba), name_ + ": read"));
+      } else {
+        const auto& zone_bytes = memory_[g_.zone_of(lba)];
+        const std::size_t off = (lba - z.start) * bs;
+        std::memcpy(out, zone_bytes.data() + off, valid * bs);
+      }
+    }
+    std::memset(out + valid * bs, 0, (blocks - valid) * bs);
+    return Status::Ok();
+  }
+
+  Status write_blocks(std::uint64_t lba, std::uint32_t blocks, const std::uint8_t* in) {
+    const std::size_t bs = g_.block_size;
+    if (fd_ >= 0) return full_pwrite(fd_, in, blocks * bs, byte_offset(lba), name_ + ": write");
+    auto& zone_bytes = memory_[g_.zone_of(lba)];
+    if (zone_bytes.empty()) zone_bytes.resize(g_.zone_capacity * bs);
+    std::memcpy(zone_bytes.data() + (lba - g_.zone_start(g_.zone_of(lba))) * bs, in, blocks * bs);
+    return Status::Ok();
+  }
+
+  Status flush_data() {
+    if (fd_ < 0 || read_only_) return Status::Ok();
+    if (::fdatasync(fd_) != 0) return ErrnoStatus(errno, name_ + ": flush");
+    if (durable_ == rules_.zones()) return Status::Ok();
+    durable_ = rules_.zones();
+    return write_table();
+  }
+
+  Status after_action(ZoneAction action, std::uint32_t zone) {
+    if (action == ZoneAction::kReset) NYADS_RETURN_IF_ERROR(discard_zone(zone));
+    if (action != ZoneAction::kReset && action != ZoneAction::kFinish) return Status::Ok();
+    durable_[zone] = rules_.zone(zone);
+    return write_table();
+  }
+
+  // A reset zone's old bytes are gone: punch them out of the file (or free the memory).
+  Status discard_zone(std::uint32_t zone) {
+    if (fd_ < 0) {
+      std::vector<std::uint8_t>().swap(memory_[zone]);
+      return Status::Ok();
+    }
+    const off_t off = static_cast<off_t>(byte_offset(g_.zone_start(zone)));
+    const off_t len = static_cast<off_t>(g_.zone_size * g_.block_size);
+    if (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0) return Status::Ok();
+    if (errno != EOPNOTSUPP) return ErrnoStatus(errno, name_ + ": discarding zone " + std::to_string(zone));
+    // No hole punching here: the bytes stay, but reads past the write pointer return zeros.
+    return Status::Ok();
+  }
+
+  std::uint64_t byte_offset(std::uint64_t lba) const { return layout_.data_offset + lba * g_.block_size; }
+
+  std::string name_;
+  int fd_ = -1;
+  ef::Layout layout_;
+  Geometry g_;
+  ZoneRules rules_;
+  std::vector<ZoneInfo> durable_;
+  std::uint64_t generation_ = 0;
+  bool read_only_ = false;
+  std::vector<std::vector<std::uint8_t>> memory_;
+  std::deque<IoCompletion> done_;
+};
+
+Status lock_file(int fd, bool read_only, const std::string& path) {
+  if (::flock(fd, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0) return Status::Ok();
+  if (errno == EWOULDBLOCK)
+    return Status(Code::kBusy, path + " is in use by another process (it holds the emulated device's lock)");
+  return ErrnoStatus(errno, path + ": lock");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::create_memory(const EmulatedConfig& config) {
+  NYADS_RETURN_IF_ERROR(config.validate());
+  auto dev = std::make_unique<Emulated>(config);
+  NYADS_RETURN_IF_ERROR(dev->init_table({0, ZoneRules(config.geometry()).zones()}));
+  return std::unique_ptr<EmulatedDevice>(std::move(dev));
+}
+
+Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::create_file(const std::string& path,
+                                                                   const EmulatedConfig& config,
+                                                                   bool overwrite) {
+  NYADS_RETURN_IF_ERROR(config.validate().with_context(path));
+  int flags = O_RDWR | O_CREAT | O_CLOEXEC | (overwrite ? 0 : O_EXCL);
+  int fd = ::open(path.c_str(), flags, 0644);
+  if (fd < 0) {
+    if (errno == EEXIST) return Status(Code::kAlreadyExists, path + " exists (pass overwrite/force to replace it)");
+    return ErrnoStatus(errno, "creating " + path);
+  }
+  Status locked = lock_file(fd, false, path);
+  if (!locked.ok()) {
+    ::close(fd);
+    return locked;
+  }
+  const ef::Layout layout = ef::layout_for(config);
+  auto dev = std::make_unique<Emulated>(path, fd, layout, false);
+  // Start from an empty, sparse file of the full size.
+  if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(layout.file_bytes())) != 0)
+    return ErrnoStatus(errno, "sizing " + path);
+  AlignedBuffer header(ef::kHeaderBytes);
+  ef::encode_header(layout, header.span());
+  NYADS_RETURN_IF_ERROR(full_pwrite(fd, header.data(), header.size(), 0, path + ": writing the header"));
+  NYADS_RETURN_IF_ERROR(dev->init_table({0, ZoneRules(config.geometry()).zones()}));
+  NYADS_RETURN_IF_ERROR(dev->write_table());
+  if (::fsync(fd) != 0) return ErrnoStatus(errno, "syncing " + path);
+  return std::unique_ptr<EmulatedDevice>(std::move(dev));
+}
+
+Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::open_file(const std::string& path, bool read_only) {
+  int fd = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, "opening " + path);
+  auto close_on_error = [fd](Status s) { ::close(fd); return s; };
+  Status locked = lock_file(fd, read_only, path);
+  if (!locked.ok()) return close_on_error(locked);
+  AlignedBuffer header(ef::kHeaderBytes);
+  Status rs = full_pread(fd, header.data(), header.size(), 0, path + ": reading the header");
+  if (!rs.ok()) return close_on_error(rs);
+  auto layout = ef::decode_header(header.span());
+  if (!layout.ok()) return close_on_error(layout.status().with_context(path));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return close_on_error(ErrnoStatus(errno, "stat " + path));
+  if (static_cast<std::uint64_t>(st.st_size) < layout->file_bytes())
+    return close_on_error(Corruption(path + ": file is " + std::to_string(st.st_size) + " bytes, its geometry needs " +
+                                     std::to_string(layout->file_bytes())));
+  auto dev = std::make_unique<Emulated>(path, fd, *layout, read_only);
+  // Both table slots; the valid one with the higher generation wins.
+  const Geometry g = layout->config.geometry();
+  AlignedBuffer slot(layout->table_slot_bytes);
+  std::optional<ef::ZoneTable> best;
+  std::string errors;
+  for (int i = 0; i < 2; ++i) {
+    NYADS_RETURN_IF_ERROR(full_pread(fd, slot.data(), slot.size(), layout->table_offset + i * layout->table_slot_bytes,
+                                     path + ": reading the zone table"));
+    auto t = ef::decode_zone_table(slot.span(), g);
+    if (!t.ok()) {
+      errors += " slot " + std::to_string(i) + ": " + t.status().message() + ";";
+      continue;
+    }
+    if (!best || t->generation > best->generation) best = std::move(t.value());
+  }
+  if (!best) return Corruption(path + ": both zone table slots are damaged:" + errors);
+  NYADS_RETURN_IF_ERROR(dev->init_table(*best));
+  return std::unique_ptr<EmulatedDevice>(std::move(dev));
+}
+
+}  // namespace nyads
