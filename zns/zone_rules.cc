@@ -153,7 +153,8 @@ Status ZoneRules::apply(ZoneAction action, std::uint32_t zone) {
     case ZoneAction::kClose:
       if (z.state == ZoneState::kClosed) return Status::Ok();
       if (!is_open(z.state)) return zone_error(Code::kInvalidZoneTransition, zone, "only an open zone can be closed");
-      set_state(z, z.write_pointer == z.start ? ZoneState::kEmpty : ZoneState::kClosed);
+      // Like QEMU's ZNS namespace: closed even without data, so it keeps its active resource.
+      set_state(z, ZoneState::kClosed);
       return Status::Ok();
     case ZoneAction::kFinish:
       if (z.state == ZoneState::kReadOnly || z.state == ZoneState::kOffline)
