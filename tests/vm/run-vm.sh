@@ -6,8 +6,8 @@
 #
 # The guest sees the host's root file system read-only (virtio-9p), so every host binary
 # and library, the build tree included, is there at the same path; /tmp, /run and /var/tmp
-# are tmpfs, and a per-run work directory ($NYADS_VM_WORK inside the guest) is shared
-# read-write. The command runs as root in the caller's working directory, after the kernel
+# are writable overlays (tmpfs over the host's directories: guest writes stay in the guest),
+# and a per-run work directory ($NYADS_VM_WORK inside the guest) is shared read-write. The command runs as root in the caller's working directory, after the kernel
 # modules named by --modules are loaded and /dev/nvme0n1 and /dev/ng0n1 exist.
 #
 # The kernel comes from Debian's linux-image-6.12 package, downloaded once into
@@ -88,7 +88,7 @@ if [ ! -f "$initrd" ]; then
   staging=$(mktemp -d)
   mkdir -p "$staging"/{bin,proc,sys,dev,host,modules}
   cp "$(command -v busybox)" "$staging/bin/busybox"
-  for m in fs/netfs/netfs net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p; do
+  for m in fs/netfs/netfs net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p fs/overlayfs/overlay; do
     xz -dc "$cache/root/lib/modules/$kver/kernel/$m.ko.xz" > "$staging/modules/$(basename "$m").ko"
   done
   cat > "$staging/init" <<'INIT'
@@ -97,19 +97,25 @@ if [ ! -f "$initrd" ]; then
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-for m in netfs 9pnet 9pnet_virtio 9p; do insmod /modules/$m.ko; done
+for m in netfs 9pnet 9pnet_virtio 9p overlay; do insmod /modules/$m.ko; done
 for x in $(cat /proc/cmdline); do
   case $x in nyads.work=*) WORK=${x#nyads.work=} ;; esac
 done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /host
-for d in tmp run var/tmp; do mount -t tmpfs tmpfs /host/$d; done
+# Writable /tmp, /run, /var/tmp that still show the host's files (a checkout or build tree
+# may live there): an overlay of a tmpfs on the read-only host directory.
+mkdir -p /rw && mount -t tmpfs tmpfs /rw
+for d in tmp run var/tmp; do
+  n=$(echo $d | tr / _)
+  mkdir -p /rw/$n/upper /rw/$n/work
+  mount -t overlay overlay -o lowerdir=/host/$d,upperdir=/rw/$n/upper,workdir=/rw/$n/work /host/$d
+done
 mount -t proc proc /host/proc
 mount -t sysfs sys /host/sys
 mount -t devtmpfs dev /host/dev
 mkdir -p /host/dev/pts /host/dev/shm
 mount -t devpts devpts /host/dev/pts
 mount -t tmpfs tmpfs /host/dev/shm
-mkdir -p /host$WORK 2>/dev/null
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 work /host$WORK
 chroot /host /bin/bash $WORK/guest.sh
 sync
