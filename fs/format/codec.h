@@ -1,0 +1,83 @@
+// Bounds-checked little-endian cursors for encoding and decoding metadata blocks, and the
+// checksum every metadata block carries at bytes 24..31. Internal to fs/format.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "nyads/byte_order.h"
+#include "nyads/status.h"
+
+namespace nyads::format {
+
+inline constexpr std::size_t kChecksumOffset = 24;
+
+// XXH3-64 of a metadata block with its checksum field read as zero.
+std::uint64_t block_checksum(std::span<const std::uint8_t> block, std::uint64_t seed);
+void seal_block(std::span<std::uint8_t> block, std::uint64_t seed);
+bool block_checksum_ok(std::span<const std::uint8_t> block, std::uint64_t seed);
+
+class Writer {
+ public:
+  explicit Writer(std::span<std::uint8_t> out) : out_(out) {}
+  void u8(std::uint8_t v) { out_[pos_++] = v; }
+  void u16(std::uint16_t v) { put_le16(&out_[pos_], v); pos_ += 2; }
+  void u32(std::uint32_t v) { put_le32(&out_[pos_], v); pos_ += 4; }
+  void u64(std::uint64_t v) { put_le64(&out_[pos_], v); pos_ += 8; }
+  void bytes(const void* p, std::size_t n) { std::memcpy(&out_[pos_], p, n); pos_ += n; }
+  void zeros(std::size_t n) { std::memset(&out_[pos_], 0, n); pos_ += n; }
+  std::size_t pos() const { return pos_; }
+  std::size_t left() const { return out_.size() - pos_; }
+
+ private:
+  std::span<std::uint8_t> out_;
+  std::size_t pos_ = 0;
+};
+
+// Reads fail softly: past the end they return zero and set overrun(), which the decoder
+// turns into a precise error; they never read out of bounds.
+class Reader {
+ public:
+  explicit Reader(std::span<const std::uint8_t> in) : in_(in) {}
+  bool has(std::size_t n) const { return n <= in_.size() - pos_; }
+  std::uint8_t u8() { return take(1) ? in_[pos_ - 1] : 0; }
+  std::uint16_t u16() { return take(2) ? get_le16(&in_[pos_ - 2]) : 0; }
+  std::uint32_t u32() { return take(4) ? get_le32(&in_[pos_ - 4]) : 0; }
+  std::uint64_t u64() { return take(8) ? get_le64(&in_[pos_ - 8]) : 0; }
+  std::string str(std::size_t n) {
+    if (!take(n)) return {};
+    return std::string(reinterpret_cast<const char*>(&in_[pos_ - n]), n);
+  }
+  void skip(std::size_t n) { take(n); }
+  std::size_t pos() const { return pos_; }
+  bool overrun() const { return overrun_; }
+
+ private:
+  bool take(std::size_t n) {
+    if (overrun_ || !has(n)) {
+      overrun_ = true;
+      return false;
+    }
+    pos_ += n;
+    return true;
+  }
+  std::span<const std::uint8_t> in_;
+  std::size_t pos_ = 0;
+  bool overrun_ = false;
+};
+
+inline std::string num(std::uint64_t v) { return std::to_string(v); }
+std::string hex(std::uint64_t v);
+
+// An extent's bytes, shared by journal records and checkpoint blocks:
+// ns_id u32, count u32, vblock u64, lba u64, then count checksums u32.
+namespace record { struct Extent; }
+inline constexpr std::size_t kExtentHeaderBytes = 24;
+void write_extent(Writer& w, const record::Extent& e);
+// Reads one extent whose bytes must end within `limit` bytes; the error names what is wrong.
+Status read_extent(Reader& r, std::size_t limit, record::Extent* e);
+
+}  // namespace nyads::format

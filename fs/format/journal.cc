@@ -1,0 +1,275 @@
+#include <cstring>
+
+#include "fs/format/codec.h"
+#include "nyads/format.h"
+
+namespace nyads::format {
+
+namespace {
+
+constexpr char kMagic[8] = {'N', 'Y', 'A', 'D', 'S', 'J', 'N', 'L'};
+constexpr std::uint64_t kMaxVblock = 1ull << 52;  // vblock * 4096 must fit in 64 bits
+
+enum RecordType : std::uint8_t {
+  kNamespaceCreate = 1,
+  kNamespaceDelete = 2,
+  kNamespaceResize = 3,
+  kExtent = 4,
+  kTrim = 5,
+  kZoneReset = 6,
+  kCheckpointDone = 7,
+};
+
+Status check_size(std::uint64_t size, const char* what) {
+  if (size == 0 || size % kStoreBlockSize != 0)
+    return InvalidArgument(std::string(what) + " " + num(size) + " bytes is not a positive multiple of 4096");
+  if (size / kStoreBlockSize > kMaxVblock) return InvalidArgument(std::string(what) + " " + num(size) + " bytes is beyond 2^64");
+  return Status::Ok();
+}
+
+std::size_t body_size(const JournalRecord& r) {
+  return std::visit(
+      [](const auto& v) -> std::size_t {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, record::NamespaceCreate>) return 17 + v.name.size();
+        if constexpr (std::is_same_v<T, record::NamespaceDelete>) return 4;
+        if constexpr (std::is_same_v<T, record::NamespaceResize>) return 16;
+        if constexpr (std::is_same_v<T, record::Extent>) return kExtentHeaderBytes + 4 * v.checksums.size();
+        if constexpr (std::is_same_v<T, record::Trim>) return 24;
+        if constexpr (std::is_same_v<T, record::ZoneReset>) return 4;
+        if constexpr (std::is_same_v<T, record::CheckpointDone>) return 16;
+      },
+      r);
+}
+
+}  // namespace
+
+void write_extent(Writer& w, const record::Extent& e) {
+  w.u32(e.ns_id);
+  w.u32(static_cast<std::uint32_t>(e.checksums.size()));
+  w.u64(e.vblock);
+  w.u64(e.lba);
+  for (std::uint32_t c : e.checksums) w.u32(c);
+}
+
+Status read_extent(Reader& r, std::size_t limit, record::Extent* e) {
+  const std::size_t start = r.pos();
+  if (!r.has(kExtentHeaderBytes) || limit < kExtentHeaderBytes) return Corruption("extent header is cut short");
+  e->ns_id = r.u32();
+  const std::uint32_t count = r.u32();
+  e->vblock = r.u64();
+  e->lba = r.u64();
+  if (count == 0) return Corruption("extent of 0 blocks");
+  if (std::uint64_t{count} * 4 > limit - kExtentHeaderBytes || !r.has(std::size_t{count} * 4))
+    return Corruption("extent of " + num(count) + " blocks runs past its record");
+  e->checksums.resize(count);
+  for (auto& c : e->checksums) c = r.u32();
+  (void)start;
+  return Status::Ok();
+}
+
+std::size_t encoded_size(const JournalRecord& r) { return 4 + body_size(r); }
+
+Status validate_record(const JournalRecord& r) {
+  auto ns = [](std::uint32_t id) -> Status {
+    return id == 0 ? InvalidArgument("namespace id 0 is reserved") : Status::Ok();
+  };
+  return std::visit(
+      [&](const auto& v) -> Status {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, record::NamespaceCreate>) {
+          NYADS_RETURN_IF_ERROR(ns(v.ns_id));
+          if (v.block_size != 512 && v.block_size != 4096)
+            return InvalidArgument("namespace " + num(v.ns_id) + ": block size " + num(v.block_size) + " is not 512 or 4096");
+          NYADS_RETURN_IF_ERROR(check_size(v.size_bytes, "namespace size"));
+          return validate_namespace_name(v.name);
+        } else if constexpr (std::is_same_v<T, record::NamespaceDelete>) {
+          return ns(v.ns_id);
+        } else if constexpr (std::is_same_v<T, record::NamespaceResize>) {
+          NYADS_RETURN_IF_ERROR(ns(v.ns_id));
+          return check_size(v.size_bytes, "namespace size");
+        } else if constexpr (std::is_same_v<T, record::Extent>) {
+          NYADS_RETURN_IF_ERROR(ns(v.ns_id));
+          if (v.checksums.empty()) return InvalidArgument("extent of 0 blocks");
+          if (v.checksums.size() > kMaxExtentBlocksPerRecord)
+            return InvalidArgument("extent of " + num(v.checksums.size()) + " blocks exceeds " + num(kMaxExtentBlocksPerRecord) + " per record");
+          if (v.vblock >= kMaxVblock || v.checksums.size() > kMaxVblock - v.vblock)
+            return InvalidArgument("extent at virtual block " + num(v.vblock) + " runs past 2^52 blocks");
+          return Status::Ok();
+        } else if constexpr (std::is_same_v<T, record::Trim>) {
+          NYADS_RETURN_IF_ERROR(ns(v.ns_id));
+          if (v.blocks == 0) return InvalidArgument("trim of 0 blocks");
+          if (v.vblock >= kMaxVblock || v.blocks > kMaxVblock - v.vblock)
+            return InvalidArgument("trim at virtual block " + num(v.vblock) + " of " + num(v.blocks) + " blocks runs past 2^52 blocks");
+          return Status::Ok();
+        } else if constexpr (std::is_same_v<T, record::ZoneReset>) {
+          return Status::Ok();
+        } else if constexpr (std::is_same_v<T, record::CheckpointDone>) {
+          if (v.checkpoint_seq == 0) return InvalidArgument("checkpoint sequence 0");
+          if (v.blocks == 0) return InvalidArgument("checkpoint of 0 blocks");
+          return Status::Ok();
+        }
+      },
+      r);
+}
+
+Status encode_journal_block(const JournalBlock& b, std::uint64_t seed, std::span<std::uint8_t> out) {
+  if (out.size() < kMetaBlockSize) return InvalidArgument("journal block buffer of " + num(out.size()) + " bytes");
+  if (b.seq == 0) return InvalidArgument("journal sequence 0");
+  if (b.records.size() > 0xffff) return InvalidArgument("too many records");
+  std::size_t total = 0;
+  for (const auto& r : b.records) {
+    NYADS_RETURN_IF_ERROR(validate_record(r));
+    total += encoded_size(r);
+  }
+  if (total > kJournalPayloadBytes)
+    return InvalidArgument("records take " + num(total) + " bytes, a journal block holds " + num(kJournalPayloadBytes));
+  out = out.first(kMetaBlockSize);
+  std::fill(out.begin(), out.end(), 0);
+  Writer w(out);
+  w.bytes(kMagic, 8);
+  w.u16(static_cast<std::uint16_t>(kVersion));
+  w.u16(static_cast<std::uint16_t>(b.records.size()));
+  w.u32(static_cast<std::uint32_t>(total));
+  w.u64(b.seq);
+  w.u64(0);
+  for (const auto& r : b.records) {
+    w.u8(static_cast<std::uint8_t>(r.index() + 1));
+    w.u8(0);
+    w.u16(static_cast<std::uint16_t>(body_size(r)));
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, record::NamespaceCreate>) {
+            w.u32(v.ns_id);
+            w.u32(v.block_size);
+            w.u64(v.size_bytes);
+            w.u8(static_cast<std::uint8_t>(v.name.size()));
+            w.bytes(v.name.data(), v.name.size());
+          } else if constexpr (std::is_same_v<T, record::NamespaceDelete>) {
+            w.u32(v.ns_id);
+          } else if constexpr (std::is_same_v<T, record::NamespaceResize>) {
+            w.u32(v.ns_id);
+            w.u32(0);
+            w.u64(v.size_bytes);
+          } else if constexpr (std::is_same_v<T, record::Extent>) {
+            write_extent(w, v);
+          } else if constexpr (std::is_same_v<T, record::Trim>) {
+            w.u32(v.ns_id);
+            w.u32(0);
+            w.u64(v.vblock);
+            w.u64(v.blocks);
+          } else if constexpr (std::is_same_v<T, record::ZoneReset>) {
+            w.u32(v.zone);
+          } else if constexpr (std::is_same_v<T, record::CheckpointDone>) {
+            w.u32(v.first_zone);
+            w.u32(v.blocks);
+            w.u64(v.checkpoint_seq);
+          }
+        },
+        r);
+  }
+  seal_block(out, seed);
+  return Status::Ok();
+}
+
+Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std::uint64_t seed, std::string_view where) {
+  const std::string w(where);
+  auto bad = [&](const std::string& what) { return Corruption(w + ": " + what); };
+  if (in.size() < kMetaBlockSize) return bad(num(in.size()) + " bytes, a journal block is 4096");
+  in = in.first(kMetaBlockSize);
+  if (std::memcmp(in.data(), kMagic, 8) != 0) return bad("not a journal block (bad magic)");
+  const std::uint64_t stored = stored_checksum(in), actual = block_checksum(in, seed);
+  if (stored != actual) return bad("checksum mismatch (stored " + hex(stored) + ", computed " + hex(actual) + ")");
+  Reader r(in);
+  r.skip(8);
+  const std::uint16_t version = r.u16();
+  if (version != kVersion) return NotSupported(w + ": journal version " + num(version) + ", this build reads version " + num(kVersion));
+  const std::uint16_t count = r.u16();
+  const std::uint32_t payload = r.u32();
+  JournalBlock b;
+  b.seq = r.u64();
+  r.skip(8);
+  if (b.seq == 0) return bad("sequence 0");
+  if (payload > kJournalPayloadBytes) return bad("payload of " + num(payload) + " bytes exceeds " + num(kJournalPayloadBytes));
+  const std::size_t end = kJournalHeaderBytes + payload;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    const std::string rec = "record " + num(i) + " at byte " + num(r.pos());
+    if (r.pos() + 4 > end) return bad(rec + ": runs past the payload (" + num(payload) + " bytes)");
+    const std::uint8_t type = r.u8();
+    const std::uint8_t flags = r.u8();
+    const std::uint16_t len = r.u16();
+    if (flags != 0) return bad(rec + ": flags " + hex(flags) + ", expected 0");
+    if (r.pos() + len > end) return bad(rec + ": body of " + num(len) + " bytes runs past the payload");
+    const std::size_t body_start = r.pos();
+    JournalRecord out;
+    switch (type) {
+      case kNamespaceCreate: {
+        record::NamespaceCreate v;
+        if (len < 17) return bad(rec + ": namespace-create body of " + num(len) + " bytes, expected at least 17");
+        v.ns_id = r.u32();
+        v.block_size = r.u32();
+        v.size_bytes = r.u64();
+        const std::uint8_t name_len = r.u8();
+        if (len != 17u + name_len) return bad(rec + ": namespace-create body of " + num(len) + " bytes, its name needs " + num(17u + name_len));
+        v.name = r.str(name_len);
+        out = std::move(v);
+        break;
+      }
+      case kNamespaceDelete:
+        if (len != 4) return bad(rec + ": namespace-delete body of " + num(len) + " bytes, expected 4");
+        out = record::NamespaceDelete{r.u32()};
+        break;
+      case kNamespaceResize: {
+        if (len != 16) return bad(rec + ": namespace-resize body of " + num(len) + " bytes, expected 16");
+        record::NamespaceResize v;
+        v.ns_id = r.u32();
+        if (r.u32() != 0) return bad(rec + ": reserved field is not zero");
+        v.size_bytes = r.u64();
+        out = v;
+        break;
+      }
+      case kExtent: {
+        record::Extent v;
+        Status s = read_extent(r, len, &v);
+        if (!s.ok()) return bad(rec + ": " + s.message());
+        if (r.pos() - body_start != len) return bad(rec + ": extent of " + num(v.checksums.size()) + " blocks takes " + num(r.pos() - body_start) + " bytes, the record says " + num(len));
+        out = std::move(v);
+        break;
+      }
+      case kTrim: {
+        if (len != 24) return bad(rec + ": trim body of " + num(len) + " bytes, expected 24");
+        record::Trim v;
+        v.ns_id = r.u32();
+        if (r.u32() != 0) return bad(rec + ": reserved field is not zero");
+        v.vblock = r.u64();
+        v.blocks = r.u64();
+        out = v;
+        break;
+      }
+      case kZoneReset:
+        if (len != 4) return bad(rec + ": zone-reset body of " + num(len) + " bytes, expected 4");
+        out = record::ZoneReset{r.u32()};
+        break;
+      case kCheckpointDone: {
+        if (len != 16) return bad(rec + ": checkpoint-done body of " + num(len) + " bytes, expected 16");
+        record::CheckpointDone v;
+        v.first_zone = r.u32();
+        v.blocks = r.u32();
+        v.checkpoint_seq = r.u64();
+        out = v;
+        break;
+      }
+      default:
+        return bad(rec + ": unknown record type " + num(type));
+    }
+    if (r.overrun()) return bad(rec + ": cut short");
+    Status valid = validate_record(out);
+    if (!valid.ok()) return bad(rec + ": " + valid.message());
+    b.records.push_back(std::move(out));
+  }
+  if (r.pos() != end) return bad(num(count) + " records take " + num(r.pos() - kJournalHeaderBytes) + " bytes, the header says " + num(payload));
+  return b;
+}
+
+}  // namespace nyads::format

@@ -1,0 +1,306 @@
+// The checks, in the order recovery would meet the structures: superblock copies, device
+// geometry, zone states against roles, the newest checkpoint, then the journal from where the
+// checkpoint says replay starts, cross-checking every reference on the way.
+#include <map>
+#include <set>
+
+#include "fsck/fsck.h"
+#include "nyads/aligned_buffer.h"
+#include "nyads/volume.h"
+
+namespace nyads::fsck {
+
+namespace fmt = format;
+
+namespace {
+
+std::string n(std::uint64_t v) { return std::to_string(v); }
+
+class Checker {
+ public:
+  Checker(ZonedDevice& device, const Options& options, Report& report)
+      : dev_(device), g_(device.geometry()), options_(options), r_(report) {}
+
+  void run() {
+    r_.device = dev_.name();
+    if (!check_superblocks()) return;
+    check_geometry();
+    auto zones = dev_.report_zones(0, g_.zone_count);
+    if (!zones.ok()) {
+      r_.operational_error = "reporting zones: " + zones.status().message();
+      return;
+    }
+    zones_ = std::move(*zones);
+    check_zone_states();
+    if (!check_checkpoint()) return;
+    check_journal();
+  }
+
+ private:
+  Problem& add(Severity s, std::string structure, std::int64_t zone, std::int64_t offset, std::string message, std::string expected) {
+    r_.problems.push_back({s, std::move(structure), zone, offset, std::move(message), std::move(expected), false, false});
+    return r_.problems.back();
+  }
+  Problem& error(std::string structure, std::int64_t zone, std::int64_t offset, std::string message, std::string expected) {
+    return add(Severity::kError, std::move(structure), zone, offset, std::move(message), std::move(expected));
+  }
+  std::int64_t meta_offset(std::uint64_t index) const { return static_cast<std::int64_t>(index * fmt::kMetaBlockSize); }
+
+  // Both copies must hold the newest superblock. A damaged, missing or older copy is
+  // rewritten from the good one (with -y): its zone is reset and the superblock written again.
+  bool check_superblocks() {
+    SuperblockZoneScan scans[2] = {scan_superblock_zone(dev_, 0), scan_superblock_zone(dev_, 1)};
+    const fmt::Superblock* best = nullptr;
+    for (auto& s : scans)
+      if (s.newest && (!best || s.newest->generation > best->generation)) best = &*s.newest;
+    if (!best) {
+      std::string why;
+      for (auto& s : scans)
+        for (auto& p : s.problems) why += "\n  " + p;
+      r_.operational_error = "no valid nyads superblock on " + dev_.name() + ":" + why;
+      return false;
+    }
+    r_.superblock = *best;
+    sb_ = *best;
+    r_.notes.push_back("superblock generation " + n(sb_.generation) + ", uuid " + fmt::uuid_to_string(sb_.uuid));
+    for (auto& s : scans) {
+      const char* copy = s.zone == 0 ? "primary" : "backup";
+      const bool current = s.newest && s.newest->generation == sb_.generation && *s.newest == sb_;
+      // Damaged versions before the newest one in a zone are history; only the newest counts.
+      if (current) continue;
+      std::string what = s.newest ? "the " + std::string(copy) + " copy is generation " + n(s.newest->generation)
+                                  : "the " + std::string(copy) + " copy has no valid superblock" +
+                                        (s.problems.empty() ? std::string() : " (" + s.problems.back() + ")");
+      Problem& p = error("superblock", s.zone, 0, what, "superblock generation " + n(sb_.generation) + " as in the other copy");
+      p.fixable = true;
+      if (want_fix(p)) {
+        Status st = rewrite_superblock(s.zone);
+        if (st.ok()) p.fixed = true;
+        else p.message += "; the repair failed: " + st.message();
+      }
+    }
+    return true;
+  }
+
+  bool want_fix(const Problem& p) { return options_.repair || (options_.confirm && options_.confirm(p)); }
+
+  Status rewrite_superblock(std::uint32_t zone) {
+    NYADS_RETURN_IF_ERROR(dev_.manage_zone(ZoneAction::kReset, zone));
+    AlignedBuffer block(fmt::kMetaBlockSize);
+    fmt::encode_superblock(sb_, block.span());
+    MetaIo io(dev_);
+    auto at = io.write(zone, block);
+    if (!at.ok()) return at.status();
+    return io.flush();
+  }
+
+  void check_geometry() {
+    auto mismatch = [&](const char* what, std::uint64_t device, std::uint64_t recorded) {
+      if (device != recorded)
+        error("geometry", -1, -1, std::string("the device's ") + what + " is " + n(device), "the " + n(recorded) + " the superblock records");
+    };
+    mismatch("block size", g_.block_size, sb_.block_size);
+    mismatch("zone size (blocks)", g_.zone_size, sb_.zone_size);
+    mismatch("zone count", g_.zone_count, sb_.zone_count);
+    if (g_.max_open_zones != sb_.max_open_zones || g_.max_active_zones != sb_.max_active_zones)
+      add(Severity::kWarning, "geometry", -1, -1,
+          "the device's open/active zone limits are " + n(g_.max_open_zones) + "/" + n(g_.max_active_zones),
+          n(sb_.max_open_zones) + "/" + n(sb_.max_active_zones) + " as at mkfs");
+    Status ro = sb_.check_writable();
+    if (!ro.ok()) add(Severity::kWarning, "superblock", 0, 0, ro.message(), "only known read-only-compatible features");
+  }
+
+  const char* role(std::uint32_t z) const {
+    if (sb_.superblock_zones.contains(z)) return "superblock";
+    if (sb_.journal_zones.contains(z)) return "journal";
+    if (sb_.checkpoint_zones.contains(z)) return "checkpoint";
+    return "data";
+  }
+
+  void check_zone_states() {
+    if (zones_.size() != sb_.zone_count) return;  // geometry already reported
+    for (std::uint32_t z = 0; z < zones_.size(); ++z) {
+      const ZoneInfo& info = zones_[z];
+      const std::string what = std::string(role(z)) + " zone " + n(z);
+      if (info.state == ZoneState::kOffline) {
+        error("zone", z, -1, what + " is offline", "a usable zone");
+        continue;
+      }
+      if (info.state == ZoneState::kReadOnly && !sb_.data_zones.contains(z)) error("zone", z, -1, what + " is read-only", "a writable zone");
+      if (info.state == ZoneState::kReadOnly && sb_.data_zones.contains(z))
+        add(Severity::kWarning, "zone", z, -1, what + " is read-only: its data can be read but the zone cannot be reused", "a writable zone");
+      if (info.capacity < sb_.zone_capacity)
+        error("zone", z, -1, what + " has capacity " + n(info.capacity) + " blocks", n(sb_.zone_capacity) + " blocks as at mkfs");
+      const std::uint64_t used = info.write_pointer - info.start;
+      if (!sb_.data_zones.contains(z) && info.state != ZoneState::kFull && used % sb_.blocks_per_meta_block() != 0)
+        error("zone", z, static_cast<std::int64_t>(used * g_.block_size), what + ": the write pointer is not on a metadata block boundary",
+              "a multiple of 4096 bytes");
+    }
+  }
+
+  bool check_checkpoint() {
+    CheckpointSearch search = load_newest_checkpoint(dev_, sb_);
+    for (auto& note : search.notes) r_.notes.push_back(note);
+    for (auto& p : search.problems) error("checkpoint", -1, -1, p, "an intact checkpoint");
+    if (!search.newest) {
+      error("checkpoint", sb_.checkpoint_zones.first, -1,
+            "no committed checkpoint in zones " + n(sb_.checkpoint_zones.first) + "-" + n(sb_.checkpoint_zones.end() - 1),
+            "at least one checkpoint ending in a commit block");
+      return false;
+    }
+    const LoadedCheckpoint& cp = *search.newest;
+    r_.checkpoint_seq = cp.seq;
+    r_.notes.push_back("checkpoint " + n(cp.seq) + ": " + n(cp.namespaces.size()) + " namespaces, " + n(cp.extents.size()) + " extents, " +
+                       n(cp.zones.size()) + " zone entries; journal replay starts at zone " + n(cp.commit.journal_zone) + " block " +
+                       n(cp.commit.journal_block) + " (sequence " + n(cp.commit.journal_seq) + ")");
+    const std::string where = "checkpoint " + n(cp.seq);
+    next_ns_id_ = cp.commit.next_ns_id;
+    for (const auto& e : cp.namespaces) {
+      if (e.ns_id >= next_ns_id_)
+        error("checkpoint", cp.commit.zones.front(), -1, where + ": namespace " + n(e.ns_id) + " is not below the next id " + n(next_ns_id_),
+              "namespace ids below next_ns_id");
+      create_namespace(e.ns_id, e.name, e.size_bytes, "checkpoint", cp.commit.zones.front(), where);
+    }
+    for (const auto& x : cp.extents) check_extent(x, "checkpoint", cp.commit.zones.front(), -1, where);
+    std::set<std::uint32_t> seen;
+    for (const auto& z : cp.zones) {
+      if (!sb_.data_zones.contains(z.zone)) error("checkpoint", cp.commit.zones.front(), -1, where + ": a zone entry for zone " + n(z.zone), "entries for data zones only");
+      else if (!seen.insert(z.zone).second) error("checkpoint", cp.commit.zones.front(), -1, where + ": two entries for zone " + n(z.zone), "one entry per data zone");
+      else if (z.valid_blocks > sb_.zone_capacity)
+        error("checkpoint", cp.commit.zones.front(), -1, where + ": zone " + n(z.zone) + " has " + n(z.valid_blocks) + " valid blocks", "at most the zone capacity");
+    }
+    if (!sb_.journal_zones.contains(cp.commit.journal_zone) || cp.commit.journal_block >= sb_.meta_blocks_per_zone()) {
+      error("checkpoint", cp.commit.zones.back(), -1,
+            where + ": journal replay position zone " + n(cp.commit.journal_zone) + " block " + n(cp.commit.journal_block),
+            "a block of a journal zone (" + n(sb_.journal_zones.first) + "-" + n(sb_.journal_zones.end() - 1) + ")");
+      return false;
+    }
+    journal_start_ = {cp.commit.journal_zone, cp.commit.journal_block, cp.commit.journal_seq};
+    return true;
+  }
+
+  void create_namespace(std::uint32_t id, const std::string& name, std::uint64_t size, const char* structure, std::int64_t zone, const std::string& where) {
+    if (namespaces_.count(id)) {
+      error(structure, zone, -1, where + ": namespace id " + n(id) + " exists already", "unique namespace ids");
+      return;
+    }
+    for (const auto& [other_id, ns] : namespaces_)
+      if (ns.name == name) {
+        error(structure, zone, -1, where + ": namespace name '" + name + "' is taken by namespace " + n(other_id), "unique namespace names");
+        return;
+      }
+    namespaces_[id] = {name, size};
+  }
+
+  bool known_namespace(std::uint32_t id, const char* structure, std::int64_t zone, std::int64_t offset, const std::string& where) {
+    if (namespaces_.count(id)) return true;
+    error(structure, zone, offset, where + ": namespace " + n(id) + " does not exist", "a namespace created before it is used");
+    return false;
+  }
+
+  // An extent must name a live namespace, stay within its size, and point at written blocks
+  // of one data zone.
+  void check_extent(const fmt::record::Extent& x, const char* structure, std::int64_t zone, std::int64_t offset, const std::string& where) {
+    ++r_.extents;
+    const std::string what = where + ": extent of namespace " + n(x.ns_id) + " at virtual block " + n(x.vblock);
+    if (!known_namespace(x.ns_id, structure, zone, offset, where)) return;
+    const std::uint64_t blocks = x.checksums.size();
+    const std::uint64_t ns_blocks = namespaces_[x.ns_id].size / fmt::kStoreBlockSize;
+    if (x.vblock + blocks > ns_blocks)
+      error(structure, zone, offset, what + " runs to block " + n(x.vblock + blocks), "within the namespace's " + n(ns_blocks) + " blocks");
+    const std::uint64_t per = fmt::kStoreBlockSize / g_.block_size;
+    const std::uint32_t data_zone = g_.zone_of(x.lba);
+    if (!sb_.data_zones.contains(data_zone) || data_zone >= zones_.size()) {
+      error(structure, zone, offset, what + " points at block " + n(x.lba) + " in " + role(std::min(data_zone, sb_.zone_count - 1)) + " zone " + n(data_zone),
+            "a block of a data zone");
+      return;
+    }
+    const ZoneInfo& z = zones_[data_zone];
+    const std::uint64_t end = x.lba + blocks * per;
+    const std::uint64_t written_end = z.state == ZoneState::kFull ? z.start + z.capacity : z.write_pointer;
+    if ((x.lba - z.start) % per != 0)
+      error(structure, zone, offset, what + " points at block " + n(x.lba), "a block aligned to 4096 bytes in its zone");
+    else if (end > written_end)
+      error(structure, zone, offset, what + " points at blocks " + n(x.lba) + ".." + n(end - 1) + " of zone " + n(data_zone),
+            "written blocks (the zone's write pointer is " + n(written_end) + ")");
+  }
+
+  void check_journal() {
+    auto visit = [&](const fmt::JournalBlock& b, std::uint32_t zone, std::uint64_t index) {
+      const std::string where = "journal block " + n(b.seq) + " (zone " + n(zone) + " block " + n(index) + ")";
+      const std::int64_t off = meta_offset(index);
+      for (const auto& rec : b.records) {
+        ++r_.journal_records;
+        std::visit(
+            [&](const auto& v) {
+              using T = std::decay_t<decltype(v)>;
+              if constexpr (std::is_same_v<T, fmt::record::NamespaceCreate>) {
+                if (v.ns_id < next_ns_id_) error("journal", zone, off, where + ": namespace " + n(v.ns_id) + " is created again", "an id at or above " + n(next_ns_id_));
+                next_ns_id_ = std::max(next_ns_id_, v.ns_id + 1);
+                create_namespace(v.ns_id, v.name, v.size_bytes, "journal", zone, where);
+              } else if constexpr (std::is_same_v<T, fmt::record::NamespaceDelete>) {
+                if (known_namespace(v.ns_id, "journal", zone, off, where)) namespaces_.erase(v.ns_id);
+              } else if constexpr (std::is_same_v<T, fmt::record::NamespaceResize>) {
+                if (known_namespace(v.ns_id, "journal", zone, off, where)) namespaces_[v.ns_id].size = v.size_bytes;
+              } else if constexpr (std::is_same_v<T, fmt::record::Extent>) {
+                check_extent(v, "journal", zone, off, where);
+              } else if constexpr (std::is_same_v<T, fmt::record::Trim>) {
+                if (known_namespace(v.ns_id, "journal", zone, off, where) && v.vblock + v.blocks > namespaces_[v.ns_id].size / fmt::kStoreBlockSize)
+                  error("journal", zone, off, where + ": trim of namespace " + n(v.ns_id) + " runs to block " + n(v.vblock + v.blocks), "within the namespace");
+              } else if constexpr (std::is_same_v<T, fmt::record::ZoneReset>) {
+                if (!sb_.data_zones.contains(v.zone)) error("journal", zone, off, where + ": reset of zone " + n(v.zone), "a data zone");
+              } else if constexpr (std::is_same_v<T, fmt::record::CheckpointDone>) {
+                if (!sb_.checkpoint_zones.contains(v.first_zone)) error("journal", zone, off, where + ": checkpoint in zone " + n(v.first_zone), "a checkpoint zone");
+              }
+            },
+            rec);
+      }
+    };
+    JournalScan scan = scan_journal(dev_, sb_, journal_start_, visit);
+    r_.journal_blocks = scan.blocks;
+    r_.notes.push_back("journal: " + n(scan.blocks) + " blocks, " + n(r_.journal_records) + " records; the next block goes to zone " +
+                       n(scan.end.zone) + " block " + n(scan.end.index) + " (sequence " + n(scan.end.seq) + ")");
+    if (scan.torn_tail)
+      add(Severity::kWarning, "journal", scan.end.zone, meta_offset(scan.end.index), *scan.torn_tail + ": an interrupted commit; recovery ignores it",
+          "a complete journal block, or none");
+    if (scan.corruption)
+      error("journal", scan.end.zone, meta_offset(scan.end.index), *scan.corruption, "journal block sequence " + n(scan.end.seq));
+    r_.namespaces = static_cast<std::uint32_t>(namespaces_.size());
+  }
+
+  struct Namespace {
+    std::string name;
+    std::uint64_t size = 0;
+  };
+
+  ZonedDevice& dev_;
+  const Geometry& g_;
+  const Options& options_;
+  Report& r_;
+  fmt::Superblock sb_;
+  std::vector<ZoneInfo> zones_;
+  std::map<std::uint32_t, Namespace> namespaces_;
+  std::uint32_t next_ns_id_ = 1;
+  JournalPosition journal_start_;
+};
+
+}  // namespace
+
+int Report::exit_code() const {
+  if (operational_error) return 8;
+  bool left = false, fixed = false;
+  for (const auto& p : problems) {
+    if (p.severity != Severity::kError) continue;
+    if (p.fixed) fixed = true;
+    else left = true;
+  }
+  return left ? 4 : fixed ? 1 : 0;
+}
+
+Report check_volume(ZonedDevice& device, const Options& options) {
+  Report report;
+  Checker(device, options, report).run();
+  return report;
+}
+
+}  // namespace nyads::fsck

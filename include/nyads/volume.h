@@ -1,0 +1,96 @@
+// The volume on a zoned device: how a new one is laid out, and how its metadata blocks are
+// read and written. The I/O side of fs/format, shared by mkfs, fsck and (later) the store.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nyads/aligned_buffer.h"
+#include "nyads/format.h"
+#include "nyads/zoned_device.h"
+
+namespace nyads {
+
+struct LayoutOptions {
+  std::uint32_t journal_zones = 0;     // 0: automatic
+  std::uint32_t checkpoint_zones = 0;  // 0: automatic
+  std::uint32_t reserved_zones = 0;    // 0: automatic
+};
+
+// The zone roles of a new volume on this geometry: zones 0-1 superblock, then journal,
+// checkpoint and data zones. Automatic sizes: journal zone_count/64 (2..16); checkpoint room
+// for two worst-case checkpoints (every 4 KiB block its own extent: 28 bytes per block);
+// reserve 1% of data zones, at least 2, for the cleaner.
+Result<format::Superblock> plan_volume(const Geometry& geometry, const LayoutOptions& options);
+
+// Metadata blocks (4096 bytes) on a zoned device, addressed by zone and index in the zone.
+class MetaIo {
+ public:
+  explicit MetaIo(ZonedDevice& device);
+
+  std::uint32_t blocks_per_meta() const { return bpm_; }
+  std::uint64_t lba(std::uint32_t zone, std::uint64_t index) const;
+  // Metadata blocks written in the zone: its write pointer, in metadata blocks.
+  Result<std::uint64_t> written(std::uint32_t zone);
+  Status read(std::uint32_t zone, std::uint64_t index, std::uint32_t count, AlignedBuffer* out);
+  // Writes metadata blocks at the zone's write pointer; returns the index of the first.
+  Result<std::uint64_t> write(std::uint32_t zone, const AlignedBuffer& blocks);
+  Status flush();
+
+ private:
+  ZonedDevice& dev_;
+  std::uint32_t bpm_;
+};
+
+// What a superblock zone holds: its newest valid superblock, and what was wrong on the way.
+struct SuperblockZoneScan {
+  std::uint32_t zone = 0;
+  std::optional<format::Superblock> newest;
+  std::uint64_t newest_index = 0;
+  std::uint64_t blocks_written = 0;
+  std::vector<std::string> problems;  // each names the zone and block
+};
+SuperblockZoneScan scan_superblock_zone(ZonedDevice& device, std::uint32_t zone);
+
+// Writes one checkpoint (seq) into `zone`, which must be empty: the body blocks in order, then
+// the commit block (block_count, chain and zones filled in here). Flushes before returning.
+using CheckpointBody = decltype(format::CheckpointBlock::body);
+Status write_checkpoint(ZonedDevice& device, const format::Superblock& sb, std::uint64_t seq, std::uint32_t zone,
+                        const std::vector<CheckpointBody>& bodies, format::CheckpointCommit commit);
+
+// The newest committed checkpoint: found by the commit block that ends the last written
+// block of a checkpoint zone, then read whole and checked (sequence, order, chain).
+struct LoadedCheckpoint {
+  std::uint64_t seq = 0;
+  format::CheckpointCommit commit;
+  std::vector<format::NamespaceEntry> namespaces;
+  std::vector<format::record::Extent> extents;
+  std::vector<format::ZoneEntry> zones;
+};
+struct CheckpointSearch {
+  std::optional<LoadedCheckpoint> newest;
+  std::vector<std::string> problems;  // damaged candidates, with zone and block
+  std::vector<std::string> notes;     // zones whose last block is not a commit (torn or older)
+};
+CheckpointSearch load_newest_checkpoint(ZonedDevice& device, const format::Superblock& sb);
+
+// Walks the journal from a position: the journal zones form a ring, a block continues the
+// sequence, and a full zone continues in the next one. Calls `visit` for every valid block.
+struct JournalPosition {
+  std::uint32_t zone = 0;
+  std::uint64_t index = 0;  // metadata block in the zone
+  std::uint64_t seq = 1;    // the sequence number expected there
+};
+struct JournalScan {
+  JournalPosition end;              // where the next block goes
+  std::uint64_t blocks = 0;         // valid blocks visited
+  std::optional<std::string> torn_tail;   // the last written block is damaged: an interrupted commit
+  std::optional<std::string> corruption;  // a damaged block with written blocks after it
+};
+JournalScan scan_journal(ZonedDevice& device, const format::Superblock& sb, JournalPosition start,
+                         const std::function<void(const format::JournalBlock&, std::uint32_t zone, std::uint64_t index)>& visit);
+
+}  // namespace nyads
