@@ -91,7 +91,8 @@ class Checker {
     MetaIo io(dev_);
     auto at = io.write(zone, block);
     if (!at.ok()) return at.status();
-    return io.flush();
+    NYADS_RETURN_IF_ERROR(io.flush());
+    return dev_.manage_zone(ZoneAction::kFinish, zone);  // a full zone holds no active resource
   }
 
   void check_geometry() {
@@ -159,7 +160,7 @@ class Checker {
       if (e.ns_id >= next_ns_id_)
         error("checkpoint", cp.commit.zones.front(), -1, where + ": namespace " + n(e.ns_id) + " is not below the next id " + n(next_ns_id_),
               "namespace ids below next_ns_id");
-      create_namespace(e.ns_id, e.name, e.size_bytes, "checkpoint", cp.commit.zones.front(), where);
+      create_namespace(e.ns_id, e.name, e.size_bytes, "checkpoint", cp.commit.zones.front(), -1, where);
     }
     for (const auto& x : cp.extents) check_extent(x, "checkpoint", cp.commit.zones.front(), -1, where);
     std::set<std::uint32_t> seen;
@@ -179,14 +180,15 @@ class Checker {
     return true;
   }
 
-  void create_namespace(std::uint32_t id, const std::string& name, std::uint64_t size, const char* structure, std::int64_t zone, const std::string& where) {
+  void create_namespace(std::uint32_t id, const std::string& name, std::uint64_t size, const char* structure, std::int64_t zone,
+                        std::int64_t offset, const std::string& where) {
     if (namespaces_.count(id)) {
-      error(structure, zone, -1, where + ": namespace id " + n(id) + " exists already", "unique namespace ids");
+      error(structure, zone, offset, where + ": namespace id " + n(id) + " exists already", "unique namespace ids");
       return;
     }
     for (const auto& [other_id, ns] : namespaces_)
       if (ns.name == name) {
-        error(structure, zone, -1, where + ": namespace name '" + name + "' is taken by namespace " + n(other_id), "unique namespace names");
+        error(structure, zone, offset, where + ": namespace name '" + name + "' is taken by namespace " + n(other_id), "unique namespace names");
         return;
       }
     namespaces_[id] = {name, size};
@@ -237,7 +239,7 @@ class Checker {
               if constexpr (std::is_same_v<T, fmt::record::NamespaceCreate>) {
                 if (v.ns_id < next_ns_id_) error("journal", zone, off, where + ": namespace " + n(v.ns_id) + " is created again", "an id at or above " + n(next_ns_id_));
                 next_ns_id_ = std::max(next_ns_id_, v.ns_id + 1);
-                create_namespace(v.ns_id, v.name, v.size_bytes, "journal", zone, where);
+                create_namespace(v.ns_id, v.name, v.size_bytes, "journal", zone, off, where);
               } else if constexpr (std::is_same_v<T, fmt::record::NamespaceDelete>) {
                 if (known_namespace(v.ns_id, "journal", zone, off, where)) namespaces_.erase(v.ns_id);
               } else if constexpr (std::is_same_v<T, fmt::record::NamespaceResize>) {

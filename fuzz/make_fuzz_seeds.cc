@@ -1,10 +1,11 @@
 // Writes seed inputs for the fuzz targets with the real encoders:
-//   make_fuzz_seeds DIR   ->  DIR/emulated_format_fuzz/{header-*,table-*}
+//   make_fuzz_seeds DIR   ->  DIR/<target>/<seed> for every fuzz target
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <vector>
 
+#include "tests/format_samples.h"
 #include "zns/emulated_format.h"
 
 using namespace nyads;
@@ -41,5 +42,26 @@ int main(int argc, char** argv) {
   std::vector<std::uint8_t> tb(ef::layout_for(c).table_slot_bytes);
   ef::encode_zone_table(t, tb);
   save(dir / "table-small", tb);
+
+  // The volume format, sealed with the seeds the fuzz targets use.
+  namespace fmt = nyads::format;
+  constexpr std::uint64_t kFuzzSeed = 0x6e79616473;
+  const std::filesystem::path root(argv[1]);
+  for (const char* target : {"superblock_fuzz", "journal_fuzz", "checkpoint_fuzz"}) std::filesystem::create_directories(root / target);
+  std::vector<std::uint8_t> b(fmt::kMetaBlockSize);
+  fmt::encode_superblock(nyads::test::sample_superblock(), b);
+  save(root / "superblock_fuzz" / "sample", b);
+  if (!fmt::encode_journal_block(nyads::test::sample_journal_block(), kFuzzSeed, b).ok()) return 1;
+  save(root / "journal_fuzz" / "every-record", b);
+  const fmt::CheckpointBlock blocks[] = {
+      {5, 0, std::vector<fmt::NamespaceEntry>{{1, 0, 4096, 1ull << 30, 17, "web-db"}, {2, fmt::kNamespaceQuarantined, 512, 8192, 0, "cache"}}},
+      {5, 1, std::vector<fmt::record::Extent>{{1, 0, 98304, {1, 2, 3}}, {2, 1, 98400, {4}}}},
+      {5, 2, std::vector<fmt::ZoneEntry>{{6, 1, 100, 42}, {7, 2, 0, 0}}},
+      {5, 3, fmt::CheckpointCommit{3, 3, 40, 2, 7, 0xabcdef, 1700000000, {4, 5}}}};
+  const char* names[] = {"namespaces", "extents", "zones", "commit"};
+  for (int i = 0; i < 4; ++i) {
+    if (!fmt::encode_checkpoint_block(blocks[i], kFuzzSeed, b).ok()) return 1;
+    save(root / "checkpoint_fuzz" / names[i], b);
+  }
   return 0;
 }

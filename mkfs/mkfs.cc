@@ -137,6 +137,8 @@ nyads::Result<Result> format_volume(ZonedDevice& device, const Options& o) {
     auto at = io.write(zone, block);
     if (!at.ok()) return at.status().with_context("writing the superblock to zone " + std::to_string(zone));
     NYADS_RETURN_IF_ERROR(io.flush());
+    // Finished, the zone holds no active resource; a later superblock version resets it first.
+    NYADS_RETURN_IF_ERROR(device.manage_zone(ZoneAction::kFinish, zone));
   }
   return result;
 }

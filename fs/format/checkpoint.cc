@@ -158,9 +158,11 @@ Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in
       break;
     }
     case CheckpointKind::kExtents: {
+      // Bound the count by the payload before allocating: an extent takes 28 bytes at least.
+      if (std::uint64_t{count} * (kExtentHeaderBytes + 4) > payload)
+        return bad(num(count) + " extents cannot fit in a payload of " + num(payload) + " bytes");
       std::vector<record::Extent> v(count);
       for (std::uint32_t i = 0; i < count; ++i) {
-        if (r.pos() >= end) return bad("extent " + num(i) + " of " + num(count) + " starts past the payload");
         Status s = read_extent(r, end - r.pos(), &v[i]);
         if (s.ok()) s = validate_record(v[i]);
         if (!s.ok()) return bad("extent " + num(i) + ": " + s.message());

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstring>
 
 #include "nyads/sync_device.h"
@@ -34,6 +35,14 @@ Result<std::uint64_t> MetaIo::write(std::uint32_t zone, const AlignedBuffer& blo
 
 Status MetaIo::flush() { return SyncDevice(dev_).flush(); }
 
+namespace {
+bool all_zero(std::span<const std::uint8_t> b) {
+  for (std::uint8_t c : b)
+    if (c != 0) return false;
+  return true;
+}
+}  // namespace
+
 SuperblockZoneScan scan_superblock_zone(ZonedDevice& device, std::uint32_t zone) {
   SuperblockZoneScan scan;
   scan.zone = zone;
@@ -43,29 +52,36 @@ SuperblockZoneScan scan_superblock_zone(ZonedDevice& device, std::uint32_t zone)
     scan.problems.push_back("zone " + std::to_string(zone) + ": " + written.status().message());
     return scan;
   }
-  // A superblock zone is a short log of versions; read at most a bounded number of them.
-  scan.blocks_written = *written;
-  const std::uint64_t n = std::min<std::uint64_t>(*written, 1024);
-  if (n == 0) {
+  if (*written == 0) {
     scan.problems.push_back("superblock zone " + std::to_string(zone) + " is empty");
     return scan;
   }
-  AlignedBuffer buf;
-  Status st = io.read(zone, 0, static_cast<std::uint32_t>(n), &buf);
-  if (!st.ok()) {
-    scan.problems.push_back("superblock zone " + std::to_string(zone) + ": " + st.message());
-    return scan;
-  }
-  for (std::uint64_t i = 0; i < n; ++i) {
-    const std::string where = "superblock at zone " + std::to_string(zone) + " block " + std::to_string(i);
-    auto sb = format::decode_superblock(buf.span().subspan(i * format::kMetaBlockSize, format::kMetaBlockSize), where);
-    if (!sb.ok()) {
-      scan.problems.push_back(sb.status().message());
-      continue;
+  // A superblock zone holds a short log of versions, and is finished after each write, so its
+  // write pointer says little: the log ends at the first block that reads as zeros.
+  const std::uint64_t limit = std::min<std::uint64_t>(*written, 1024);
+  constexpr std::uint32_t kBatch = 16;
+  for (std::uint64_t first = 0; first < limit; first += kBatch) {
+    const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(kBatch, limit - first));
+    AlignedBuffer buf;
+    Status st = io.read(zone, first, n, &buf);
+    if (!st.ok()) {
+      scan.problems.push_back("superblock zone " + std::to_string(zone) + " block " + std::to_string(first) + ": " + st.message());
+      return scan;
     }
-    if (!scan.newest || sb->generation > scan.newest->generation) {
-      scan.newest = std::move(*sb);
-      scan.newest_index = i;
+    for (std::uint64_t i = 0; i < n; ++i) {
+      auto bytes = buf.span().subspan(i * format::kMetaBlockSize, format::kMetaBlockSize);
+      if (all_zero(bytes)) return scan;
+      ++scan.blocks_written;
+      const std::string where = "superblock at zone " + std::to_string(zone) + " block " + std::to_string(first + i);
+      auto sb = format::decode_superblock(bytes, where);
+      if (!sb.ok()) {
+        scan.problems.push_back(sb.status().message());
+        continue;
+      }
+      if (!scan.newest || sb->generation > scan.newest->generation) {
+        scan.newest = std::move(*sb);
+        scan.newest_index = first + i;
+      }
     }
   }
   return scan;

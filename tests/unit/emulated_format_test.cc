@@ -64,6 +64,8 @@ struct HeaderCase {
   const char* message;
 };
 
+void PrintTo(const HeaderCase& c, std::ostream* os) { *os << c.name; }
+
 class EmulatedHeaderRule : public ::testing::TestWithParam<HeaderCase> {};
 
 TEST_P(EmulatedHeaderRule, IsEnforced) {

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# mkfs.nyads and fsck.nyads through their command lines: exit codes as documented, messages
+# that say what is wrong, --json that parses, repair of a damaged primary superblock.
+set -uo pipefail
+mkfs=$1 fsck=$2
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+vol=$dir/vol.img
+fail() { echo "FAIL: $*" >&2; exit 1; }
+expect_rc() {  # expect_rc CODE CMD...: runs CMD, checks its exit status, keeps its output in $out
+  local want=$1; shift
+  out=$("$@" 2>&1); local rc=$?
+  [ "$rc" -eq "$want" ] || fail "'$*' exited $rc, expected $want: $out"
+}
+
+# mkfs on a new file: an emulated device of the geometry asked for.
+expect_rc 0 "$mkfs" -L web-db -U 10325476-98ba-4cde-8011-223344556677 --size 1G --zone-size 16M --zone-capacity 12M "$vol"
+grep -q "made a nyads volume on $vol (emulated backend)" <<<"$out" || fail "mkfs summary: $out"
+grep -q "uuid        10325476-98ba-4cde-8011-223344556677" <<<"$out" || fail "uuid: $out"
+grep -q "64 zones of 16 MiB (capacity 12 MiB)" <<<"$out" || fail "geometry: $out"
+grep -q "^usable" <<<"$out" && grep -q "^overhead" <<<"$out" || fail "usable/overhead: $out"
+
+# fsck: clean, in text and JSON.
+expect_rc 0 "$fsck" -n "$vol"
+grep -q "clean" <<<"$out" || fail "fsck clean: $out"
+expect_rc 0 "$fsck" --json "$vol"
+/usr/bin/python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["exit_code"]==0 and r["label"]=="web-db" and r["problems"]==[], r' "$out" || fail "json: $out"
+
+# mkfs refuses what it would destroy, and says how to go on.
+expect_rc 1 "$mkfs" "$vol"
+grep -q "holds a nyads volume (uuid 10325476-98ba-4cde-8011-223344556677, label 'web-db'); mkfs.nyads -f overwrites it" <<<"$out" || fail "refusal: $out"
+expect_rc 1 "$mkfs" --size 2G "$vol"
+grep -q "its geometry is fixed" <<<"$out" || fail "geometry refusal: $out"
+echo "precious" > "$dir/notes.txt"
+expect_rc 1 "$mkfs" "$dir/notes.txt"
+grep -q "exists and is not an emulated zoned device" <<<"$out" || fail "plain file refusal: $out"
+[ "$(cat "$dir/notes.txt")" = precious ] || fail "mkfs touched a file it refused"
+expect_rc 0 "$mkfs" -n "$dir/new.img"
+grep -q "dry run" <<<"$out" && [ ! -e "$dir/new.img" ] || fail "dry run created a file: $out"
+expect_rc 1 "$mkfs" -U not-a-uuid "$dir/x.img"
+grep -q "UUID 'not-a-uuid'" <<<"$out" || fail "uuid message: $out"
+expect_rc 1 "$mkfs" --size 12Q "$dir/x.img"
+grep -q "unknown unit 'Q'" <<<"$out" || fail "size message: $out"
+[ ! -e "$dir/x.img" ] || fail "a failed mkfs left a file behind"
+expect_rc 1 "$mkfs" --bogus "$vol"
+expect_rc 0 "$mkfs" -V
+grep -q "mkfs.nyads 0" <<<"$out" || fail "version: $out"
+expect_rc 0 "$mkfs" -f -q -L again "$vol"
+[ -z "$out" ] || fail "-q printed: $out"
+
+# Damage the primary superblock in the file (zone 0 begins at the device's data offset).
+data_offset=$(/usr/bin/python3 -c 'import struct,sys; print(struct.unpack_from("<Q", open(sys.argv[1],"rb").read(80), 72)[0])' "$vol")
+printf '\xff\xff\xff\xff' | dd of="$vol" bs=1 seek=$((data_offset + 200)) conv=notrunc status=none
+expect_rc 4 "$fsck" -n "$vol"
+grep -q "ERROR \[superblock, zone 0 offset 0\] the primary copy has no valid superblock" <<<"$out" || fail "fsck -n report: $out"
+grep -q "fixable with -y" <<<"$out" || fail "fixable: $out"
+expect_rc 4 "$fsck" "$vol" </dev/null   # no terminal: checks only
+expect_rc 1 "$fsck" -y "$vol"
+grep -q "FIXED" <<<"$out" || fail "fsck -y report: $out"
+expect_rc 0 "$fsck" -n "$vol"
+
+# Operational and usage errors.
+expect_rc 8 "$fsck" -n "$dir/missing.img"
+grep -q "No such file" <<<"$out" || fail "missing device: $out"
+expect_rc 8 "$fsck" -n "$dir/notes.txt"
+expect_rc 16 "$fsck" -n -y "$vol"
+expect_rc 16 "$fsck"
+expect_rc 8 "$fsck" --json "$dir/missing.img"
+/usr/bin/python3 -c 'import json,sys; assert json.loads(sys.argv[1])["exit_code"]==8' "$out" || fail "json for an operational error: $out"
+echo "mkfs/fsck CLI: all checks passed"

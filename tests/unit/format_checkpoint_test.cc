@@ -1,0 +1,146 @@
+// Checkpoint blocks: round trips of every kind, golden header bytes, every decode rule.
+#include "format_samples.h"
+#include "fs/format/codec.h"
+#include "test_util.h"
+
+namespace nyads::format {
+namespace {
+
+constexpr std::uint64_t kSeed = 77;
+
+std::vector<std::uint8_t> encoded(const CheckpointBlock& b) {
+  std::vector<std::uint8_t> out(kMetaBlockSize);
+  Status s = encode_checkpoint_block(b, kSeed, out);
+  EXPECT_TRUE(s.ok()) << s.to_string();
+  return out;
+}
+
+CheckpointBlock namespaces_block() {
+  return {5, 0, std::vector<NamespaceEntry>{{1, 0, 4096, 1ull << 30, 17, "web-db"}, {2, kNamespaceQuarantined, 512, 8192, 0, "cache"}}};
+}
+CheckpointBlock extents_block() {
+  return {5, 1, std::vector<record::Extent>{{1, 0, 98304, {1, 2, 3}}, {2, 1, 98400, {4}}}};
+}
+CheckpointBlock zones_block() { return {5, 2, std::vector<ZoneEntry>{{6, 1, 100, 42}, {7, 2, 0, 0}}}; }
+CheckpointBlock commit_block() { return {5, 3, CheckpointCommit{3, 3, 40, 2, 7, 0xabcdef, 1700000000, {4, 5}}}; }
+
+TEST(Checkpoint, RoundTripsEveryKind) {
+  for (const auto& b : {namespaces_block(), extents_block(), zones_block(), commit_block()}) {
+    auto d = decode_checkpoint_block(encoded(b), kSeed, "c");
+    ASSERT_TRUE(d.ok()) << d.status().to_string();
+    EXPECT_EQ(*d, b);
+  }
+}
+
+TEST(Checkpoint, GoldenBytes) {
+  const auto x = encoded(namespaces_block());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(x.data()), 8), "NYADSCKP");
+  EXPECT_EQ(get_le16(&x[8]), 1u);    // version
+  EXPECT_EQ(get_le16(&x[10]), 1u);   // kind: namespaces
+  EXPECT_EQ(get_le32(&x[12]), 2u);   // entries
+  EXPECT_EQ(get_le64(&x[16]), 5u);   // checkpoint seq
+  EXPECT_EQ(get_le64(&x[24]), block_checksum(x, kSeed));
+  EXPECT_EQ(get_le32(&x[32]), 0u);   // index
+  EXPECT_EQ(get_le32(&x[36]), 192u); // payload: 2 x 96
+  // entry 0: id 1, flags 0, block size 4096, name length 6, size 1 GiB, 17 written, name
+  EXPECT_EQ(get_le32(&x[40]), 1u);
+  EXPECT_EQ(get_le32(&x[48]), 4096u);
+  EXPECT_EQ(get_le32(&x[52]), 6u);
+  EXPECT_EQ(get_le64(&x[56]), 1ull << 30);
+  EXPECT_EQ(get_le64(&x[64]), 17u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(&x[72]), 6), "web-db");
+  EXPECT_EQ(get_le32(&x[40 + 96 + 4]), kNamespaceQuarantined);
+  const auto c = encoded(commit_block());
+  EXPECT_EQ(get_le16(&c[10]), 4u);
+  EXPECT_EQ(get_le32(&c[12]), 2u);   // zones named
+  EXPECT_EQ(get_le32(&c[36]), 48u);  // 40 + 2 x 4
+  EXPECT_EQ(get_le32(&c[40]), 3u);   // block count
+  EXPECT_EQ(get_le32(&c[44]), 3u);   // next namespace id
+  EXPECT_EQ(get_le64(&c[48]), 40u);  // journal seq
+  EXPECT_EQ(get_le32(&c[56]), 2u);   // journal zone
+  EXPECT_EQ(get_le32(&c[60]), 7u);   // journal block
+  EXPECT_EQ(get_le64(&c[64]), 0xabcdefu);
+  EXPECT_EQ(get_le64(&c[72]), 1700000000u);
+  EXPECT_EQ(get_le32(&c[80]), 4u);
+  EXPECT_EQ(get_le32(&c[84]), 5u);
+}
+
+TEST(Checkpoint, EncodeRefusesInvalidEntries) {
+  std::vector<std::uint8_t> out(kMetaBlockSize);
+  auto refuse = [&](CheckpointBlock b, const char* want) {
+    Status s = encode_checkpoint_block(b, kSeed, out);
+    EXPECT_FALSE(s.ok()) << want;
+    EXPECT_NE(s.message().find(want), std::string::npos) << s.message();
+  };
+  refuse({1, 0, std::vector<NamespaceEntry>(kNamespacesPerBlock + 1, NamespaceEntry{1, 0, 4096, 4096, 0, "a"})}, "per block");
+  refuse({1, 0, std::vector<NamespaceEntry>{{1, 8, 4096, 4096, 0, "a"}}}, "unknown flags");
+  refuse({1, 0, std::vector<NamespaceEntry>{{1, 0, 4096, 4096, 2, "a"}}}, "2 written blocks exceed its 1");
+  refuse({1, 0, std::vector<ZoneEntry>{{6, 3, 0, 0}}}, "stream 3 is not defined");
+  refuse({1, 0, std::vector<ZoneEntry>(kZonesPerBlock + 1)}, "per block");
+  refuse({1, 2, CheckpointCommit{1, 1, 1, 2, 0, 0, 0, {4}}}, "must count 2 blocks");
+  refuse({1, 0, CheckpointCommit{0, 1, 1, 2, 0, 0, 0, {}}}, "names no zones");
+  refuse({1, 0, std::vector<record::Extent>(200, record::Extent{1, 0, 0, {1, 2, 3, 4}})}, "a checkpoint block holds 4056");
+  refuse({0, 0, std::vector<ZoneEntry>{}}, "checkpoint sequence 0");
+}
+
+struct ByteCase {
+  const char* name;
+  CheckpointBlock (*block)();
+  void (*edit)(std::vector<std::uint8_t>&);
+  const char* message;
+};
+void PrintTo(const ByteCase& r, std::ostream* os) { *os << r.name; }
+class CheckpointDecodeRule : public ::testing::TestWithParam<ByteCase> {};
+
+TEST_P(CheckpointDecodeRule, IsReported) {
+  auto x = encoded(GetParam().block());
+  GetParam().edit(x);
+  seal_block(x, kSeed);
+  auto d = decode_checkpoint_block(x, kSeed, "checkpoint zone 4 block 1");
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("checkpoint zone 4 block 1: "), std::string::npos) << d.status().message();
+  EXPECT_NE(d.status().message().find(GetParam().message), std::string::npos) << d.status().message();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Bytes, CheckpointDecodeRule,
+    ::testing::Values(
+        ByteCase{"version", namespaces_block, [](auto& x) { put_le16(&x[8], 3); }, "checkpoint version 3"},
+        ByteCase{"kind", namespaces_block, [](auto& x) { put_le16(&x[10], 9); }, "unknown checkpoint block kind 9"},
+        ByteCase{"seq0", namespaces_block, [](auto& x) { put_le64(&x[16], 0); }, "checkpoint sequence 0"},
+        ByteCase{"payload_big", namespaces_block, [](auto& x) { put_le32(&x[36], 4057); }, "payload of 4057 bytes exceeds 4056"},
+        ByteCase{"ns_count", namespaces_block, [](auto& x) { put_le32(&x[12], 3); }, "3 namespace entries need 288 bytes, the payload is 192"},
+        ByteCase{"ns_name_len", namespaces_block, [](auto& x) { put_le32(&x[52], 65); }, "name length 65 is not 1..64"},
+        ByteCase{"ns_id0", namespaces_block, [](auto& x) { put_le32(&x[40], 0); }, "namespace id 0 is reserved"},
+        ByteCase{"ns_size", namespaces_block, [](auto& x) { put_le64(&x[56], 5); }, "size 5 bytes"},
+        ByteCase{"extent_count", extents_block, [](auto& x) { put_le32(&x[12], 3); }, "3 extents cannot fit in a payload of 64 bytes"},
+        ByteCase{"extent_blocks", extents_block, [](auto& x) { put_le32(&x[44], 0); }, "extent 0: extent of 0 blocks"},
+        ByteCase{"extent_overrun", extents_block, [](auto& x) { put_le32(&x[44], 1000); }, "runs past its record"},
+        ByteCase{"extent_payload", extents_block, [](auto& x) { put_le32(&x[36], get_le32(&x[36]) + 4); }, "the header says"},
+        ByteCase{"zone_count", zones_block, [](auto& x) { put_le32(&x[12], 1); }, "1 zone entries need 24 bytes, the payload is 48"},
+        ByteCase{"zone_reserved", zones_block, [](auto& x) { put_le32(&x[40 + 12], 1); }, "reserved field is not zero"},
+        ByteCase{"zone_flags", zones_block, [](auto& x) { put_le32(&x[40 + 4], 16); }, "unknown flags"},
+        ByteCase{"commit_zones", commit_block, [](auto& x) { put_le32(&x[12], 0); }, "the commit names no zones"},
+        ByteCase{"commit_payload", commit_block, [](auto& x) { put_le32(&x[12], 3); }, "a commit naming 3 zones needs 52 bytes"},
+        ByteCase{"commit_count", commit_block, [](auto& x) { put_le32(&x[40], 2); }, "the commit at index 3 counts 2 blocks"},
+        ByteCase{"commit_seq", commit_block, [](auto& x) { put_le64(&x[48], 0); }, "journal sequence 0"},
+        ByteCase{"commit_nsid", commit_block, [](auto& x) { put_le32(&x[44], 0); }, "next namespace id 0"}),
+    [](const auto& param_info) { return std::string(param_info.param.name); });
+
+TEST(Checkpoint, ChecksumsAndChain) {
+  auto x = encoded(zones_block());
+  auto torn = x;
+  torn[100] ^= 1;
+  EXPECT_NE(decode_checkpoint_block(torn, kSeed, "c").status().message().find("checksum mismatch"), std::string::npos);
+  EXPECT_NE(decode_checkpoint_block(x, kSeed ^ 1, "c").status().message().find("checksum mismatch"), std::string::npos);
+  auto magic = x;
+  magic[7] = 0;
+  EXPECT_NE(decode_checkpoint_block(magic, kSeed, "c").status().message().find("bad magic"), std::string::npos);
+  const std::uint64_t a[] = {1, 2, 3}, b[] = {1, 3, 2};
+  EXPECT_NE(chain_checksums(a, kSeed), chain_checksums(b, kSeed));  // order matters
+  EXPECT_EQ(chain_checksums(a, kSeed), chain_checksums(a, kSeed));
+  EXPECT_EQ(stored_checksum(x), get_le64(&x[24]));
+}
+
+}  // namespace
+}  // namespace nyads::format
