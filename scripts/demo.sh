@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: build nyads, make an emulated zoned device in a file,
-# and drive it through the ZonedDevice layer the way the store will (writes at the write
-# pointer, zone appends, reads, flush, a reopen, zone actions).
+# The main job on the embedded default (an emulated zoned device in a file):
+#   1. the zoned-device layer: writes at the write pointer, zone appends, reads, zone actions;
+#   2. mkfs.nyads makes a volume on a new emulated device; fsck.nyads checks it.
 # As the product grows this becomes: mkfs.nyads, nyadsd, a namespace attached over NBD.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"${NYADS_JOBS:-2}" --target nyads-zonectl >/dev/null
-zonectl=build/zns/nyads-zonectl
+cmake --build build -j"${NYADS_JOBS:-2}" --target nyads-zonectl mkfs.nyads fsck.nyads >/dev/null
+export PATH=$PWD/build/zns:$PWD/build/mkfs:$PWD/build/fsck:$PATH
 dir=${NYADS_DEMO_DIR:-/tmp/nyads-demo}
 mkdir -p "$dir"
-dev=$dir/zns.img
-run() { echo "\$ ${*/#build\/zns\//}"; "$@"; }
+run() { echo "\$ $*"; "$@"; }
 
-run "$zonectl" create "$dev" --size 4G --zone-size 64M --zone-capacity 60M --max-open 14 --max-active 14 --force
-run "$zonectl" info "$dev"
-run "$zonectl" write "$dev" 0 --blocks 256 --seed 7
-run "$zonectl" append "$dev" 0 --blocks 64 --seed 7
-run "$zonectl" append "$dev" 3 --blocks 32 --seed 7
-run "$zonectl" read "$dev" 0 --blocks 320 --verify-seed 7
-run "$zonectl" report "$dev" --count 4
-run "$zonectl" finish "$dev" 3
-run "$zonectl" reset "$dev" 0
-run "$zonectl" report "$dev" --count 4
-echo "the device file takes $(du -h "$dev" | cut -f1) on disk for $(du -h --apparent-size "$dev" | cut -f1) of zones (sparse)"
+echo "## 1. A zoned device in a file, driven through nyads' ZonedDevice layer"
+scratch=$dir/scratch.img
+run nyads-zonectl create "$scratch" --size 1G --zone-size 64M --zone-capacity 60M --force
+run nyads-zonectl write "$scratch" 0 --blocks 256 --seed 7
+run nyads-zonectl append "$scratch" 0 --blocks 64 --seed 7
+run nyads-zonectl read "$scratch" 0 --blocks 320 --verify-seed 7
+run nyads-zonectl finish "$scratch" 0
+run nyads-zonectl report "$scratch" --count 3
+
+echo
+echo "## 2. A nyads volume: mkfs.nyads on a new emulated device, then fsck.nyads"
+vol=$dir/zns.img
+rm -f "$vol"
+run mkfs.nyads -L demo --size 16G --zone-size 64M "$vol"
+run fsck.nyads -n -v "$vol"
+echo "the volume file takes $(du -h "$vol" | cut -f1) on disk for $(du -h --apparent-size "$vol" | cut -f1) of zones (sparse)"
