@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "fuzz/fuzz_common.h"
 #include "zns/emulated_format.h"
 
 using namespace nyads;
@@ -19,12 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!twice.ok() || twice->data_offset != header->data_offset) std::abort();
   }
   // The zone table against a small fixed geometry, from the same bytes.
-  EmulatedConfig c;
-  c.zone_size_bytes = 1 << 20;
-  c.zone_capacity_bytes = 768 << 10;
-  c.zone_count = 16;
-  c.max_open_zones = 6;
-  c.max_active_zones = 8;
+  const EmulatedConfig c = fuzz::emulated_config();
   const Geometry g = c.geometry();
   auto table = decode_zone_table({data, size}, g);
   if (table.ok()) {

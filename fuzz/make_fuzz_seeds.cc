@@ -5,6 +5,7 @@
 #include <fstream>
 #include <vector>
 
+#include "fuzz/fuzz_common.h"
 #include "tests/format_samples.h"
 #include "zns/emulated_format.h"
 
@@ -22,12 +23,7 @@ int main(int argc, char** argv) {
   }
   const std::filesystem::path dir = std::filesystem::path(argv[1]) / "emulated_format_fuzz";
   std::filesystem::create_directories(dir);
-  EmulatedConfig c;
-  c.zone_size_bytes = 1 << 20;
-  c.zone_capacity_bytes = 768 << 10;
-  c.zone_count = 16;
-  c.max_open_zones = 6;
-  c.max_active_zones = 8;
+  const EmulatedConfig c = nyads::fuzz::emulated_config();
   std::vector<std::uint8_t> h(ef::kHeaderBytes);
   ef::encode_header(ef::layout_for(c), h);
   save(dir / "header-small", h);
@@ -45,7 +41,7 @@ int main(int argc, char** argv) {
 
   // The volume format, sealed with the seeds the fuzz targets use.
   namespace fmt = nyads::format;
-  constexpr std::uint64_t kFuzzSeed = 0x6e79616473;
+  constexpr std::uint64_t kFuzzSeed = nyads::fuzz::kSeed;
   const std::filesystem::path root(argv[1]);
   for (const char* target : {"superblock_fuzz", "journal_fuzz", "checkpoint_fuzz"}) std::filesystem::create_directories(root / target);
   std::vector<std::uint8_t> b(fmt::kMetaBlockSize);

@@ -19,12 +19,12 @@ Result<std::uint64_t> SyncDevice::run(IoOp op, std::uint64_t lba, std::uint32_t 
   return done[0].lba;
 }
 
-Status SyncDevice::read(std::uint64_t lba, std::uint32_t blocks, void* buffer) {
+// Reads and writes longer than the device's largest I/O go in pieces, in order.
+Status SyncDevice::chunked(IoOp op, std::uint64_t lba, std::uint32_t blocks, std::uint8_t* p) {
   const Geometry& g = device_.geometry();
-  auto* p = static_cast<std::uint8_t*>(buffer);
   while (blocks > 0) {
-    std::uint32_t n = std::min(blocks, g.max_io_blocks);
-    auto r = run(IoOp::kRead, lba, n, p);
+    const std::uint32_t n = std::min(blocks, g.max_io_blocks);
+    auto r = run(op, lba, n, p);
     if (!r.ok()) return r.status();
     lba += n;
     blocks -= n;
@@ -33,18 +33,13 @@ Status SyncDevice::read(std::uint64_t lba, std::uint32_t blocks, void* buffer) {
   return Status::Ok();
 }
 
+Status SyncDevice::read(std::uint64_t lba, std::uint32_t blocks, void* buffer) {
+  return chunked(IoOp::kRead, lba, blocks, static_cast<std::uint8_t*>(buffer));
+}
+
 Status SyncDevice::write(std::uint64_t lba, std::uint32_t blocks, const void* buffer) {
-  const Geometry& g = device_.geometry();
-  auto* p = static_cast<std::uint8_t*>(const_cast<void*>(buffer));
-  while (blocks > 0) {
-    std::uint32_t n = std::min(blocks, g.max_io_blocks);
-    auto r = run(IoOp::kWrite, lba, n, p);
-    if (!r.ok()) return r.status();
-    lba += n;
-    blocks -= n;
-    p += static_cast<std::size_t>(n) * g.block_size;
-  }
-  return Status::Ok();
+  // The device only reads a write's buffer; the queue's request type is not const.
+  return chunked(IoOp::kWrite, lba, blocks, static_cast<std::uint8_t*>(const_cast<void*>(buffer)));
 }
 
 Result<std::uint64_t> SyncDevice::append(std::uint64_t zone_start, std::uint32_t blocks,

@@ -24,6 +24,7 @@ class SyncDevice {
 
  private:
   Result<std::uint64_t> run(IoOp op, std::uint64_t lba, std::uint32_t blocks, void* buffer);
+  Status chunked(IoOp op, std::uint64_t lba, std::uint32_t blocks, std::uint8_t* buffer);
   ZonedDevice& device_;
   std::uint64_t next_tag_ = 1;
 };
