@@ -121,7 +121,11 @@ INSTANTIATE_TEST_SUITE_P(
         ByteCase{"type", [](auto& x) { x[32] = 99; }, "unknown record type 99"},
         ByteCase{"create_len", [](auto& x) { put_le16(&x[34], 12); }, "namespace-create body of 12 bytes, expected at least 17"},
         ByteCase{"create_namelen", [](auto& x) { x[32 + 4 + 16] = 9; }, "its name needs 26"},
-        ByteCase{"create_invalid", [](auto& x) { put_le32(&x[32 + 8], 100); }, "block size 100"}),
+        ByteCase{"create_invalid", [](auto& x) { put_le32(&x[32 + 8], 100); }, "block size 100"},
+        // The sample's records start at 32 (create: 27 bytes), 59 (extent: 40), 99 (trim: 28), 127 (resize).
+        ByteCase{"trim_reserved", [](auto& x) { put_le32(&x[99 + 8], 1); }, "record 2 at byte 99: reserved field is not zero"},
+        ByteCase{"resize_reserved", [](auto& x) { put_le32(&x[127 + 8], 1); }, "record 3 at byte 127: reserved field is not zero"},
+        ByteCase{"extent_len", [](auto& x) { put_le16(&x[59 + 2], 44); }, "record 1 at byte 59: extent of 3 blocks takes 36 bytes, the record says 44"}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
 
 TEST(Journal, DamageAndForeignSeedAreCaught) {
