@@ -1,0 +1,94 @@
+#include "fs/map/extent_map.h"
+
+#include <algorithm>
+
+namespace nyads {
+
+std::vector<ExtentMap::Displaced> ExtentMap::cut(std::uint64_t vblock, std::uint64_t end) {
+  std::vector<Displaced> out;
+  auto it = extents_.upper_bound(vblock);
+  if (it != extents_.begin()) --it;
+  while (it != extents_.end() && it->first < end) {
+    const std::uint64_t start = it->first;
+    const std::uint64_t len = it->second.checksums.size();
+    const std::uint64_t stop = start + len;
+    if (stop <= vblock) {
+      ++it;
+      continue;
+    }
+    const std::uint64_t lo = std::max(start, vblock), hi = std::min(stop, end);
+    out.push_back({it->second.lba + (lo - start) * per_, hi - lo});
+    mapped_ -= hi - lo;
+    Extent old = std::move(it->second);
+    it = extents_.erase(it);
+    // Keep what lies before and after the cut.
+    if (start < lo) {
+      extents_.emplace(start, Extent{old.lba, std::vector<std::uint32_t>(old.checksums.begin(), old.checksums.begin() + static_cast<std::ptrdiff_t>(lo - start))});
+    }
+    if (hi < stop) {
+      it = extents_.emplace(hi, Extent{old.lba + (hi - start) * per_,
+                                       std::vector<std::uint32_t>(old.checksums.begin() + static_cast<std::ptrdiff_t>(hi - start), old.checksums.end())}).first;
+      ++it;
+    }
+  }
+  return out;
+}
+
+std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums) {
+  if (checksums.empty()) return {};
+  auto displaced = cut(vblock, vblock + checksums.size());
+  // Join with the extent before it when both are contiguous on the device too.
+  auto next = extents_.lower_bound(vblock);
+  if (next != extents_.begin()) {
+    auto prev = std::prev(next);
+    const std::uint64_t prev_len = prev->second.checksums.size();
+    if (prev->first + prev_len == vblock && prev->second.lba + prev_len * per_ == lba) {
+      prev->second.checksums.insert(prev->second.checksums.end(), checksums.begin(), checksums.end());
+      mapped_ += checksums.size();
+      return displaced;
+    }
+  }
+  extents_.emplace(vblock, Extent{lba, std::vector<std::uint32_t>(checksums.begin(), checksums.end())});
+  mapped_ += checksums.size();
+  return displaced;
+}
+
+std::vector<ExtentMap::Displaced> ExtentMap::unmap(std::uint64_t vblock, std::uint64_t blocks) {
+  return blocks == 0 ? std::vector<Displaced>{} : cut(vblock, vblock + blocks);
+}
+
+std::vector<ExtentMap::Piece> ExtentMap::lookup(std::uint64_t vblock, std::uint64_t blocks) const {
+  std::vector<Piece> out;
+  const std::uint64_t end = vblock + blocks;
+  std::uint64_t at = vblock;
+  auto it = extents_.upper_bound(vblock);
+  if (it != extents_.begin()) --it;
+  for (; it != extents_.end() && at < end; ++it) {
+    const std::uint64_t start = it->first, stop = start + it->second.checksums.size();
+    if (stop <= at) continue;
+    if (start >= end) break;
+    if (start > at) {
+      out.push_back({at, start - at, false, 0, nullptr});
+      at = start;
+    }
+    const std::uint64_t hi = std::min(stop, end);
+    out.push_back({at, hi - at, true, it->second.lba + (at - start) * per_, it->second.checksums.data() + (at - start)});
+    at = hi;
+  }
+  if (at < end) out.push_back({at, end - at, false, 0, nullptr});
+  return out;
+}
+
+void ExtentMap::for_each(const std::function<void(std::uint64_t, std::uint64_t, std::span<const std::uint32_t>)>& fn) const {
+  for (const auto& [vblock, e] : extents_) fn(vblock, e.lba, e.checksums);
+}
+
+std::size_t ExtentMap::memory_bytes() const {
+  // A std::map node (three pointers, color, key) plus the extent and its checksum array.
+  constexpr std::size_t kNode = 4 * sizeof(void*) + sizeof(std::uint64_t) + sizeof(Extent);
+  std::size_t bytes = sizeof(*this);
+  for (const auto& [v, e] : extents_) bytes += kNode + e.checksums.capacity() * sizeof(std::uint32_t);
+  return bytes;
+}
+
+}  // namespace nyads

@@ -1,0 +1,60 @@
+// ExtentMap: one namespace's map from virtual blocks (4 KiB units of its address space) to
+// where they live on the device, with each block's checksum. Runs of consecutive virtual
+// blocks written together are kept as one extent; an overwrite or trim splits what it covers
+// and returns what it displaced, so the caller can account for the space it frees.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <span>
+#include <vector>
+
+namespace nyads {
+
+class ExtentMap {
+ public:
+  // device_blocks_per_block: device blocks per 4 KiB virtual block (1 or 8).
+  explicit ExtentMap(std::uint32_t device_blocks_per_block = 1) : per_(device_blocks_per_block) {}
+
+  // Device blocks that stopped being referenced: lba .. lba + blocks * per - 1.
+  struct Displaced {
+    std::uint64_t lba;
+    std::uint64_t blocks;  // virtual blocks
+  };
+  // Maps vblock .. vblock + checksums.size() - 1 to consecutive blocks from lba.
+  std::vector<Displaced> map(std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums);
+  // Unmaps vblock .. vblock + blocks - 1 (they read as zeros).
+  std::vector<Displaced> unmap(std::uint64_t vblock, std::uint64_t blocks);
+
+  // The range vblock .. vblock + blocks - 1 as mapped and unmapped pieces, in order.
+  struct Piece {
+    std::uint64_t vblock = 0;
+    std::uint64_t blocks = 0;
+    bool mapped = false;
+    std::uint64_t lba = 0;               // when mapped
+    const std::uint32_t* checksums = nullptr;  // when mapped: one per block
+  };
+  std::vector<Piece> lookup(std::uint64_t vblock, std::uint64_t blocks) const;
+
+  std::uint64_t mapped_blocks() const { return mapped_; }
+  std::size_t extent_count() const { return extents_.size(); }
+  // Every extent in virtual-block order: (vblock, lba, checksums).
+  void for_each(const std::function<void(std::uint64_t, std::uint64_t, std::span<const std::uint32_t>)>& fn) const;
+  // Approximate bytes of memory this map holds.
+  std::size_t memory_bytes() const;
+
+ private:
+  struct Extent {
+    std::uint64_t lba;
+    std::vector<std::uint32_t> checksums;
+  };
+  // Cuts the extents overlapping [vblock, end) out of the map, returning what they held there.
+  std::vector<Displaced> cut(std::uint64_t vblock, std::uint64_t end);
+
+  std::uint32_t per_;
+  std::map<std::uint64_t, Extent> extents_;  // keyed by first virtual block
+  std::uint64_t mapped_ = 0;
+};
+
+}  // namespace nyads

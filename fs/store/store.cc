@@ -1,0 +1,707 @@
+// The store. One class, Impl, holds the state (namespaces and their extent maps, data zones,
+// the journal head, pending records); the sections below are its parts in data-path order:
+// recovery, namespaces, writes and reads, the journal (group commit), checkpoints, cleaning.
+#include "nyads/store.h"
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+#include <map>
+
+#include "fs/map/extent_map.h"
+#include "nyads/aligned_buffer.h"
+#include "nyads/sync_device.h"
+#include "nyads/volume.h"
+
+namespace nyads {
+
+namespace fmt = format;
+
+namespace {
+std::string n(std::uint64_t v) { return std::to_string(v); }
+constexpr std::uint64_t kBlock = fmt::kStoreBlockSize;
+enum Stream : std::uint8_t { kNoStream = 0, kUserStream = 1, kCleanerStream = 2 };
+}  // namespace
+
+double StoreStats::write_amplification() const {
+  if (user_bytes_written == 0) return 0;
+  return static_cast<double>(data_bytes_written + cleaner_bytes_written + metadata_bytes_written) / static_cast<double>(user_bytes_written);
+}
+
+struct Store::Impl {
+  struct Namespace {
+    std::uint32_t id;
+    std::string name;
+    std::uint64_t size;
+    std::uint32_t block_size;
+    std::uint32_t flags = 0;
+    ExtentMap map;
+  };
+  struct DataZone {
+    std::uint64_t start = 0;
+    std::uint64_t wp = 0;          // next block an append lands on (device blocks)
+    std::uint64_t valid = 0;       // live 4 KiB blocks
+    std::uint64_t last_seq = 0;    // journal sequence of its newest data: its age
+    std::uint8_t stream = kNoStream;
+  };
+
+  std::unique_ptr<ZonedDevice> dev;
+  StoreOptions options;
+  fmt::Superblock sb;
+  std::uint64_t seed = 0;
+  std::uint32_t per = 1;  // device blocks per 4 KiB block
+  std::map<std::uint32_t, Namespace> namespaces;
+  std::uint32_t next_ns_id = 1;
+  std::vector<DataZone> zones;  // index: zone - sb.data_zones.first
+  std::uint32_t current[3] = {UINT32_MAX, UINT32_MAX, UINT32_MAX};  // open zone per stream
+  std::vector<std::uint32_t> resets_after_commit;
+  // Journal.
+  JournalPosition head;  // where the next journal block goes
+  std::vector<fmt::JournalRecord> pending;
+  bool data_unflushed = false;
+  std::uint64_t journal_blocks_since_checkpoint = 0;
+  std::uint64_t checkpoint_seq = 0;
+  std::uint32_t newest_checkpoint_zone = UINT32_MAX;
+  StoreStats stats;
+  bool cleaning = false;
+
+  // ----- helpers -------------------------------------------------------------------------
+  // Queues a journal record for the next commit. (emplace with in_place_type: GCC 12 warns,
+  // wrongly, that a variant built from a temporary may be used uninitialized.)
+  template <typename R>
+  void add(R r) {
+    pending.emplace_back(std::in_place_type<R>, std::move(r));
+  }
+
+  DataZone& zone_of_lba(std::uint64_t lba) { return zones[dev->geometry().zone_of(lba) - sb.data_zones.first]; }
+  std::uint32_t zone_number(const DataZone& z) const { return sb.data_zones.first + static_cast<std::uint32_t>(&z - zones.data()); }
+  std::uint64_t capacity_blocks() const { return sb.zone_capacity / per; }
+  bool is_free(const DataZone& z) const { return z.wp == z.start && z.valid == 0 && z.stream == kNoStream; }
+  std::uint32_t free_zones() const {
+    std::uint32_t f = 0;
+    for (const auto& z : zones) f += is_free(z);
+    return f;
+  }
+
+  Namespace* ns(std::uint32_t id) {
+    auto it = namespaces.find(id);
+    return it == namespaces.end() ? nullptr : &it->second;
+  }
+  Namespace* ns_by_name(std::string_view name) {
+    for (auto& [id, x] : namespaces)
+      if (x.name == name) return &x;
+    return nullptr;
+  }
+  NamespaceInfo info(const Namespace& x) const {
+    return {x.id, x.name, x.size, x.block_size, x.map.mapped_blocks() * kBlock, (x.flags & fmt::kNamespaceQuarantined) != 0};
+  }
+
+  // Blocks that stopped being referenced: the zone loses them; an emptied zone is reset once
+  // the journal records that emptied it are durable.
+  void release(const std::vector<ExtentMap::Displaced>& displaced) {
+    for (const auto& d : displaced) {
+      DataZone& z = zone_of_lba(d.lba);
+      z.valid -= d.blocks;
+      if (z.valid == 0 && z.stream == kNoStream && z.wp != z.start) resets_after_commit.push_back(zone_number(z));
+    }
+  }
+
+  void record_extents(std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+    for (std::size_t i = 0; i < sums.size(); i += fmt::kMaxExtentBlocksPerRecord) {
+      const std::size_t k = std::min(fmt::kMaxExtentBlocksPerRecord, sums.size() - i);
+      add(fmt::record::Extent{ns_id, vblock + i, lba + i * per, std::vector<std::uint32_t>(sums.begin() + static_cast<std::ptrdiff_t>(i), sums.begin() + static_cast<std::ptrdiff_t>(i + k))});
+    }
+  }
+
+  // ----- recovery ------------------------------------------------------------------------
+  Status recover() {
+    const Geometry& g = dev->geometry();
+    if (fmt::kMetaBlockSize % g.block_size != 0) return NotSupported(dev->name() + ": block size " + n(g.block_size) + " does not divide 4096");
+    std::optional<fmt::Superblock> best;
+    std::string why;
+    for (std::uint32_t z : {0u, 1u}) {
+      SuperblockZoneScan scan = scan_superblock_zone(*dev, z);
+      for (auto& p : scan.problems) why += "; " + p;
+      if (scan.newest && (!best || scan.newest->generation > best->generation)) best = scan.newest;
+    }
+    if (!best) return Corruption(dev->name() + " holds no valid nyads superblock" + why + " (run mkfs.nyads, or fsck.nyads)");
+    sb = *best;
+    seed = sb.seed();
+    per = fmt::kMetaBlockSize / g.block_size;
+    if (sb.block_size != g.block_size || sb.zone_size != g.zone_size || sb.zone_count != g.zone_count)
+      return Corruption(dev->name() + ": the device's geometry differs from the superblock's (run fsck.nyads)");
+    NYADS_RETURN_IF_ERROR(sb.check_writable());
+    CheckpointSearch search = load_newest_checkpoint(*dev, sb);
+    if (!search.newest) {
+      std::string problems;
+      for (auto& p : search.problems) problems += "; " + p;
+      return Corruption(dev->name() + ": no committed checkpoint" + problems + " (run fsck.nyads)");
+    }
+    const LoadedCheckpoint& cp = *search.newest;
+    checkpoint_seq = cp.seq;
+    newest_checkpoint_zone = cp.commit.zones.back();
+    next_ns_id = cp.commit.next_ns_id;
+    zones.resize(sb.data_zones.count);
+    for (std::uint32_t i = 0; i < zones.size(); ++i) zones[i].start = zones[i].wp = g.zone_start(sb.data_zones.first + i);
+    for (const auto& z : cp.zones)
+      if (sb.data_zones.contains(z.zone)) zones[z.zone - sb.data_zones.first].last_seq = z.last_write_seq;
+    for (const auto& e : cp.namespaces) namespaces.emplace(e.ns_id, Namespace{e.ns_id, e.name, e.size_bytes, e.block_size, e.flags, ExtentMap(per)});
+    for (const auto& x : cp.extents) apply(x);
+    // The journal after the checkpoint.
+    JournalScan scan = scan_journal(*dev, sb, {cp.commit.journal_zone, cp.commit.journal_block, cp.commit.journal_seq},
+                                    [&](const fmt::JournalBlock& b, std::uint32_t, std::uint64_t) {
+                                      for (const auto& r : b.records) apply_record(r, b.seq);
+                                    });
+    if (scan.corruption) return Corruption(dev->name() + ": journal: " + *scan.corruption + " (run fsck.nyads)");
+    head = scan.end;
+    // Data zones: where the device's write pointers are; live blocks counted from the maps.
+    for (auto& [id, x] : namespaces)
+      x.map.for_each([&](std::uint64_t, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+        if (sb.data_zones.contains(g.zone_of(lba))) zone_of_lba(lba).valid += sums.size();
+      });
+    auto report = dev->report_zones(sb.data_zones.first, sb.data_zones.count);
+    if (!report.ok()) return report.status();
+    for (std::uint32_t i = 0; i < zones.size(); ++i) {
+      const ZoneInfo& info = (*report)[i];
+      DataZone& z = zones[i];
+      z.wp = info.state == ZoneState::kFull ? info.start + info.capacity : info.write_pointer;
+      if (z.wp == z.start) continue;
+      if (z.valid == 0) {
+        // Written but referenced by nothing durable (writes never flushed, or data all dead).
+        NYADS_RETURN_IF_ERROR(reset_zone(sb.data_zones.first + i));
+      } else if (info.state != ZoneState::kFull) {
+        // A partly written zone: finish it so it holds no active resource; the cleaner reclaims it.
+        NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kFinish, sb.data_zones.first + i));
+        z.wp = info.start + info.capacity;
+      }
+    }
+    return checkpoint();
+  }
+
+  void apply(const fmt::record::Extent& x) {
+    Namespace* s = ns(x.ns_id);
+    if (s == nullptr) return;  // fsck reports it; a store ignores a reference to nothing
+    const std::uint64_t blocks = s->size / kBlock;
+    if (x.vblock >= blocks) return;
+    const std::size_t n_blocks = std::min<std::uint64_t>(x.checksums.size(), blocks - x.vblock);
+    auto displaced = s->map.map(x.vblock, x.lba, std::span(x.checksums).first(n_blocks));
+    (void)displaced;  // counted from the maps once replay is done
+  }
+
+  void apply_record(const fmt::JournalRecord& r, std::uint64_t seq) {
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, fmt::record::NamespaceCreate>) {
+            namespaces.erase(v.ns_id);
+            namespaces.emplace(v.ns_id, Namespace{v.ns_id, v.name, v.size_bytes, v.block_size, 0, ExtentMap(per)});
+            next_ns_id = std::max(next_ns_id, v.ns_id + 1);
+          } else if constexpr (std::is_same_v<T, fmt::record::NamespaceDelete>) {
+            namespaces.erase(v.ns_id);
+          } else if constexpr (std::is_same_v<T, fmt::record::NamespaceResize>) {
+            if (Namespace* s = ns(v.ns_id)) {
+              if (v.size_bytes < s->size) (void)s->map.unmap(v.size_bytes / kBlock, (s->size - v.size_bytes) / kBlock);
+              s->size = v.size_bytes;
+            }
+          } else if constexpr (std::is_same_v<T, fmt::record::Extent>) {
+            apply(v);
+            if (sb.data_zones.contains(dev->geometry().zone_of(v.lba))) zone_of_lba(v.lba).last_seq = seq;
+          } else if constexpr (std::is_same_v<T, fmt::record::Trim>) {
+            if (Namespace* s = ns(v.ns_id)) (void)s->map.unmap(v.vblock, v.blocks);
+          }
+        },
+        r);
+  }
+
+  // ----- data zones ----------------------------------------------------------------------
+  Status reset_zone(std::uint32_t zone) {
+    NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kReset, zone));
+    DataZone& z = zones[zone - sb.data_zones.first];
+    z.wp = z.start;
+    z.valid = 0;
+    z.stream = kNoStream;
+    ++stats.zones_reset;
+    add(fmt::record::ZoneReset{zone});
+    return Status::Ok();
+  }
+
+  // A zone of the stream with room, and how many 4 KiB blocks fit in it (up to `want`).
+  Result<std::pair<DataZone*, std::uint64_t>> place(Stream stream, std::uint64_t want) {
+    const std::uint32_t clean_below = options.clean_below_free_zones ? options.clean_below_free_zones : sb.reserved_data_zones + 2;
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      std::uint32_t& cur = current[stream];
+      if (cur != UINT32_MAX) {
+        DataZone& z = zones[cur];
+        const std::uint64_t room = (z.start + sb.zone_capacity - z.wp) / per;
+        if (room > 0) return std::make_pair(&z, std::min(room, want));
+        z.stream = kNoStream;  // full: it leaves the stream
+        if (z.valid == 0) resets_after_commit.push_back(zone_number(z));
+        cur = UINT32_MAX;
+      }
+      // A new zone. Users may not take the cleaner's reserve; the cleaner may.
+      const std::uint32_t free = free_zones();
+      if (stream == kUserStream && free <= clean_below && !cleaning) {
+        Status cleaned = clean_until_free(clean_below + 1);
+        if (!cleaned.ok() && cleaned.code() != Code::kNotFound) return cleaned;
+      }
+      const std::uint32_t floor = stream == kUserStream ? sb.reserved_data_zones : 0;
+      if (free_zones() <= floor) {
+        if (!resets_after_commit.empty()) {  // zones emptied but not yet reset: commit frees them
+          NYADS_RETURN_IF_ERROR(commit());
+          continue;
+        }
+        return Status(Code::kNoSpace, "no space: every data zone holds live data (" + n(free_zones()) + " free, " +
+                                          n(sb.reserved_data_zones) + " reserved for cleaning); trim or delete to free space");
+      }
+      for (std::uint32_t i = 0; i < zones.size(); ++i) {
+        if (!is_free(zones[i])) continue;
+        zones[i].stream = stream;
+        cur = i;
+        break;
+      }
+    }
+    return IoError("could not place data after many attempts");
+  }
+
+  // Appends whole 4 KiB blocks for a namespace (or the cleaner) and maps them.
+  Status append_blocks(Stream stream, std::uint32_t ns_id, std::uint64_t vblock, const std::uint8_t* data, std::uint64_t blocks) {
+    const Geometry& g = dev->geometry();
+    const std::uint64_t max_blocks = std::max<std::uint64_t>(1, std::min(g.max_append_blocks, g.max_io_blocks) / per);
+    while (blocks > 0) {
+      auto placed = place(stream, std::min(blocks, max_blocks));
+      if (!placed.ok()) return placed.status();
+      auto [zone, k] = *placed;
+      std::vector<std::uint32_t> sums(k);
+      for (std::uint64_t i = 0; i < k; ++i) sums[i] = fmt::data_checksum(seed, ns_id, vblock + i, {data + i * kBlock, kBlock});
+      AlignedBuffer buf(k * kBlock);
+      std::memcpy(buf.data(), data, k * kBlock);
+      auto lba = SyncDevice(*dev).append(zone->start, static_cast<std::uint32_t>(k * per), buf.data());
+      if (!lba.ok()) return lba.status().with_context("appending to zone " + n(zone_number(*zone)));
+      zone->wp = std::max(zone->wp, *lba + k * per);
+      zone->valid += k;
+      zone->last_seq = head.seq;
+      Namespace* s = ns(ns_id);
+      release(s->map.map(vblock, *lba, sums));
+      record_extents(ns_id, vblock, *lba, sums);
+      data_unflushed = true;
+      (stream == kCleanerStream ? stats.cleaner_bytes_written : stats.data_bytes_written) += k * kBlock;
+      data += k * kBlock;
+      vblock += k;
+      blocks -= k;
+    }
+    return Status::Ok();
+  }
+
+  Status check_range(const Namespace* s, std::uint64_t offset, std::uint64_t length, const char* what) const {
+    if (s == nullptr) return Status(Code::kNotFound, std::string(what) + ": no such namespace");
+    if (s->flags & fmt::kNamespaceQuarantined) return IoError(std::string(what) + ": namespace '" + s->name + "' is quarantined (run fsck.nyads)");
+    if (length == 0) return InvalidArgument(std::string(what) + " of 0 bytes");
+    if (offset % s->block_size != 0 || length % s->block_size != 0)
+      return InvalidArgument(std::string(what) + " at byte " + n(offset) + " of " + n(length) + " bytes is not aligned to the namespace's " +
+                             n(s->block_size) + "-byte blocks");
+    if (offset > s->size || length > s->size - offset)
+      return OutOfRange(std::string(what) + " at byte " + n(offset) + " of " + n(length) + " bytes runs past the end of namespace '" + s->name +
+                        "' (" + n(s->size) + " bytes)");
+    return Status::Ok();
+  }
+
+  // Reads whole 4 KiB blocks, verifying each against its checksum.
+  Status read_blocks(Namespace& s, std::uint64_t vblock, std::uint64_t blocks, std::uint8_t* out) {
+    for (const auto& p : s.map.lookup(vblock, blocks)) {
+      std::uint8_t* dst = out + (p.vblock - vblock) * kBlock;
+      if (!p.mapped) {
+        std::memset(dst, 0, p.blocks * kBlock);
+        continue;
+      }
+      AlignedBuffer buf(p.blocks * kBlock);
+      NYADS_RETURN_IF_ERROR(SyncDevice(*dev).read(p.lba, static_cast<std::uint32_t>(p.blocks * per), buf.data()));
+      for (std::uint64_t i = 0; i < p.blocks; ++i) {
+        if (fmt::data_checksum(seed, s.id, p.vblock + i, {buf.data() + i * kBlock, kBlock}) != p.checksums[i]) {
+          ++stats.checksum_errors;
+          return IoError("checksum mismatch in namespace '" + s.name + "' block " + n(p.vblock + i) + " (device block " + n(p.lba + i * per) +
+                         ", zone " + n(dev->geometry().zone_of(p.lba + i * per)) + ")");
+        }
+      }
+      std::memcpy(dst, buf.data(), p.blocks * kBlock);
+    }
+    return Status::Ok();
+  }
+
+  // Writes a byte range; partial 4 KiB blocks (512-byte namespaces) are read, merged, rewritten.
+  Status write_range(Namespace& s, std::uint64_t offset, const std::uint8_t* data, std::uint64_t length) {
+    const std::uint64_t first = offset / kBlock, last = (offset + length - 1) / kBlock;
+    const std::uint64_t blocks = last - first + 1;
+    if (offset % kBlock == 0 && length % kBlock == 0) return append_blocks(kUserStream, s.id, first, data, blocks);
+    std::vector<std::uint8_t> buf(blocks * kBlock);
+    NYADS_RETURN_IF_ERROR(read_blocks(s, first, 1, buf.data()));
+    if (blocks > 1) NYADS_RETURN_IF_ERROR(read_blocks(s, last, 1, buf.data() + (blocks - 1) * kBlock));
+    std::memcpy(buf.data() + offset % kBlock, data, length);
+    return append_blocks(kUserStream, s.id, first, buf.data(), blocks);
+  }
+
+  // ----- journal: group commit -------------------------------------------------------------
+  // Makes every write, trim and namespace change so far durable: data first, then the journal
+  // blocks that describe it, each behind a flush, then resets zones the records emptied.
+  Status commit() {
+    MetaIo io(*dev);
+    if (data_unflushed) {
+      NYADS_RETURN_IF_ERROR(io.flush());
+      data_unflushed = false;
+    }
+    if (!pending.empty()) {
+      // Pack records into blocks.
+      std::vector<fmt::JournalBlock> blocks;
+      std::size_t used = fmt::kJournalPayloadBytes;
+      for (auto& r : pending) {
+        const std::size_t sz = fmt::encoded_size(r);
+        if (used + sz > fmt::kJournalPayloadBytes) {
+          blocks.push_back({0, {}});
+          used = 0;
+        }
+        blocks.back().records.push_back(std::move(r));
+        used += sz;
+      }
+      pending.clear();
+      std::size_t i = 0;
+      while (i < blocks.size()) {
+        const std::uint64_t per_zone = sb.meta_blocks_per_zone();
+        if (head.index >= per_zone) {
+          NYADS_RETURN_IF_ERROR(next_journal_zone());
+          continue;
+        }
+        const std::size_t k = std::min<std::size_t>(blocks.size() - i, per_zone - head.index);
+        AlignedBuffer buf(k * fmt::kMetaBlockSize);
+        for (std::size_t j = 0; j < k; ++j) {
+          blocks[i + j].seq = head.seq + j;
+          NYADS_RETURN_IF_ERROR(fmt::encode_journal_block(blocks[i + j], seed, buf.span().subspan(j * fmt::kMetaBlockSize, fmt::kMetaBlockSize)));
+        }
+        auto at = io.write(head.zone, buf);
+        if (!at.ok()) return at.status().with_context("writing the journal");
+        if (*at != head.index) return IoError("journal zone " + n(head.zone) + " write pointer at block " + n(*at) + ", expected " + n(head.index));
+        head.index += k;
+        head.seq += k;
+        i += k;
+        stats.journal_blocks_written += k;
+        stats.metadata_bytes_written += k * fmt::kMetaBlockSize;
+        journal_blocks_since_checkpoint += k;
+      }
+      NYADS_RETURN_IF_ERROR(io.flush());
+    }
+    ++stats.flushes;
+    // The records that emptied these zones are durable now: reset them.
+    std::vector<std::uint32_t> resets;
+    resets.swap(resets_after_commit);
+    std::sort(resets.begin(), resets.end());
+    resets.erase(std::unique(resets.begin(), resets.end()), resets.end());
+    for (std::uint32_t z : resets) {
+      DataZone& d = zones[z - sb.data_zones.first];
+      if (d.valid == 0 && d.stream == kNoStream && d.wp != d.start) NYADS_RETURN_IF_ERROR(reset_zone(z));
+    }
+    return maybe_checkpoint();
+  }
+
+  // The journal head zone is full: go on in the next zone of the ring, which is empty, since a
+  // checkpoint is taken before the ring runs out.
+  Status next_journal_zone() {
+    const std::uint32_t next = head.zone + 1 == sb.journal_zones.end() ? sb.journal_zones.first : head.zone + 1;
+    MetaIo io(*dev);
+    auto written = io.written(next);
+    if (!written.ok()) return written.status();
+    if (*written != 0) return IoError("journal zone " + n(next) + " is not empty: the journal ring is full");
+    head = {next, 0, head.seq};
+    return Status::Ok();
+  }
+
+  Status maybe_checkpoint() {
+    const std::uint64_t per_zone = sb.meta_blocks_per_zone();
+    // Keep one journal zone empty: checkpoint when the blocks since the last checkpoint would
+    // fill all but one of the ring's zones, or after the configured amount.
+    const std::uint64_t ring_limit = (sb.journal_zones.count - 1) * per_zone - per_zone / 2;
+    if (journal_blocks_since_checkpoint >= std::min<std::uint64_t>(options.checkpoint_after_journal_blocks, ring_limit))
+      return checkpoint();
+    return Status::Ok();
+  }
+
+  // ----- checkpoints -----------------------------------------------------------------------
+  Status checkpoint() {
+    const bool nested = in_checkpoint;
+    if (nested) return Status::Ok();
+    in_checkpoint = true;
+    Status st = write_new_checkpoint();
+    in_checkpoint = false;
+    return st;
+  }
+  bool in_checkpoint = false;
+
+  Status write_new_checkpoint() {
+    NYADS_RETURN_IF_ERROR(commit());
+    MetaIo io(*dev);
+    // Replay will start at the journal's head; if its zone is full, at the next zone.
+    auto written = io.written(head.zone);
+    if (!written.ok()) return written.status();
+    head.index = *written;  // past a torn block recovery left behind
+    if (head.index >= sb.meta_blocks_per_zone()) NYADS_RETURN_IF_ERROR(next_journal_zone());
+    // Into a checkpoint zone that does not hold the newest checkpoint.
+    std::uint32_t target = sb.checkpoint_zones.first;
+    while (target == newest_checkpoint_zone) ++target;
+    auto target_written = io.written(target);
+    if (!target_written.ok()) return target_written.status();
+    if (*target_written != 0) NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kReset, target));
+    std::vector<CheckpointBody> bodies;
+    std::vector<fmt::NamespaceEntry> entries;
+    for (const auto& [id, s] : namespaces) {
+      entries.push_back({s.id, s.flags, s.block_size, s.size, s.map.mapped_blocks(), s.name});
+      if (entries.size() == fmt::kNamespacesPerBlock) bodies.emplace_back(std::exchange(entries, {}));
+    }
+    if (!entries.empty() || bodies.empty()) bodies.emplace_back(std::move(entries));
+    std::vector<fmt::record::Extent> extents;
+    std::size_t used = 0;
+    for (const auto& [id, s] : namespaces) {
+      s.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+        for (std::size_t i = 0; i < sums.size();) {
+          const std::size_t room = (fmt::kCheckpointPayloadBytes - used) / 4;
+          if (room <= 6 + 1) {  // not even a 1-block extent fits: next block
+            bodies.emplace_back(std::exchange(extents, {}));
+            used = 0;
+            continue;
+          }
+          const std::size_t k = std::min(sums.size() - i, room - 6);
+          extents.push_back({id, vblock + i, lba + i * per, std::vector<std::uint32_t>(sums.begin() + static_cast<std::ptrdiff_t>(i), sums.begin() + static_cast<std::ptrdiff_t>(i + k))});
+          used += 24 + 4 * k;
+          i += k;
+        }
+      });
+    }
+    if (!extents.empty()) bodies.emplace_back(std::move(extents));
+    std::vector<fmt::ZoneEntry> zone_entries;
+    for (const auto& z : zones) {
+      zone_entries.push_back({zone_number(z), z.stream, static_cast<std::uint32_t>(z.valid * per), z.last_seq});
+      if (zone_entries.size() == fmt::kZonesPerBlock) bodies.emplace_back(std::exchange(zone_entries, {}));
+    }
+    if (!zone_entries.empty()) bodies.emplace_back(std::move(zone_entries));
+    fmt::CheckpointCommit commit_fields;
+    commit_fields.next_ns_id = next_ns_id;
+    commit_fields.journal_seq = head.seq;
+    commit_fields.journal_zone = head.zone;
+    commit_fields.journal_block = static_cast<std::uint32_t>(head.index);
+    commit_fields.created = static_cast<std::uint64_t>(std::time(nullptr));
+    NYADS_RETURN_IF_ERROR(write_checkpoint(*dev, sb, checkpoint_seq + 1, target, bodies, commit_fields));
+    ++checkpoint_seq;
+    newest_checkpoint_zone = target;
+    ++stats.checkpoints;
+    stats.metadata_bytes_written += (bodies.size() + 1) * fmt::kMetaBlockSize;
+    journal_blocks_since_checkpoint = 0;
+    // The journal before the new replay start is obsolete: reset its other zones.
+    for (std::uint32_t z = sb.journal_zones.first; z < sb.journal_zones.end(); ++z) {
+      if (z == head.zone) continue;
+      auto w = io.written(z);
+      if (w.ok() && *w > 0) NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kReset, z));
+    }
+    return Status::Ok();
+  }
+
+  // ----- cleaning --------------------------------------------------------------------------
+  // Cost-benefit (LFS): clean the zone maximising (1 - u) * age / (1 + u), u its live fraction.
+  DataZone* pick_victim() {
+    DataZone* best = nullptr;
+    double best_score = 0;
+    const double cap = static_cast<double>(capacity_blocks());
+    for (auto& z : zones) {
+      if (z.stream != kNoStream || z.wp == z.start || z.valid >= capacity_blocks()) continue;
+      const double u = static_cast<double>(z.valid) / cap;
+      const double age = static_cast<double>(head.seq - std::min(head.seq, z.last_seq)) + 1;
+      const double score = (1 - u) * age / (1 + u);
+      if (!best || score > best_score) {
+        best = &z;
+        best_score = score;
+      }
+    }
+    return best;
+  }
+
+  Status clean_zone(DataZone& victim) {
+    const std::uint64_t lo = victim.start, hi = victim.start + sb.zone_size;
+    struct Live {
+      std::uint32_t ns;
+      std::uint64_t vblock, lba;
+      std::vector<std::uint32_t> sums;
+    };
+    std::vector<Live> live;
+    for (const auto& [id, s] : namespaces)
+      s.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+        if (lba + sums.size() * per <= lo || lba >= hi) return;
+        live.push_back({id, vblock, lba, {sums.begin(), sums.end()}});
+      });
+    for (const auto& l : live) {
+      Namespace* s = ns(l.ns);
+      std::vector<std::uint8_t> data(l.sums.size() * kBlock);
+      // read_blocks verifies every block: a damaged one stops the cleaner here, never moves.
+      NYADS_RETURN_IF_ERROR(read_blocks(*s, l.vblock, l.sums.size(), data.data()));
+      NYADS_RETURN_IF_ERROR(append_blocks(kCleanerStream, l.ns, l.vblock, data.data(), l.sums.size()));
+    }
+    ++stats.zones_cleaned;
+    if (victim.valid == 0) resets_after_commit.push_back(zone_number(victim));
+    return commit();
+  }
+
+  Status clean_step() {
+    if (cleaning) return Status::Ok();
+    DataZone* victim = pick_victim();
+    if (victim == nullptr) return Status(Code::kNotFound, "no zone is worth cleaning");
+    cleaning = true;
+    Status st = clean_zone(*victim);
+    cleaning = false;
+    return st;
+  }
+
+  Status clean_until_free(std::uint32_t want) {
+    for (int rounds = 0; rounds < 64 && free_zones() < want; ++rounds) {
+      Status st = clean_step();
+      if (!st.ok()) return st;
+    }
+    return Status::Ok();
+  }
+};
+
+// ----- the public face -------------------------------------------------------------------
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::~Store() = default;
+
+Result<std::unique_ptr<Store>> Store::open(std::unique_ptr<ZonedDevice> device, const StoreOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->dev = std::move(device);
+  impl->options = options;
+  NYADS_RETURN_IF_ERROR(impl->recover());
+  return std::unique_ptr<Store>(new Store(std::move(impl)));
+}
+
+Status Store::close() { return impl_->checkpoint(); }
+
+Result<NamespaceInfo> Store::create_namespace(std::string_view name, std::uint64_t size_bytes, std::uint32_t block_size) {
+  Impl& s = *impl_;
+  NYADS_RETURN_IF_ERROR(fmt::validate_namespace_name(name));
+  if (s.ns_by_name(name)) return Status(Code::kAlreadyExists, "namespace '" + std::string(name) + "' exists already");
+  if (block_size != 512 && block_size != 4096) return InvalidArgument("block size " + n(block_size) + " is not 512 or 4096");
+  if (size_bytes == 0 || size_bytes % kBlock != 0) return InvalidArgument("namespace size " + n(size_bytes) + " bytes is not a positive multiple of 4096");
+  const std::uint32_t id = s.next_ns_id++;
+  s.namespaces.emplace(id, Impl::Namespace{id, std::string(name), size_bytes, block_size, 0, ExtentMap(s.per)});
+  s.add(fmt::record::NamespaceCreate{id, block_size, size_bytes, std::string(name)});
+  NYADS_RETURN_IF_ERROR(s.commit());
+  return s.info(*s.ns(id));
+}
+
+Status Store::delete_namespace(std::string_view name) {
+  Impl& s = *impl_;
+  Impl::Namespace* x = s.ns_by_name(name);
+  if (!x) return Status(Code::kNotFound, "no namespace '" + std::string(name) + "'");
+  s.release(x->map.unmap(0, x->size / kBlock));
+  s.add(fmt::record::NamespaceDelete{x->id});
+  s.namespaces.erase(x->id);
+  return s.commit();
+}
+
+Status Store::resize_namespace(std::string_view name, std::uint64_t size_bytes, bool discard) {
+  Impl& s = *impl_;
+  Impl::Namespace* x = s.ns_by_name(name);
+  if (!x) return Status(Code::kNotFound, "no namespace '" + std::string(name) + "'");
+  if (size_bytes == 0 || size_bytes % kBlock != 0) return InvalidArgument("namespace size " + n(size_bytes) + " bytes is not a positive multiple of 4096");
+  if (size_bytes < x->size) {
+    const std::uint64_t from = size_bytes / kBlock, count = (x->size - size_bytes) / kBlock;
+    bool holds_data = false;
+    for (const auto& p : x->map.lookup(from, count)) holds_data = holds_data || p.mapped;
+    if (holds_data && !discard)
+      return InvalidArgument("shrinking '" + x->name + "' to " + n(size_bytes) + " bytes would cut off data; pass discard to drop it");
+    s.release(x->map.unmap(from, count));
+  }
+  x->size = size_bytes;
+  s.add(fmt::record::NamespaceResize{x->id, size_bytes});
+  return s.commit();
+}
+
+std::vector<NamespaceInfo> Store::list_namespaces() const {
+  std::vector<NamespaceInfo> out;
+  for (const auto& [id, x] : impl_->namespaces) out.push_back(impl_->info(x));
+  return out;
+}
+
+Result<NamespaceInfo> Store::find_namespace(std::string_view name) const {
+  for (const auto& [id, x] : impl_->namespaces)
+    if (x.name == name) return impl_->info(x);
+  return Status(Code::kNotFound, "no namespace '" + std::string(name) + "'");
+}
+
+Status Store::write(std::uint32_t ns_id, std::uint64_t offset, std::span<const std::uint8_t> data, bool fua) {
+  Impl& s = *impl_;
+  Impl::Namespace* x = s.ns(ns_id);
+  NYADS_RETURN_IF_ERROR(s.check_range(x, offset, data.size(), "write"));
+  NYADS_RETURN_IF_ERROR(s.write_range(*x, offset, data.data(), data.size()));
+  s.stats.user_bytes_written += data.size();
+  return fua ? s.commit() : Status::Ok();
+}
+
+Status Store::read(std::uint32_t ns_id, std::uint64_t offset, std::span<std::uint8_t> out) {
+  Impl& s = *impl_;
+  Impl::Namespace* x = s.ns(ns_id);
+  NYADS_RETURN_IF_ERROR(s.check_range(x, offset, out.size(), "read"));
+  const std::uint64_t first = offset / kBlock, last = (offset + out.size() - 1) / kBlock;
+  if (offset % kBlock == 0 && out.size() % kBlock == 0) return s.read_blocks(*x, first, last - first + 1, out.data());
+  std::vector<std::uint8_t> buf((last - first + 1) * kBlock);
+  NYADS_RETURN_IF_ERROR(s.read_blocks(*x, first, last - first + 1, buf.data()));
+  std::memcpy(out.data(), buf.data() + offset % kBlock, out.size());
+  return Status::Ok();
+}
+
+Status Store::trim(std::uint32_t ns_id, std::uint64_t offset, std::uint64_t length) {
+  Impl& s = *impl_;
+  Impl::Namespace* x = s.ns(ns_id);
+  NYADS_RETURN_IF_ERROR(s.check_range(x, offset, length, "trim"));
+  // Whole 4 KiB blocks are unmapped; the partial ends of a 512-byte namespace are zeroed.
+  const std::uint64_t first = (offset + kBlock - 1) / kBlock, end = (offset + length) / kBlock;
+  if (end > first) {
+    s.release(x->map.unmap(first, end - first));
+    s.add(fmt::record::Trim{x->id, first, end - first});
+  }
+  const std::uint64_t head_end = std::min(offset + length, first * kBlock);
+  if (head_end > offset) {
+    std::vector<std::uint8_t> zeros(head_end - offset);
+    NYADS_RETURN_IF_ERROR(s.write_range(*x, offset, zeros.data(), zeros.size()));
+  }
+  const std::uint64_t tail_start = std::max(offset, std::max(end, first) * kBlock);
+  if (offset + length > tail_start && tail_start >= head_end) {
+    std::vector<std::uint8_t> zeros(offset + length - tail_start);
+    NYADS_RETURN_IF_ERROR(s.write_range(*x, tail_start, zeros.data(), zeros.size()));
+  }
+  return Status::Ok();
+}
+
+Status Store::write_zeroes(std::uint32_t ns_id, std::uint64_t offset, std::uint64_t length, bool no_hole) {
+  Impl& s = *impl_;
+  if (!no_hole) return trim(ns_id, offset, length);
+  Impl::Namespace* x = s.ns(ns_id);
+  NYADS_RETURN_IF_ERROR(s.check_range(x, offset, length, "write-zeroes"));
+  constexpr std::uint64_t kChunk = 1 << 20;
+  std::vector<std::uint8_t> zeros(std::min(length, kChunk));
+  for (std::uint64_t done = 0; done < length; done += zeros.size()) {
+    const std::uint64_t k = std::min<std::uint64_t>(zeros.size(), length - done);
+    NYADS_RETURN_IF_ERROR(s.write_range(*x, offset + done, zeros.data(), k));
+  }
+  s.stats.user_bytes_written += length;
+  return Status::Ok();
+}
+
+Status Store::flush() { return impl_->commit(); }
+Status Store::checkpoint() { return impl_->checkpoint(); }
+Status Store::clean_step() { return impl_->clean_step(); }
+
+StoreStats Store::stats() const {
+  StoreStats s = impl_->stats;
+  s.data_zones = impl_->sb.data_zones.count;
+  s.free_zones = impl_->free_zones();
+  return s;
+}
+
+const format::Superblock& Store::superblock() const { return impl_->sb; }
+ZonedDevice& Store::device() { return *impl_->dev; }
+
+}  // namespace nyads

@@ -1,0 +1,99 @@
+// Store: the log-structured volume. Namespaces (one per container), each a thin-provisioned
+// block address space; data appended to data zones with per-block checksums; a group-committed
+// journal and background checkpoints for recovery; a cleaner that reclaims zones.
+//
+// Durability (invariant 1): a write is durable once a flush() completes after it, or at once
+// when written with fua. After a crash every 4 KiB block reads its old or its new content.
+// Threading: one thread drives a Store.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "nyads/format.h"
+#include "nyads/status.h"
+#include "nyads/zoned_device.h"
+
+namespace nyads {
+
+struct StoreOptions {
+  // Take a checkpoint once the journal has grown by this many blocks since the last one.
+  std::uint64_t checkpoint_after_journal_blocks = 2048;
+  // Clean while at most this many data zones are free (0: the volume's reserve + 2).
+  std::uint32_t clean_below_free_zones = 0;
+};
+
+struct NamespaceInfo {
+  std::uint32_t id = 0;
+  std::string name;
+  std::uint64_t size_bytes = 0;
+  std::uint32_t block_size = 4096;
+  std::uint64_t written_bytes = 0;  // mapped 4 KiB blocks x 4096
+  bool quarantined = false;
+};
+
+struct StoreStats {
+  std::uint64_t user_bytes_written = 0;      // bytes clients wrote (write and write-zeroes with no-hole)
+  std::uint64_t data_bytes_written = 0;      // data appended for clients
+  std::uint64_t cleaner_bytes_written = 0;   // data the cleaner copied
+  std::uint64_t metadata_bytes_written = 0;  // journal and checkpoint blocks
+  std::uint64_t journal_blocks_written = 0;
+  std::uint64_t checkpoints = 0;
+  std::uint64_t flushes = 0;
+  std::uint64_t zones_cleaned = 0;
+  std::uint64_t zones_reset = 0;
+  std::uint64_t checksum_errors = 0;
+  std::uint32_t data_zones = 0;
+  std::uint32_t free_zones = 0;
+  // Device bytes written for every user byte: (data + cleaner + metadata) / user.
+  double write_amplification() const;
+};
+
+class Store {
+ public:
+  // Opens the volume on the device, recovering after a crash: the newest checkpoint, then the
+  // journal after it. Then takes a checkpoint, so the next recovery starts here.
+  static Result<std::unique_ptr<Store>> open(std::unique_ptr<ZonedDevice> device, const StoreOptions& options = {});
+  ~Store();  // closing without close() is a crash: only flushed data survives
+
+  // Flushes and checkpoints: the next open replays nothing.
+  Status close();
+
+  // Names: see format::validate_namespace_name. Sizes: positive multiples of 4096 bytes.
+  Result<NamespaceInfo> create_namespace(std::string_view name, std::uint64_t size_bytes, std::uint32_t block_size = 4096);
+  Status delete_namespace(std::string_view name);
+  // Growing always works; shrinking only when the cut range holds no data, or with discard.
+  Status resize_namespace(std::string_view name, std::uint64_t size_bytes, bool discard = false);
+  std::vector<NamespaceInfo> list_namespaces() const;
+  Result<NamespaceInfo> find_namespace(std::string_view name) const;
+
+  // Byte ranges aligned to the namespace's block size, within its size.
+  Status write(std::uint32_t ns_id, std::uint64_t offset, std::span<const std::uint8_t> data, bool fua = false);
+  Status read(std::uint32_t ns_id, std::uint64_t offset, std::span<std::uint8_t> out);
+  Status trim(std::uint32_t ns_id, std::uint64_t offset, std::uint64_t length);
+  // Zeros that read back as zeros; unmapped (like trim) unless no_hole asks for written zeros.
+  Status write_zeroes(std::uint32_t ns_id, std::uint64_t offset, std::uint64_t length, bool no_hole = false);
+  // Every write, trim and zeroing that returned before this call is durable when it returns.
+  Status flush();
+
+  Status checkpoint();
+  // One cleaning round: copies the live blocks of the best victim zone and resets it.
+  // Returns kNotFound when no zone is worth cleaning.
+  Status clean_step();
+
+  StoreStats stats() const;
+  const format::Superblock& superblock() const;
+  ZonedDevice& device();
+
+  struct Impl;
+
+ private:
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nyads

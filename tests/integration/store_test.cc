@@ -1,0 +1,210 @@
+// The store through its API on the emulated backend: namespaces, the data path, durability
+// across reopen, checksums, out of space, cleaning, and fsck on what it wrote.
+#include "nyads/store.h"
+
+#include <fstream>
+
+#include "fsck/fsck.h"
+#include "store_harness.h"
+#include "zns/emulated_format.h"
+
+namespace nyads {
+namespace {
+
+using test::bytes_of;
+
+TEST(Store, WritesReadBackAndHolesReadAsZeros) {
+  auto dev = test::formatted_memory_device();
+  auto st = test::open_store(*dev);
+  auto ns = st->create_namespace("web-db", 4 << 20);
+  ASSERT_TRUE(ns.ok()) << ns.status().to_string();
+  auto data = bytes_of(1, 64 << 10);
+  ASSERT_OK(st->write(ns->id, 8192, data));
+  std::vector<std::uint8_t> got(64 << 10);
+  ASSERT_OK(st->read(ns->id, 8192, got));
+  EXPECT_EQ(got, data);
+  std::vector<std::uint8_t> hole(8192, 0xff);
+  ASSERT_OK(st->read(ns->id, 0, hole));
+  EXPECT_TRUE(std::all_of(hole.begin(), hole.end(), [](auto b) { return b == 0; }));
+  EXPECT_EQ(st->find_namespace("web-db")->written_bytes, 64u << 10);
+  ASSERT_OK(st->trim(ns->id, 8192, 4096));
+  ASSERT_OK(st->read(ns->id, 8192, std::span(got).first(4096)));
+  EXPECT_TRUE(std::all_of(got.begin(), got.begin() + 4096, [](auto b) { return b == 0; }));
+  ASSERT_OK(st->write_zeroes(ns->id, 12288, 8192, true));
+  ASSERT_OK(st->read(ns->id, 12288, std::span(got).first(8192)));
+  EXPECT_TRUE(std::all_of(got.begin(), got.begin() + 8192, [](auto b) { return b == 0; }));
+}
+
+TEST(Store, FlushedDataSurvivesReopenAndCloseReplaysNothing) {
+  auto dev = test::formatted_memory_device();
+  std::uint32_t id = 0;
+  auto a = bytes_of(2, 16384), b = bytes_of(3, 4096);
+  {
+    auto st = test::open_store(*dev);
+    id = st->create_namespace("a", 1 << 20)->id;
+    ASSERT_OK(st->write(id, 0, a));
+    ASSERT_OK(st->flush());
+    ASSERT_OK(st->write(id, 4096, b, /*fua=*/true));
+  }  // no close: a crash after the FUA write
+  auto st = test::open_store(*dev);
+  std::vector<std::uint8_t> got(16384);
+  ASSERT_OK(st->read(id, 0, got));
+  EXPECT_TRUE(std::equal(got.begin(), got.begin() + 4096, a.begin()));
+  EXPECT_TRUE(std::equal(got.begin() + 4096, got.begin() + 8192, b.begin()));
+  EXPECT_TRUE(std::equal(got.begin() + 8192, got.end(), a.begin() + 8192));
+  ASSERT_OK(st->close());
+  auto report = fsck::check_volume(*dev, {});
+  EXPECT_EQ(report.exit_code(), 0) << fsck::to_text(report, true);
+  EXPECT_EQ(report.namespaces, 1u);
+  EXPECT_EQ(report.journal_blocks, 0u);  // close checkpointed everything
+}
+
+TEST(Store, NamespaceRules) {
+  auto dev = test::formatted_memory_device();
+  auto st = test::open_store(*dev);
+  ASSERT_TRUE(st->create_namespace("a", 1 << 20).ok());
+  EXPECT_EQ(st->create_namespace("a", 1 << 20).status().code(), Code::kAlreadyExists);
+  EXPECT_NE(st->create_namespace("bad/name", 1 << 20).status().message().find("the character '/'"), std::string::npos);
+  EXPECT_NE(st->create_namespace("b", 1000).status().message().find("not a positive multiple of 4096"), std::string::npos);
+  EXPECT_NE(st->create_namespace("b", 4096, 1024).status().message().find("not 512 or 4096"), std::string::npos);
+  const std::uint32_t id = st->find_namespace("a")->id;
+  ASSERT_OK(st->write(id, (1 << 20) - 4096, bytes_of(4, 4096)));
+  Status cut = st->resize_namespace("a", 1 << 19);
+  EXPECT_EQ(cut.code(), Code::kInvalidArgument);
+  EXPECT_NE(cut.message().find("would cut off data"), std::string::npos);
+  ASSERT_OK(st->resize_namespace("a", 2 << 20));
+  ASSERT_OK(st->resize_namespace("a", 1 << 19, /*discard=*/true));
+  EXPECT_EQ(st->find_namespace("a")->size_bytes, 1u << 19);
+  EXPECT_EQ(st->write(id, 1 << 19, bytes_of(1, 4096)).code(), Code::kOutOfRange);
+  EXPECT_EQ(st->write(id, 100, bytes_of(1, 4096)).code(), Code::kInvalidArgument);
+  EXPECT_EQ(st->read(999, 0, std::span<std::uint8_t>()).code(), Code::kNotFound);
+  EXPECT_EQ(st->delete_namespace("nope").code(), Code::kNotFound);
+  ASSERT_OK(st->delete_namespace("a"));
+  EXPECT_TRUE(st->list_namespaces().empty());
+}
+
+TEST(Store, FiveHundredTwelveByteNamespacesMergePartialBlocks) {
+  auto dev = test::formatted_memory_device();
+  auto st = test::open_store(*dev);
+  auto ns = st->create_namespace("small", 1 << 20, 512);
+  ASSERT_TRUE(ns.ok());
+  auto a = bytes_of(5, 8192);
+  ASSERT_OK(st->write(ns->id, 0, a));
+  auto b = bytes_of(6, 1536);
+  ASSERT_OK(st->write(ns->id, 512 * 3, b));
+  std::vector<std::uint8_t> got(8192);
+  ASSERT_OK(st->read(ns->id, 0, got));
+  auto want = a;
+  std::copy(b.begin(), b.end(), want.begin() + 1536);
+  EXPECT_EQ(got, want);
+  std::vector<std::uint8_t> part(1024);
+  ASSERT_OK(st->read(ns->id, 512 * 5, part));
+  EXPECT_TRUE(std::equal(part.begin(), part.end(), want.begin() + 2560));
+  ASSERT_OK(st->trim(ns->id, 512, 512 * 10));
+  ASSERT_OK(st->read(ns->id, 0, got));
+  EXPECT_TRUE(std::equal(got.begin(), got.begin() + 512, want.begin()));
+  EXPECT_TRUE(std::all_of(got.begin() + 512, got.begin() + 512 * 11, [](auto c) { return c == 0; }));
+  EXPECT_TRUE(std::equal(got.begin() + 512 * 11, got.end(), want.begin() + 512 * 11));
+}
+
+TEST(Store, ACorruptDataBlockIsAnErrorNeverData) {
+  test::TempDir dir;
+  const std::string path = dir.file("v.img");
+  std::uint32_t id = 0;
+  std::uint64_t lba = 0;
+  {
+    auto d = EmulatedDevice::create_file(path, test::store_config());
+    ASSERT_TRUE(d.ok());
+    ASSERT_TRUE(mkfs::format_volume(**d, {}).ok());
+    auto st = Store::open(std::move(*d));
+    ASSERT_TRUE(st.ok());
+    id = (*st)->create_namespace("a", 1 << 20)->id;
+    ASSERT_OK((*st)->write(id, 0, bytes_of(7, 8192)));
+    ASSERT_OK((*st)->close());
+    // Where did it land? The first data zone's first blocks.
+    lba = test::store_config().geometry().zone_start((*st)->superblock().data_zones.first);
+  }
+  {
+    const auto layout = emulated_format::layout_for(test::store_config());
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(layout.data_offset + (lba + 1) * 4096 + 100));
+    f.put('\x42');
+  }
+  auto d = open_zoned_device(path);
+  ASSERT_TRUE(d.ok());
+  auto st = Store::open(std::move(*d));
+  ASSERT_TRUE(st.ok()) << st.status().to_string();
+  std::vector<std::uint8_t> got(4096);
+  ASSERT_OK((*st)->read(id, 0, got));  // the intact block
+  Status bad = (*st)->read(id, 4096, got);
+  EXPECT_EQ(bad.code(), Code::kIoError);
+  EXPECT_NE(bad.message().find("checksum mismatch in namespace 'a' block 1"), std::string::npos) << bad.message();
+  EXPECT_EQ((*st)->stats().checksum_errors, 1u);
+}
+
+TEST(Store, OutOfSpaceIsPerWriteAndTrimBringsSpaceBack) {
+  auto dev = test::formatted_memory_device(16);  // few data zones
+  auto st = test::open_store(*dev);
+  const std::uint32_t a = st->create_namespace("a", 64 << 20)->id;  // thin: larger than the device
+  const std::uint32_t b = st->create_namespace("b", 1 << 20)->id;
+  ASSERT_OK(st->write(b, 0, bytes_of(8, 65536)));
+  auto chunk = bytes_of(9, 256 << 10);
+  std::uint64_t off = 0;
+  Status s;
+  while ((s = st->write(a, off, chunk)).ok()) off += chunk.size();
+  EXPECT_EQ(s.code(), Code::kNoSpace) << s.to_string();
+  EXPECT_EQ(s.to_errno(), ENOSPC);
+  // The other namespace still reads, and the store is consistent.
+  std::vector<std::uint8_t> got(65536);
+  ASSERT_OK(st->read(b, 0, got));
+  EXPECT_EQ(got, bytes_of(8, 65536));
+  ASSERT_OK(st->flush());
+  // Freeing space makes writes work again.
+  ASSERT_OK(st->trim(a, 0, off / 2));
+  ASSERT_OK(st->flush());
+  EXPECT_OK(st->write(a, off, chunk));
+  ASSERT_OK(st->close());
+  EXPECT_EQ(fsck::check_volume(*dev, {}).exit_code(), 0);
+}
+
+TEST(Store, DeletingANamespaceFreesItsZones) {
+  auto dev = test::formatted_memory_device();
+  auto st = test::open_store(*dev);
+  const std::uint32_t free_before = st->stats().free_zones;
+  const std::uint32_t a = st->create_namespace("a", 8 << 20)->id;
+  ASSERT_OK(st->write(a, 0, bytes_of(10, 3 << 20)));
+  ASSERT_OK(st->flush());
+  EXPECT_LT(st->stats().free_zones, free_before - 2);
+  const std::uint64_t written = st->stats().data_bytes_written + st->stats().cleaner_bytes_written;
+  ASSERT_OK(st->delete_namespace("a"));
+  EXPECT_GE(st->stats().free_zones, free_before - 1);  // the zones came back by reset
+  EXPECT_EQ(st->stats().data_bytes_written + st->stats().cleaner_bytes_written, written);  // nothing copied
+  // A new namespace reads zeros, not the old data.
+  const std::uint32_t b = st->create_namespace("b", 8 << 20)->id;
+  std::vector<std::uint8_t> got(1 << 20);
+  ASSERT_OK(st->read(b, 0, got));
+  EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](auto c) { return c == 0; }));
+}
+
+TEST(Store, TheCleanerReclaimsOverwrittenZones) {
+  auto dev = test::formatted_memory_device();
+  auto st = test::open_store(*dev);
+  const std::uint32_t a = st->create_namespace("a", 16 << 20)->id;
+  // Overwrite a 12 MiB working set several times on a ~26 MiB device: cleaning must run.
+  for (int round = 0; round < 6; ++round)
+    for (std::uint64_t off = 0; off < (12 << 20); off += 256 << 10) ASSERT_OK(st->write(a, off, bytes_of(round * 100 + off / 4096, 256 << 10)));
+  ASSERT_OK(st->flush());
+  const StoreStats s = st->stats();
+  EXPECT_GT(s.zones_cleaned + s.zones_reset, 0u);
+  std::vector<std::uint8_t> got(256 << 10);
+  for (std::uint64_t off = 0; off < (12 << 20); off += 256 << 10) {
+    ASSERT_OK(st->read(a, off, got));
+    ASSERT_EQ(got, bytes_of(500 + off / 4096, 256 << 10)) << off;
+  }
+  ASSERT_OK(st->close());
+  auto r = fsck::check_volume(*dev, {});
+  EXPECT_EQ(r.exit_code(), 0) << fsck::to_text(r, true);
+}
+
+}  // namespace
+}  // namespace nyads

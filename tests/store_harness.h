@@ -1,0 +1,67 @@
+// Helpers for store tests: a volume on an emulated device, a device handle the store can own
+// while the test keeps the device (for power cycles), and a byte-exact model of namespaces.
+#pragma once
+
+#include "mkfs/mkfs.h"
+#include "nyads/faulty_device.h"
+#include "nyads/store.h"
+#include "test_util.h"
+
+namespace nyads::test {
+
+// Forwards to a device the test owns, so a Store can be destroyed (a crash) and the device
+// power-cycled and opened again.
+class BorrowedDevice : public ZonedDevice {
+ public:
+  explicit BorrowedDevice(ZonedDevice& d) : d_(d) {}
+  const Geometry& geometry() const override { return d_.geometry(); }
+  std::string backend() const override { return d_.backend(); }
+  const std::string& name() const override { return d_.name(); }
+  Result<std::vector<ZoneInfo>> report_zones(std::uint32_t f, std::uint32_t c) override { return d_.report_zones(f, c); }
+  Status manage_zone(ZoneAction a, std::uint32_t z) override { return d_.manage_zone(a, z); }
+  Status manage_all_zones(ZoneAction a) override { return d_.manage_all_zones(a); }
+  Status submit(const IoRequest& r) override { return d_.submit(r); }
+  std::size_t reap(std::span<IoCompletion> out, std::size_t min) override { return d_.reap(out, min); }
+  std::uint32_t in_flight() const override { return d_.in_flight(); }
+  std::uint32_t queue_depth() const override { return d_.queue_depth(); }
+
+ private:
+  ZonedDevice& d_;
+};
+
+// A volume-sized emulated device: zones of 1 MiB (768 KiB writable), 4 KiB blocks.
+inline EmulatedConfig store_config(std::uint32_t zones = 40) {
+  EmulatedConfig c = small_config();
+  c.zone_count = zones;
+  c.max_open_zones = 8;
+  c.max_active_zones = 10;
+  return c;
+}
+
+inline std::unique_ptr<EmulatedDevice> formatted_memory_device(std::uint32_t zones = 40) {
+  auto d = EmulatedDevice::create_memory(store_config(zones));
+  EXPECT_TRUE(d.ok()) << d.status().to_string();
+  auto r = mkfs::format_volume(**d, {});
+  EXPECT_TRUE(r.ok()) << r.status().to_string();
+  return std::move(*d);
+}
+
+inline std::unique_ptr<Store> open_store(ZonedDevice& d, const StoreOptions& o = {}) {
+  auto s = Store::open(std::make_unique<BorrowedDevice>(d), o);
+  EXPECT_TRUE(s.ok()) << s.status().to_string();
+  return s.ok() ? std::move(*s) : nullptr;
+}
+
+inline std::vector<std::uint8_t> bytes_of(std::uint64_t seed, std::size_t n) {
+  std::vector<std::uint8_t> v(n);
+  std::uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (auto& b : v) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    b = static_cast<std::uint8_t>(x);
+  }
+  return v;
+}
+
+}  // namespace nyads::test

@@ -1,0 +1,92 @@
+// ExtentMap against a plain per-block model: random maps and unmaps, every lookup compared.
+#include "fs/map/extent_map.h"
+
+#include <random>
+
+#include "test_util.h"
+
+namespace nyads {
+namespace {
+
+TEST(ExtentMap, MapsSplitsAndReportsWhatItDisplaces) {
+  ExtentMap m(1);
+  const std::uint32_t a[] = {1, 2, 3, 4, 5, 6, 7, 8};
+  EXPECT_TRUE(m.map(10, 1000, a).empty());
+  EXPECT_EQ(m.mapped_blocks(), 8u);
+  const std::uint32_t b[] = {9, 9};
+  auto d = m.map(12, 2000, b);  // overwrite blocks 12, 13 in the middle
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].lba, 1002u);
+  EXPECT_EQ(d[0].blocks, 2u);
+  EXPECT_EQ(m.extent_count(), 3u);
+  auto p = m.lookup(8, 12);  // 8..19
+  ASSERT_EQ(p.size(), 5u);
+  EXPECT_FALSE(p[0].mapped);
+  EXPECT_EQ(p[0].blocks, 2u);
+  EXPECT_EQ(p[1].lba, 1000u);
+  EXPECT_EQ(p[1].checksums[1], 2u);
+  EXPECT_EQ(p[2].lba, 2000u);
+  EXPECT_EQ(p[3].lba, 1004u);
+  EXPECT_EQ(p[3].checksums[0], 5u);
+  EXPECT_EQ(p[4].vblock, 18u);
+  EXPECT_FALSE(p[4].mapped);
+  auto u = m.unmap(0, 100);
+  EXPECT_EQ(u.size(), 3u);
+  EXPECT_EQ(m.mapped_blocks(), 0u);
+  EXPECT_EQ(m.extent_count(), 0u);
+}
+
+TEST(ExtentMap, JoinsWritesThatContinueEachOther) {
+  ExtentMap m(8);  // 512-byte device blocks
+  const std::uint32_t c[] = {1};
+  for (std::uint64_t i = 0; i < 100; ++i) m.map(i, 4096 + i * 8, c);
+  EXPECT_EQ(m.extent_count(), 1u);
+  EXPECT_EQ(m.lookup(50, 1)[0].lba, 4096u + 50 * 8);
+}
+
+TEST(ExtentMap, AgreesWithAPerBlockModel) {
+  std::mt19937_64 rng(5);
+  ExtentMap m(1);
+  struct Cell {
+    bool mapped = false;
+    std::uint64_t lba = 0;
+    std::uint32_t sum = 0;
+  };
+  std::vector<Cell> model(512);
+  std::uint64_t next_lba = 1 << 20;
+  std::map<std::uint64_t, int> live;  // lba -> referenced
+  for (int step = 0; step < 5000; ++step) {
+    const std::uint64_t v = rng() % 500, n = 1 + rng() % 12;
+    std::vector<ExtentMap::Displaced> d;
+    if (rng() % 4 == 0) {
+      d = m.unmap(v, n);
+      for (std::uint64_t i = v; i < v + n; ++i) model[i].mapped = false;
+    } else {
+      std::vector<std::uint32_t> sums(n);
+      for (auto& s : sums) s = static_cast<std::uint32_t>(rng());
+      d = m.map(v, next_lba, sums);
+      for (std::uint64_t i = 0; i < n; ++i) model[v + i] = {true, next_lba + i, sums[i]};
+      for (std::uint64_t i = 0; i < n; ++i) live[next_lba + i] = 1;
+      next_lba += n + (rng() % 2);
+    }
+    for (const auto& x : d)
+      for (std::uint64_t i = 0; i < x.blocks; ++i) ASSERT_EQ(live.erase(x.lba + i), 1u) << "displaced twice or never mapped";
+  }
+  std::uint64_t mapped = 0;
+  for (const auto& p : m.lookup(0, 512)) {
+    for (std::uint64_t i = 0; i < p.blocks; ++i) {
+      const Cell& c = model[p.vblock + i];
+      ASSERT_EQ(c.mapped, p.mapped) << p.vblock + i;
+      if (p.mapped) {
+        ASSERT_EQ(c.lba, p.lba + i);
+        ASSERT_EQ(c.sum, p.checksums[i]);
+        ++mapped;
+      }
+    }
+  }
+  EXPECT_EQ(mapped, m.mapped_blocks());
+  EXPECT_EQ(live.size(), m.mapped_blocks());  // every live block is referenced exactly once
+}
+
+}  // namespace
+}  // namespace nyads
