@@ -208,3 +208,37 @@ TEST(Store, TheCleanerReclaimsOverwrittenZones) {
 
 }  // namespace
 }  // namespace nyads
+
+namespace nyads {
+namespace {
+
+TEST(Store, InjectedIoErrorsSurfaceAsErrors) {
+  FaultyDevice faulty(test::formatted_memory_device());
+  auto st = test::open_store(faulty);
+  const std::uint32_t a = st->create_namespace("a", 1 << 20)->id;
+  ASSERT_OK(st->write(a, 0, test::bytes_of(1, 8192)));
+  ASSERT_OK(st->flush());
+  const Geometry& g = faulty.geometry();
+  const std::uint32_t first_data = st->superblock().data_zones.first;
+  faulty.fail_reads(g.zone_start(first_data), g.zone_size * (g.zone_count - first_data));
+  std::vector<std::uint8_t> got(8192);
+  Status r = st->read(a, 0, got);
+  EXPECT_EQ(r.code(), Code::kIoError);
+  EXPECT_NE(r.message().find("injected read error"), std::string::npos) << r.message();
+  faulty.clear_faults();
+  for (std::uint32_t z = first_data; z < g.zone_count; ++z) faulty.fail_writes_to_zone(z);
+  EXPECT_EQ(st->write(a, 8192, test::bytes_of(2, 4096)).code(), Code::kIoError);
+  faulty.clear_faults();
+  ASSERT_OK(st->write(a, 8192, test::bytes_of(2, 4096)));
+  faulty.fail_flushes(true);
+  EXPECT_EQ(st->flush().code(), Code::kIoError);
+  faulty.clear_faults();
+  // With the faults gone, the store goes on.
+  ASSERT_OK(st->read(a, 0, got));
+  EXPECT_EQ(got, test::bytes_of(1, 8192));
+  ASSERT_OK(st->write(a, 8192, test::bytes_of(3, 4096)));
+  ASSERT_OK(st->flush());
+}
+
+}  // namespace
+}  // namespace nyads
