@@ -128,7 +128,7 @@ nyads::Result<Result> format_volume(ZonedDevice& device, const Options& o) {
   commit.journal_zone = sb.journal_zones.first;
   commit.journal_block = 0;
   commit.created = sb.created;
-  NYADS_RETURN_IF_ERROR(write_checkpoint(device, sb, 1, sb.checkpoint_zones.first, bodies, commit));
+  NYADS_RETURN_IF_ERROR(write_checkpoint(device, sb, 1, {sb.checkpoint_zones.first}, bodies, commit));
   // 3. The superblock last, primary then backup: until it is there, this is not a volume.
   AlignedBuffer block(fmt::kMetaBlockSize);
   fmt::encode_superblock(sb, block.span());

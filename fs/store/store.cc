@@ -43,6 +43,15 @@ struct Store::Impl {
     std::uint64_t valid = 0;       // live 4 KiB blocks
     std::uint64_t last_seq = 0;    // journal sequence of its newest data: its age
     std::uint8_t stream = kNoStream;
+    // What was written into the zone, by whom: the cleaner checks each against the maps to
+    // find the live blocks, without walking every namespace's map.
+    struct Owner {
+      std::uint32_t ns;
+      std::uint64_t vblock;
+      std::uint64_t lba;
+      std::uint64_t blocks;
+    };
+    std::vector<Owner> owners;
   };
 
   std::unique_ptr<ZonedDevice> dev;
@@ -61,7 +70,8 @@ struct Store::Impl {
   bool data_unflushed = false;
   std::uint64_t journal_blocks_since_checkpoint = 0;
   std::uint64_t checkpoint_seq = 0;
-  std::uint32_t newest_checkpoint_zone = UINT32_MAX;
+  std::vector<std::uint32_t> newest_checkpoint_zones;
+  std::uint64_t last_checkpoint_blocks = 0;
   StoreStats stats;
   bool cleaning = false;
 
@@ -139,7 +149,7 @@ struct Store::Impl {
     }
     const LoadedCheckpoint& cp = *search.newest;
     checkpoint_seq = cp.seq;
-    newest_checkpoint_zone = cp.commit.zones.back();
+    newest_checkpoint_zones = cp.commit.zones;
     next_ns_id = cp.commit.next_ns_id;
     zones.resize(sb.data_zones.count);
     for (std::uint32_t i = 0; i < zones.size(); ++i) zones[i].start = zones[i].wp = g.zone_start(sb.data_zones.first + i);
@@ -156,8 +166,11 @@ struct Store::Impl {
     head = scan.end;
     // Data zones: where the device's write pointers are; live blocks counted from the maps.
     for (auto& [id, x] : namespaces)
-      x.map.for_each([&](std::uint64_t, std::uint64_t lba, std::span<const std::uint32_t> sums) {
-        if (sb.data_zones.contains(g.zone_of(lba))) zone_of_lba(lba).valid += sums.size();
+      x.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+        if (!sb.data_zones.contains(g.zone_of(lba))) return;
+        DataZone& z = zone_of_lba(lba);
+        z.valid += sums.size();
+        z.owners.push_back({id, vblock, lba, sums.size()});
       });
     auto report = dev->report_zones(sb.data_zones.first, sb.data_zones.count);
     if (!report.ok()) return report.status();
@@ -220,6 +233,7 @@ struct Store::Impl {
     z.wp = z.start;
     z.valid = 0;
     z.stream = kNoStream;
+    z.owners.clear();
     ++stats.zones_reset;
     add(fmt::record::ZoneReset{zone});
     return Status::Ok();
@@ -280,6 +294,7 @@ struct Store::Impl {
       zone->wp = std::max(zone->wp, *lba + k * per);
       zone->valid += k;
       zone->last_seq = head.seq;
+      zone->owners.push_back({ns_id, vblock, *lba, k});
       Namespace* s = ns(ns_id);
       release(s->map.map(vblock, *lba, sums));
       record_extents(ns_id, vblock, *lba, sums);
@@ -416,9 +431,11 @@ struct Store::Impl {
     const std::uint64_t per_zone = sb.meta_blocks_per_zone();
     // Keep one journal zone empty: checkpoint when the blocks since the last checkpoint would
     // fill all but one of the ring's zones, or after the configured amount.
+    // A checkpoint costs as many blocks as the maps take, so wait for at least four times
+    // that much journal: checkpoints then add at most a quarter to the metadata written.
     const std::uint64_t ring_limit = (sb.journal_zones.count - 1) * per_zone - per_zone / 2;
-    if (journal_blocks_since_checkpoint >= std::min<std::uint64_t>(options.checkpoint_after_journal_blocks, ring_limit))
-      return checkpoint();
+    const std::uint64_t wanted = std::max(options.checkpoint_after_journal_blocks, 4 * last_checkpoint_blocks);
+    if (journal_blocks_since_checkpoint >= std::min(wanted, ring_limit)) return checkpoint();
     return Status::Ok();
   }
 
@@ -441,12 +458,6 @@ struct Store::Impl {
     if (!written.ok()) return written.status();
     head.index = *written;  // past a torn block recovery left behind
     if (head.index >= sb.meta_blocks_per_zone()) NYADS_RETURN_IF_ERROR(next_journal_zone());
-    // Into a checkpoint zone that does not hold the newest checkpoint.
-    std::uint32_t target = sb.checkpoint_zones.first;
-    while (target == newest_checkpoint_zone) ++target;
-    auto target_written = io.written(target);
-    if (!target_written.ok()) return target_written.status();
-    if (*target_written != 0) NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kReset, target));
     std::vector<CheckpointBody> bodies;
     std::vector<fmt::NamespaceEntry> entries;
     for (const auto& [id, s] : namespaces) {
@@ -485,11 +496,22 @@ struct Store::Impl {
     commit_fields.journal_zone = head.zone;
     commit_fields.journal_block = static_cast<std::uint32_t>(head.index);
     commit_fields.created = static_cast<std::uint64_t>(std::time(nullptr));
-    NYADS_RETURN_IF_ERROR(write_checkpoint(*dev, sb, checkpoint_seq + 1, target, bodies, commit_fields));
+    // Into checkpoint zones that do not hold the newest checkpoint, reset first.
+    std::vector<std::uint32_t> targets;
+    const std::uint32_t needed = checkpoint_zones_needed(sb, bodies.size());
+    for (std::uint32_t z = sb.checkpoint_zones.first; z < sb.checkpoint_zones.end() && targets.size() < needed; ++z) {
+      if (std::find(newest_checkpoint_zones.begin(), newest_checkpoint_zones.end(), z) != newest_checkpoint_zones.end()) continue;
+      auto w = io.written(z);
+      if (!w.ok()) return w.status();
+      if (*w != 0) NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kReset, z));
+      targets.push_back(z);
+    }
+    NYADS_RETURN_IF_ERROR(write_checkpoint(*dev, sb, checkpoint_seq + 1, targets, bodies, commit_fields));
     ++checkpoint_seq;
-    newest_checkpoint_zone = target;
+    newest_checkpoint_zones.assign(targets.begin(), targets.begin() + needed);
     ++stats.checkpoints;
     stats.metadata_bytes_written += (bodies.size() + 1) * fmt::kMetaBlockSize;
+    last_checkpoint_blocks = bodies.size() + 1;
     journal_blocks_since_checkpoint = 0;
     // The journal before the new replay start is obsolete: reset its other zones.
     for (std::uint32_t z = sb.journal_zones.first; z < sb.journal_zones.end(); ++z) {
@@ -527,11 +549,15 @@ struct Store::Impl {
       std::vector<std::uint32_t> sums;
     };
     std::vector<Live> live;
-    for (const auto& [id, s] : namespaces)
-      s.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
-        if (lba + sums.size() * per <= lo || lba >= hi) return;
-        live.push_back({id, vblock, lba, {sums.begin(), sums.end()}});
-      });
+    for (const auto& o : victim.owners) {
+      Namespace* s = ns(o.ns);
+      if (s == nullptr) continue;
+      // Still live: the namespace maps these blocks to exactly where this write put them.
+      for (const auto& p : s->map.lookup(o.vblock, o.blocks)) {
+        if (!p.mapped || p.lba != o.lba + (p.vblock - o.vblock) * per || p.lba < lo || p.lba >= hi) continue;
+        live.push_back({o.ns, p.vblock, p.lba, {p.checksums, p.checksums + p.blocks}});
+      }
+    }
     for (const auto& l : live) {
       Namespace* s = ns(l.ns);
       std::vector<std::uint8_t> data(l.sums.size() * kBlock);
@@ -698,6 +724,10 @@ StoreStats Store::stats() const {
   StoreStats s = impl_->stats;
   s.data_zones = impl_->sb.data_zones.count;
   s.free_zones = impl_->free_zones();
+  for (const auto& [id, x] : impl_->namespaces) {
+    s.map_extents += x.map.extent_count();
+    s.map_memory_bytes += x.map.memory_bytes();
+  }
   return s;
 }
 

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstring>
 
 #include "nyads/volume.h"
 
@@ -6,13 +7,20 @@ namespace nyads {
 
 namespace fmt = format;
 
-Status write_checkpoint(ZonedDevice& device, const fmt::Superblock& sb, std::uint64_t seq, std::uint32_t zone,
+std::uint32_t checkpoint_zones_needed(const fmt::Superblock& sb, std::size_t body_blocks) {
+  const std::uint64_t per_zone = sb.meta_blocks_per_zone();
+  return static_cast<std::uint32_t>((body_blocks + 1 + per_zone - 1) / per_zone);
+}
+
+Status write_checkpoint(ZonedDevice& device, const fmt::Superblock& sb, std::uint64_t seq, const std::vector<std::uint32_t>& zones,
                         const std::vector<CheckpointBody>& bodies, fmt::CheckpointCommit commit) {
   MetaIo io(device);
   const std::size_t n = bodies.size() + 1;
-  if (n > sb.meta_blocks_per_zone())
-    return Status(Code::kNoSpace, "checkpoint of " + std::to_string(n) + " blocks does not fit in a zone of " +
-                                      std::to_string(sb.meta_blocks_per_zone()) + " metadata blocks");
+  const std::uint64_t per_zone = sb.meta_blocks_per_zone();
+  const std::uint32_t needed = checkpoint_zones_needed(sb, bodies.size());
+  if (needed > zones.size())
+    return Status(Code::kNoSpace, "checkpoint of " + std::to_string(n) + " blocks needs " + std::to_string(needed) + " zones of " +
+                                      std::to_string(per_zone) + " metadata blocks, " + std::to_string(zones.size()) + " are free");
   AlignedBuffer buf(n * fmt::kMetaBlockSize);
   std::vector<std::uint64_t> sums;
   for (std::size_t i = 0; i < bodies.size(); ++i) {
@@ -23,12 +31,17 @@ Status write_checkpoint(ZonedDevice& device, const fmt::Superblock& sb, std::uin
   }
   commit.block_count = static_cast<std::uint32_t>(bodies.size());
   commit.chain = fmt::chain_checksums(sums, sb.seed());
-  commit.zones = {zone};
+  commit.zones.assign(zones.begin(), zones.begin() + needed);
   fmt::CheckpointBlock last{seq, commit.block_count, commit};
   NYADS_RETURN_IF_ERROR(fmt::encode_checkpoint_block(last, sb.seed(), buf.span().subspan(bodies.size() * fmt::kMetaBlockSize)));
-  auto at = io.write(zone, buf);
-  if (!at.ok()) return at.status();
-  if (*at != 0) return InvalidArgument("checkpoint zone " + std::to_string(zone) + " was not empty");
+  for (std::uint32_t i = 0; i < needed; ++i) {
+    const std::size_t first = i * per_zone, count = std::min<std::size_t>(per_zone, n - first);
+    AlignedBuffer part(count * fmt::kMetaBlockSize);
+    std::memcpy(part.data(), buf.data() + first * fmt::kMetaBlockSize, part.size());
+    auto at = io.write(zones[i], part);
+    if (!at.ok()) return at.status();
+    if (*at != 0) return InvalidArgument("checkpoint zone " + std::to_string(zones[i]) + " was not empty");
+  }
   return io.flush();
 }
 

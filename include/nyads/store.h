@@ -49,6 +49,8 @@ struct StoreStats {
   std::uint64_t checksum_errors = 0;
   std::uint32_t data_zones = 0;
   std::uint32_t free_zones = 0;
+  std::uint64_t map_extents = 0;       // extents in all namespaces' maps
+  std::uint64_t map_memory_bytes = 0;  // what the maps hold in memory
   // Device bytes written for every user byte: (data + cleaner + metadata) / user.
   double write_amplification() const;
 };

@@ -55,11 +55,15 @@ struct SuperblockZoneScan {
 };
 SuperblockZoneScan scan_superblock_zone(ZonedDevice& device, std::uint32_t zone);
 
-// Writes one checkpoint (seq) into `zone`, which must be empty: the body blocks in order, then
-// the commit block (block_count, chain and zones filled in here). Flushes before returning.
+// Writes one checkpoint (seq) into empty checkpoint zones, in the order given: the body blocks,
+// then the commit block (block_count, chain and zones filled in here); each zone but the last
+// is filled to its capacity. Fails with kNoSpace if the zones cannot hold it. Flushes before
+// returning.
 using CheckpointBody = decltype(format::CheckpointBlock::body);
-Status write_checkpoint(ZonedDevice& device, const format::Superblock& sb, std::uint64_t seq, std::uint32_t zone,
+Status write_checkpoint(ZonedDevice& device, const format::Superblock& sb, std::uint64_t seq, const std::vector<std::uint32_t>& zones,
                         const std::vector<CheckpointBody>& bodies, format::CheckpointCommit commit);
+// How many checkpoint zones a checkpoint of `body_blocks` blocks (and its commit) takes.
+std::uint32_t checkpoint_zones_needed(const format::Superblock& sb, std::size_t body_blocks);
 
 // The newest committed checkpoint: found by the commit block that ends the last written
 // block of a checkpoint zone, then read whole and checked (sequence, order, chain).

@@ -1,0 +1,114 @@
+// Two store measurements on an emulated device in a file (sparse, in the page cache):
+//  1. recovery time after a crash against the data stored (sequentially written), with the
+//     same amount of work since the last checkpoint each time;
+//  2. memory of the maps per TiB of written data, for a sequential and a 4 KiB random layout,
+//     extrapolated from a measured point.
+//
+//   store_bench [--dir DIR] [--sizes-gib 1,4,16]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <sstream>
+#include <string>
+
+#include "mkfs/mkfs.h"
+#include "nyads/emulated_device.h"
+#include "nyads/store.h"
+
+using namespace nyads;
+
+namespace {
+
+std::unique_ptr<Store> fresh(const std::string& path, std::uint64_t gib) {
+  EmulatedConfig c;
+  c.zone_size_bytes = 64 << 20;
+  c.zone_capacity_bytes = 64 << 20;
+  c.zone_count = static_cast<std::uint32_t>((gib << 30) / c.zone_size_bytes * 5 / 4 + 8);
+  auto d = EmulatedDevice::create_file(path, c, true);
+  if (!d.ok() || !mkfs::format_volume(**d, {}).ok()) std::abort();
+  auto s = Store::open(std::move(*d));
+  if (!s.ok()) std::abort();
+  return std::move(*s);
+}
+
+void check(const Status& s) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s\n", s.to_string().c_str());
+    std::abort();
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir = "/var/tmp/nyads-bench";
+  std::string sizes = "1,4,16";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::string(argv[i]) == "--dir") dir = argv[i + 1];
+    if (std::string(argv[i]) == "--sizes-gib") sizes = argv[i + 1];
+  }
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/store-bench.img";
+  std::vector<std::uint8_t> chunk(1 << 20);
+  std::printf("1. recovery after a crash, 64 MiB written (and flushed) since the last checkpoint\n");
+  std::printf("%10s %12s %14s %12s\n", "data GiB", "extents", "checkpoint ms", "recover ms");
+  std::stringstream ss(sizes);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const std::uint64_t gib = std::stoull(item);
+    std::uint64_t extents = 0;
+    double ckpt_ms = 0;
+    {
+      auto st = fresh(path, gib);
+      const std::uint32_t id = st->create_namespace("data", (gib << 30) + (128 << 20))->id;
+      for (std::uint64_t off = 0; off < (gib << 30); off += chunk.size()) {
+        std::memcpy(chunk.data(), &off, 8);
+        check(st->write(id, off, chunk));
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      check(st->checkpoint());
+      ckpt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      // The work since the checkpoint: 64 MiB of 4 KiB writes, flushed every 32.
+      std::mt19937_64 rng(1);
+      for (int i = 0; i < 16384; ++i) {
+        check(st->write(id, (rng() % ((gib << 30) / 4096)) * 4096, std::span(chunk).first(4096)));
+        if (i % 32 == 31) check(st->flush());
+      }
+      check(st->flush());
+      extents = st->stats().map_extents;
+    }  // crash: no close
+    const auto t0 = std::chrono::steady_clock::now();
+    auto d = open_zoned_device(path);
+    if (!d.ok()) std::abort();
+    auto st = Store::open(std::move(*d));
+    if (!st.ok()) std::abort();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("%10llu %12llu %14.1f %12.1f\n", static_cast<unsigned long long>(gib), static_cast<unsigned long long>(extents), ckpt_ms, ms);
+    std::fflush(stdout);
+  }
+
+  std::printf("\n2. map memory per TiB of written data (1 GiB written, extrapolated x1024)\n");
+  for (const char* layout : {"sequential", "4k-random"}) {
+    auto st = fresh(path, 1);
+    const std::uint32_t id = st->create_namespace("data", 1ull << 30)->id;
+    if (std::strcmp(layout, "sequential") == 0) {
+      for (std::uint64_t off = 0; off < (1ull << 30); off += chunk.size()) check(st->write(id, off, chunk));
+    } else {
+      // Every 4 KiB block written once, in random order: each its own extent.
+      std::vector<std::uint64_t> order((1ull << 30) / 4096);
+      for (std::uint64_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::shuffle(order.begin(), order.end(), std::mt19937_64(3));
+      for (std::uint64_t b : order) check(st->write(id, b * 4096, std::span(chunk).first(4096)));
+    }
+    check(st->flush());
+    const StoreStats s = st->stats();
+    std::printf("%-11s %10llu extents, %8.2f MiB per GiB -> %8.2f GiB per TiB\n", layout, static_cast<unsigned long long>(s.map_extents),
+                static_cast<double>(s.map_memory_bytes) / (1 << 20), static_cast<double>(s.map_memory_bytes) * 1024 / (1ull << 30));
+  }
+  std::filesystem::remove(path);
+  return 0;
+}
