@@ -5,7 +5,12 @@
 #include <set>
 
 #include "fsck/fsck.h"
+#include <algorithm>
+
+#include "fs/format/codec.h"
+#include "fs/map/extent_map.h"
 #include "nyads/aligned_buffer.h"
+#include "nyads/sync_device.h"
 #include "nyads/volume.h"
 
 namespace nyads::fsck {
@@ -34,6 +39,8 @@ class Checker {
     check_zone_states();
     if (!check_checkpoint()) return;
     check_journal();
+    check_live_overlaps();
+    if (options_.scrub) scrub();
   }
 
  private:
@@ -163,6 +170,26 @@ class Checker {
       create_namespace(e.ns_id, e.name, e.size_bytes, "checkpoint", cp.commit.zones.front(), -1, where);
     }
     for (const auto& x : cp.extents) check_extent(x, "checkpoint", cp.commit.zones.front(), -1, where);
+    // Space accounting: what the entries say against what the extents map.
+    for (const auto& e : cp.namespaces) {
+      auto it = namespaces_.find(e.ns_id);
+      if (it != namespaces_.end() && it->second.map.mapped_blocks() != e.written_blocks)
+        error("checkpoint", cp.commit.zones.front(), -1,
+              where + ": namespace '" + e.name + "' records " + n(e.written_blocks) + " written blocks, its extents map " + n(it->second.map.mapped_blocks()),
+              "the count of blocks its extents map");
+    }
+    std::map<std::uint32_t, std::uint64_t> per_zone;
+    for (const auto& [id, x] : namespaces_)
+      x.map.for_each([&](std::uint64_t, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+        per_zone[g_.zone_of(lba)] += sums.size() * (fmt::kStoreBlockSize / g_.block_size);
+      });
+    for (const auto& z : cp.zones) {
+      const std::uint64_t mapped = per_zone.count(z.zone) ? per_zone[z.zone] : 0;
+      if (sb_.data_zones.contains(z.zone) && mapped != z.valid_blocks)
+        error("checkpoint", cp.commit.zones.front(), -1,
+              where + ": zone " + n(z.zone) + " records " + n(z.valid_blocks) + " valid blocks, the extents map " + n(mapped) + " there",
+              "the count of device blocks the extents map in the zone");
+    }
     std::set<std::uint32_t> seen;
     for (const auto& z : cp.zones) {
       if (!sb_.data_zones.contains(z.zone)) error("checkpoint", cp.commit.zones.front(), -1, where + ": a zone entry for zone " + n(z.zone), "entries for data zones only");
@@ -191,7 +218,7 @@ class Checker {
         error(structure, zone, offset, where + ": namespace name '" + name + "' is taken by namespace " + n(other_id), "unique namespace names");
         return;
       }
-    namespaces_[id] = {name, size};
+    namespaces_.emplace(id, Namespace{name, size, ExtentMap(fmt::kStoreBlockSize / g_.block_size)});
   }
 
   bool known_namespace(std::uint32_t id, const char* structure, std::int64_t zone, std::int64_t offset, const std::string& where) {
@@ -220,11 +247,71 @@ class Checker {
     const ZoneInfo& z = zones_[data_zone];
     const std::uint64_t end = x.lba + blocks * per;
     const std::uint64_t written_end = z.state == ZoneState::kFull ? z.start + z.capacity : z.write_pointer;
-    if ((x.lba - z.start) % per != 0)
+    if ((x.lba - z.start) % per != 0) {
       error(structure, zone, offset, what + " points at block " + n(x.lba), "a block aligned to 4096 bytes in its zone");
-    else if (end > written_end)
+    } else if (end > written_end) {
       error(structure, zone, offset, what + " points at blocks " + n(x.lba) + ".." + n(end - 1) + " of zone " + n(data_zone),
             "written blocks (the zone's write pointer is " + n(written_end) + ")");
+    } else {
+      const std::uint64_t fit = std::min<std::uint64_t>(blocks, ns_blocks > x.vblock ? ns_blocks - x.vblock : 0);
+      if (fit > 0) (void)namespaces_.at(x.ns_id).map.map(x.vblock, x.lba, std::span(x.checksums).first(fit));
+    }
+  }
+
+  // Every live device block belongs to one namespace block: no two live extents overlap.
+  void check_live_overlaps() {
+    struct Live {
+      std::uint64_t lba, end;
+      std::uint32_t ns;
+      std::uint64_t vblock;
+    };
+    std::vector<Live> live;
+    const std::uint64_t per = fmt::kStoreBlockSize / g_.block_size;
+    for (const auto& [id, x] : namespaces_)
+      x.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+        live.push_back({lba, lba + sums.size() * per, id, vblock});
+      });
+    std::sort(live.begin(), live.end(), [](const Live& a, const Live& b) { return a.lba < b.lba; });
+    for (std::size_t i = 1; i < live.size(); ++i) {
+      if (live[i].lba >= live[i - 1].end) continue;
+      const std::uint32_t zone = g_.zone_of(live[i].lba);
+      error("map", zone, static_cast<std::int64_t>((live[i].lba - g_.zone_start(zone)) * g_.block_size),
+            "namespace " + n(live[i - 1].ns) + " block " + n(live[i - 1].vblock + (live[i].lba - live[i - 1].lba) / per) + " and namespace " +
+                n(live[i].ns) + " block " + n(live[i].vblock) + " both live at device block " + n(live[i].lba),
+            "each live device block owned once");
+    }
+    r_.live_blocks = 0;
+    for (const auto& [id, x] : namespaces_) r_.live_blocks += x.map.mapped_blocks();
+  }
+
+  // --scrub: every live block read back and checked against its checksum.
+  void scrub() {
+    const std::uint64_t per = fmt::kStoreBlockSize / g_.block_size;
+    const std::uint64_t seed = sb_.seed();
+    for (const auto& [id, x] : namespaces_) {
+      x.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+        for (std::size_t i = 0; i < sums.size(); i += 256) {
+          const std::size_t k = std::min<std::size_t>(256, sums.size() - i);
+          AlignedBuffer buf(k * fmt::kStoreBlockSize);
+          const std::uint64_t at = lba + i * per;
+          const std::uint32_t zone = g_.zone_of(at);
+          Status st = SyncDevice(dev_).read(at, static_cast<std::uint32_t>(k * per), buf.data());
+          if (!st.ok()) {
+            error("data", zone, static_cast<std::int64_t>((at - g_.zone_start(zone)) * g_.block_size),
+                  "namespace '" + x.name + "' blocks " + n(vblock + i) + ".." + n(vblock + i + k - 1) + ": " + st.message(), "readable data");
+            continue;
+          }
+          for (std::size_t j = 0; j < k; ++j) {
+            ++r_.scrubbed_blocks;
+            if (fmt::data_checksum(seed, id, vblock + i + j, {buf.data() + j * fmt::kStoreBlockSize, fmt::kStoreBlockSize}) == sums[i + j]) continue;
+            const std::uint64_t b = at + j * per;
+            error("data", g_.zone_of(b), static_cast<std::int64_t>((b - g_.zone_start(g_.zone_of(b))) * g_.block_size),
+                  "namespace '" + x.name + "' block " + n(vblock + i + j) + ": checksum mismatch",
+                  "data matching its checksum " + fmt::hex(sums[i + j]));
+          }
+        }
+      });
+    }
   }
 
   void check_journal() {
@@ -243,12 +330,19 @@ class Checker {
               } else if constexpr (std::is_same_v<T, fmt::record::NamespaceDelete>) {
                 if (known_namespace(v.ns_id, "journal", zone, off, where)) namespaces_.erase(v.ns_id);
               } else if constexpr (std::is_same_v<T, fmt::record::NamespaceResize>) {
-                if (known_namespace(v.ns_id, "journal", zone, off, where)) namespaces_[v.ns_id].size = v.size_bytes;
+                if (known_namespace(v.ns_id, "journal", zone, off, where)) {
+                  Namespace& x = namespaces_.at(v.ns_id);
+                  if (v.size_bytes < x.size) (void)x.map.unmap(v.size_bytes / fmt::kStoreBlockSize, (x.size - v.size_bytes) / fmt::kStoreBlockSize);
+                  x.size = v.size_bytes;
+                }
               } else if constexpr (std::is_same_v<T, fmt::record::Extent>) {
                 check_extent(v, "journal", zone, off, where);
               } else if constexpr (std::is_same_v<T, fmt::record::Trim>) {
-                if (known_namespace(v.ns_id, "journal", zone, off, where) && v.vblock + v.blocks > namespaces_[v.ns_id].size / fmt::kStoreBlockSize)
-                  error("journal", zone, off, where + ": trim of namespace " + n(v.ns_id) + " runs to block " + n(v.vblock + v.blocks), "within the namespace");
+                if (known_namespace(v.ns_id, "journal", zone, off, where)) {
+                  if (v.vblock + v.blocks > namespaces_.at(v.ns_id).size / fmt::kStoreBlockSize)
+                    error("journal", zone, off, where + ": trim of namespace " + n(v.ns_id) + " runs to block " + n(v.vblock + v.blocks), "within the namespace");
+                  (void)namespaces_.at(v.ns_id).map.unmap(v.vblock, v.blocks);
+                }
               } else if constexpr (std::is_same_v<T, fmt::record::ZoneReset>) {
                 if (!sb_.data_zones.contains(v.zone)) error("journal", zone, off, where + ": reset of zone " + n(v.zone), "a data zone");
               } else if constexpr (std::is_same_v<T, fmt::record::CheckpointDone>) {
@@ -273,6 +367,7 @@ class Checker {
   struct Namespace {
     std::string name;
     std::uint64_t size = 0;
+    ExtentMap map;  // the live blocks, as recovery would rebuild them
   };
 
   ZonedDevice& dev_;

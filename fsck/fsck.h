@@ -18,7 +18,7 @@ enum class Severity { kError, kWarning };
 // One finding. Every problem names where it is and what was expected there.
 struct Problem {
   Severity severity = Severity::kError;
-  std::string structure;      // "superblock", "checkpoint", "journal", "zone", "namespace", "geometry"
+  std::string structure;      // "superblock", "geometry", "zone", "checkpoint", "journal", "map", "data"
   std::int64_t zone = -1;     // -1: not tied to one zone
   std::int64_t offset = -1;   // byte offset in the zone, -1: the whole zone or structure
   std::string message;        // what is wrong
@@ -29,6 +29,7 @@ struct Problem {
 
 struct Options {
   bool repair = false;  // -y: fix what can be fixed
+  bool scrub = false;   // --scrub: read every live data block and check its checksum
   // Asked before each fix when repair is off; none (or false) leaves the problem alone.
   std::function<bool(const Problem&)> confirm;
 };
@@ -43,6 +44,8 @@ struct Report {
   std::uint64_t journal_records = 0;
   std::uint32_t namespaces = 0;
   std::uint64_t extents = 0;
+  std::uint64_t live_blocks = 0;      // 4 KiB blocks mapped after replay
+  std::uint64_t scrubbed_blocks = 0;  // with --scrub
   std::vector<std::string> notes;  // what -v shows: what was read and found in order
 
   // fsck(8): 0 clean, 1 errors corrected, 4 errors left uncorrected, 8 operational error.

@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
   app.add_flag("-y,--yes", yes, "Repair every problem that can be repaired, without asking")->excludes(n);
   app.add_flag("-v,--verbose", verbose, "Also say what was read and found");
   app.add_flag("--json", json, "Print a machine-readable report");
+  bool scrub = false;
+  app.add_flag("--scrub", scrub, "Also read every live data block and check its checksum");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
 
   fsck::Options options;
   options.repair = yes;
+  options.scrub = scrub;
   const bool interactive = !check_only && !yes && ::isatty(STDIN_FILENO) && !json;
   if (!check_only && !yes && !interactive && !json)
     std::cerr << "fsck.nyads: no terminal to ask on: checking only (-n); pass -y to repair\n";

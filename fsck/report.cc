@@ -56,8 +56,8 @@ std::string to_text(const Report& r, bool verbose) {
   }
   const int code = r.exit_code();
   s << r.device << ": " << (code == 0 ? "clean" : code == 1 ? "errors corrected" : "errors left uncorrected") << ", "
-    << r.namespaces << " namespaces, " << r.extents << " extents, checkpoint " << r.checkpoint_seq << ", " << r.journal_blocks
-    << " journal blocks\n";
+    << r.namespaces << " namespaces, " << r.live_blocks << " live blocks, checkpoint " << r.checkpoint_seq << ", " << r.journal_blocks
+    << " journal blocks" << (r.scrubbed_blocks ? ", " + std::to_string(r.scrubbed_blocks) + " blocks scrubbed" : std::string()) << "\n";
   return s.str();
 }
 
@@ -70,7 +70,8 @@ std::string to_json(const Report& r) {
       << ",\n  \"superblock_generation\": " << r.superblock->generation << ",\n";
   }
   s << "  \"checkpoint\": " << r.checkpoint_seq << ",\n  \"journal_blocks\": " << r.journal_blocks << ",\n  \"journal_records\": "
-    << r.journal_records << ",\n  \"namespaces\": " << r.namespaces << ",\n  \"extents\": " << r.extents << ",\n  \"problems\": [";
+    << r.journal_records << ",\n  \"namespaces\": " << r.namespaces << ",\n  \"extents\": " << r.extents << ",\n  \"live_blocks\": "
+    << r.live_blocks << ",\n  \"scrubbed_blocks\": " << r.scrubbed_blocks << ",\n  \"problems\": [";
   for (std::size_t i = 0; i < r.problems.size(); ++i) {
     const Problem& p = r.problems[i];
     s << (i ? "," : "") << "\n    {\"severity\": " << (p.severity == Severity::kError ? "\"error\"" : "\"warning\"")

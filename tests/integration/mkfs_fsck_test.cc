@@ -42,7 +42,7 @@ class MkfsFsck : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.status().to_string();
     return r.ok() ? r->sb : fmt::Superblock{};
   }
-  fsck::Report check(bool repair = false) { return fsck::check_volume(*dev_, {repair, nullptr}); }
+  fsck::Report check(bool repair = false) { return fsck::check_volume(*dev_, {repair, false, nullptr}); }
   // Flips one byte of the device file at a block of a zone (the device must be closed).
   void corrupt(std::uint32_t zone, std::uint64_t byte_in_zone) {
     dev_.reset();

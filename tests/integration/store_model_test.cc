@@ -118,7 +118,7 @@ TEST_P(StoreModel, MatchesAnInMemoryModel) {
   absorb(st->stats());
   const StoreStats& s = sum;
   ASSERT_OK(st->close());
-  auto report = fsck::check_volume(*dev, {});
+  auto report = fsck::check_volume(*dev, {false, true, nullptr});
   EXPECT_EQ(report.exit_code(), 0) << fsck::to_text(report, true);
   std::printf("seed %llu: %llu ops, %llu reads checked, %llu reopens; cleaned %llu zones, reset %llu; user %llu MiB, cleaner %llu MiB\n",
               static_cast<unsigned long long>(GetParam()), static_cast<unsigned long long>(ops), static_cast<unsigned long long>(reads),

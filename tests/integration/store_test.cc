@@ -6,6 +6,7 @@
 
 #include "fsck/fsck.h"
 #include "store_harness.h"
+#include "nyads/volume.h"
 #include "zns/emulated_format.h"
 
 namespace nyads {
@@ -53,7 +54,7 @@ TEST(Store, FlushedDataSurvivesReopenAndCloseReplaysNothing) {
   EXPECT_TRUE(std::equal(got.begin() + 4096, got.begin() + 8192, b.begin()));
   EXPECT_TRUE(std::equal(got.begin() + 8192, got.end(), a.begin() + 8192));
   ASSERT_OK(st->close());
-  auto report = fsck::check_volume(*dev, {});
+  auto report = fsck::check_volume(*dev, {false, true, nullptr});
   EXPECT_EQ(report.exit_code(), 0) << fsck::to_text(report, true);
   EXPECT_EQ(report.namespaces, 1u);
   EXPECT_EQ(report.journal_blocks, 0u);  // close checkpointed everything
@@ -164,7 +165,7 @@ TEST(Store, OutOfSpaceIsPerWriteAndTrimBringsSpaceBack) {
   ASSERT_OK(st->flush());
   EXPECT_OK(st->write(a, off, chunk));
   ASSERT_OK(st->close());
-  EXPECT_EQ(fsck::check_volume(*dev, {}).exit_code(), 0);
+  EXPECT_EQ(fsck::check_volume(*dev, {false, true, nullptr}).exit_code(), 0);
 }
 
 TEST(Store, DeletingANamespaceFreesItsZones) {
@@ -202,7 +203,7 @@ TEST(Store, TheCleanerReclaimsOverwrittenZones) {
     ASSERT_EQ(got, bytes_of(500 + off / 4096, 256 << 10)) << off;
   }
   ASSERT_OK(st->close());
-  auto r = fsck::check_volume(*dev, {});
+  auto r = fsck::check_volume(*dev, {false, true, nullptr});
   EXPECT_EQ(r.exit_code(), 0) << fsck::to_text(r, true);
 }
 
@@ -238,6 +239,68 @@ TEST(Store, InjectedIoErrorsSurfaceAsErrors) {
   EXPECT_EQ(got, test::bytes_of(1, 8192));
   ASSERT_OK(st->write(a, 8192, test::bytes_of(3, 4096)));
   ASSERT_OK(st->flush());
+}
+
+}  // namespace
+}  // namespace nyads
+
+namespace nyads {
+namespace {
+
+// fsck's map checks on a volume the store wrote: --scrub reads every live block; a damaged
+// block, and two namespaces claiming one device block, are named with zone and offset.
+TEST(StoreFsck, ScrubAndOverlapsAreFound) {
+  test::TempDir dir;
+  const std::string path = dir.file("v.img");
+  std::uint64_t lba = 0;
+  {
+    auto d = EmulatedDevice::create_file(path, test::store_config());
+    ASSERT_TRUE(d.ok());
+    ASSERT_TRUE(mkfs::format_volume(**d, {}).ok());
+    auto st = Store::open(std::move(*d));
+    ASSERT_TRUE(st.ok());
+    const std::uint32_t id = (*st)->create_namespace("a", 1 << 20)->id;
+    ASSERT_OK((*st)->write(id, 0, test::bytes_of(7, 16384)));
+    ASSERT_OK((*st)->close());
+    lba = test::store_config().geometry().zone_start((*st)->superblock().data_zones.first);
+  }
+  {
+    auto d = open_zoned_device(path);
+    auto clean = fsck::check_volume(**d, {false, true, nullptr});
+    EXPECT_EQ(clean.exit_code(), 0) << fsck::to_text(clean, true);
+    EXPECT_EQ(clean.scrubbed_blocks, 4u);
+    EXPECT_EQ(clean.live_blocks, 4u);
+    // A second namespace whose extent claims the first one's blocks, through the journal.
+    auto sb = scan_superblock_zone(**d, 0).newest;
+    ASSERT_TRUE(sb);
+    MetaIo io(**d);
+    AlignedBuffer b(format::kMetaBlockSize);
+    auto search = load_newest_checkpoint(**d, *sb);
+    ASSERT_TRUE(search.newest);
+    const auto& c = search.newest->commit;
+    ASSERT_OK(format::encode_journal_block({c.journal_seq, {format::record::NamespaceCreate{9, 4096, 1 << 20, "b"},
+                                                            format::record::Extent{9, 0, lba + 1, {1}}}},
+                                           sb->seed(), b.span()));
+    ASSERT_TRUE(io.write(c.journal_zone, b).ok());
+    ASSERT_OK(io.flush());
+    auto overlap = fsck::check_volume(**d, {false, false, nullptr});
+    EXPECT_EQ(overlap.exit_code(), 4);
+    bool found = false;
+    for (const auto& p : overlap.problems)
+      found |= p.structure == "map" && p.message.find("both live at device block " + std::to_string(lba + 1)) != std::string::npos;
+    EXPECT_TRUE(found) << fsck::to_text(overlap, false);
+  }
+  {
+    const auto layout = emulated_format::layout_for(test::store_config());
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(layout.data_offset + (lba + 2) * 4096 + 7));
+    f.put('\x01');
+  }
+  auto d = open_zoned_device(path);
+  auto scrubbed = fsck::check_volume(**d, {false, true, nullptr});
+  bool bad_block = false;
+  for (const auto& p : scrubbed.problems) bad_block |= p.structure == "data" && p.message.find("namespace 'a' block 2: checksum mismatch") != std::string::npos && p.offset == 2 * 4096;
+  EXPECT_TRUE(bad_block) << fsck::to_text(scrubbed, false);
 }
 
 }  // namespace
