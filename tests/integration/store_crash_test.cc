@@ -74,7 +74,6 @@ Outcome run_point(std::uint64_t seed, std::uint64_t loss_after, const FaultyDevi
         for (std::uint64_t b = 0; b < count; ++b) model[n][first + b].candidates.insert(0);
         s = st->trim(ids[n], first * 4096, count * 4096);
       } else {  // flush: every block's latest value is now its only one
-        std::vector<std::vector<std::uint64_t>> latest(kNamespaces);
         s = st->flush();
         if (s.ok()) {
           // What each block holds now is what the last write or trim put there: recover it
@@ -103,12 +102,11 @@ Outcome run_point(std::uint64_t seed, std::uint64_t loss_after, const FaultyDevi
     full.events = faulty.events().size() - base;
     if (loss_after == 0) return full;
   }  // the store goes away with the power: a crash
-  if (!faulty.has_power() || true) {
-    Status pcs = faulty.power_cycle(pc);
-    if (!pcs.ok()) {
-      *failure = "power cycle: " + pcs.to_string();
-      return {};
-    }
+  // Power comes back (whether or not the workload reached the loss point before ending).
+  Status pcs = faulty.power_cycle(pc);
+  if (!pcs.ok()) {
+    *failure = "power cycle: " + pcs.to_string();
+    return {};
   }
   auto st = test::open_store(faulty);
   if (!st) {
