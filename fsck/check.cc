@@ -267,10 +267,12 @@ class Checker {
     };
     std::vector<Live> live;
     const std::uint64_t per = fmt::kStoreBlockSize / g_.block_size;
-    for (const auto& [id, x] : namespaces_)
-      x.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+    for (const auto& entry : namespaces_) {
+      const std::uint32_t id = entry.first;
+      entry.second.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
         live.push_back({lba, lba + sums.size() * per, id, vblock});
       });
+    }
     std::sort(live.begin(), live.end(), [](const Live& a, const Live& b) { return a.lba < b.lba; });
     for (std::size_t i = 1; i < live.size(); ++i) {
       if (live[i].lba >= live[i - 1].end) continue;
@@ -288,7 +290,9 @@ class Checker {
   void scrub() {
     const std::uint64_t per = fmt::kStoreBlockSize / g_.block_size;
     const std::uint64_t seed = sb_.seed();
-    for (const auto& [id, x] : namespaces_) {
+    for (const auto& entry : namespaces_) {
+      const std::uint32_t id = entry.first;
+      const Namespace& x = entry.second;
       x.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
         for (std::size_t i = 0; i < sums.size(); i += 256) {
           const std::size_t k = std::min<std::size_t>(256, sums.size() - i);

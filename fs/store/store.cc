@@ -165,13 +165,15 @@ struct Store::Impl {
     if (scan.corruption) return Corruption(dev->name() + ": journal: " + *scan.corruption + " (run fsck.nyads)");
     head = scan.end;
     // Data zones: where the device's write pointers are; live blocks counted from the maps.
-    for (auto& [id, x] : namespaces)
-      x.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+    for (auto& entry : namespaces) {
+      const std::uint32_t id = entry.first;
+      entry.second.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
         if (!sb.data_zones.contains(g.zone_of(lba))) return;
         DataZone& z = zone_of_lba(lba);
         z.valid += sums.size();
         z.owners.push_back({id, vblock, lba, sums.size()});
       });
+    }
     auto report = dev->report_zones(sb.data_zones.first, sb.data_zones.count);
     if (!report.ok()) return report.status();
     for (std::uint32_t i = 0; i < zones.size(); ++i) {
@@ -467,8 +469,9 @@ struct Store::Impl {
     if (!entries.empty() || bodies.empty()) bodies.emplace_back(std::move(entries));
     std::vector<fmt::record::Extent> extents;
     std::size_t used = 0;
-    for (const auto& [id, s] : namespaces) {
-      s.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+    for (const auto& entry : namespaces) {
+      const std::uint32_t id = entry.first;
+      entry.second.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
         for (std::size_t i = 0; i < sums.size();) {
           const std::size_t room = (fmt::kCheckpointPayloadBytes - used) / 4;
           if (room <= 6 + 1) {  // not even a 1-block extent fits: next block
