@@ -108,23 +108,32 @@ TEST(Store, FiveHundredTwelveByteNamespacesMergePartialBlocks) {
   EXPECT_TRUE(std::equal(got.begin() + 512 * 11, got.end(), want.begin() + 512 * 11));
 }
 
+// A volume in a file with namespace "a" holding `bytes` bytes from offset 0, closed; its data
+// sits at the start of the first data zone (first_lba).
+struct FileVolume {
+  std::uint32_t id = 0;
+  std::uint64_t first_lba = 0;
+};
+FileVolume make_file_volume(const std::string& path, std::size_t bytes) {
+  FileVolume v;
+  auto d = EmulatedDevice::create_file(path, test::store_config());
+  EXPECT_TRUE(d.ok());
+  EXPECT_TRUE(mkfs::format_volume(**d, {}).ok());
+  auto st = Store::open(std::move(*d));
+  EXPECT_TRUE(st.ok());
+  v.id = (*st)->create_namespace("a", 1 << 20)->id;
+  EXPECT_OK((*st)->write(v.id, 0, test::bytes_of(7, bytes)));
+  EXPECT_OK((*st)->close());
+  v.first_lba = test::store_config().geometry().zone_start((*st)->superblock().data_zones.first);
+  return v;
+}
+
 TEST(Store, ACorruptDataBlockIsAnErrorNeverData) {
   test::TempDir dir;
   const std::string path = dir.file("v.img");
-  std::uint32_t id = 0;
-  std::uint64_t lba = 0;
-  {
-    auto d = EmulatedDevice::create_file(path, test::store_config());
-    ASSERT_TRUE(d.ok());
-    ASSERT_TRUE(mkfs::format_volume(**d, {}).ok());
-    auto st = Store::open(std::move(*d));
-    ASSERT_TRUE(st.ok());
-    id = (*st)->create_namespace("a", 1 << 20)->id;
-    ASSERT_OK((*st)->write(id, 0, bytes_of(7, 8192)));
-    ASSERT_OK((*st)->close());
-    // Where did it land? The first data zone's first blocks.
-    lba = test::store_config().geometry().zone_start((*st)->superblock().data_zones.first);
-  }
+  const FileVolume v = make_file_volume(path, 8192);
+  const std::uint32_t id = v.id;
+  const std::uint64_t lba = v.first_lba;
   {
     const auto layout = emulated_format::layout_for(test::store_config());
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
@@ -252,18 +261,7 @@ namespace {
 TEST(StoreFsck, ScrubAndOverlapsAreFound) {
   test::TempDir dir;
   const std::string path = dir.file("v.img");
-  std::uint64_t lba = 0;
-  {
-    auto d = EmulatedDevice::create_file(path, test::store_config());
-    ASSERT_TRUE(d.ok());
-    ASSERT_TRUE(mkfs::format_volume(**d, {}).ok());
-    auto st = Store::open(std::move(*d));
-    ASSERT_TRUE(st.ok());
-    const std::uint32_t id = (*st)->create_namespace("a", 1 << 20)->id;
-    ASSERT_OK((*st)->write(id, 0, test::bytes_of(7, 16384)));
-    ASSERT_OK((*st)->close());
-    lba = test::store_config().geometry().zone_start((*st)->superblock().data_zones.first);
-  }
+  const std::uint64_t lba = make_file_volume(path, 16384).first_lba;
   {
     auto d = open_zoned_device(path);
     auto clean = fsck::check_volume(**d, {false, true, nullptr});
