@@ -37,19 +37,29 @@ std::vector<ExtentMap::Displaced> ExtentMap::cut(std::uint64_t vblock, std::uint
 std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums) {
   if (checksums.empty()) return {};
   auto displaced = cut(vblock, vblock + checksums.size());
-  // Join with the extent before it when both are contiguous on the device too.
+  mapped_ += checksums.size();
+  // Join with the extent before it when both are contiguous on the device too, up to the
+  // extent length limit.
   auto next = extents_.lower_bound(vblock);
   if (next != extents_.begin()) {
     auto prev = std::prev(next);
     const std::uint64_t prev_len = prev->second.checksums.size();
-    if (prev->first + prev_len == vblock && prev->second.lba + prev_len * per_ == lba) {
-      prev->second.checksums.insert(prev->second.checksums.end(), checksums.begin(), checksums.end());
-      mapped_ += checksums.size();
-      return displaced;
+    if (prev->first + prev_len == vblock && prev->second.lba + prev_len * per_ == lba && prev_len < kMaxExtentBlocks) {
+      const std::size_t k = std::min<std::size_t>(checksums.size(), kMaxExtentBlocks - prev_len);
+      prev->second.checksums.insert(prev->second.checksums.end(), checksums.begin(), checksums.begin() + static_cast<std::ptrdiff_t>(k));
+      vblock += k;
+      lba += k * per_;
+      checksums = checksums.subspan(k);
     }
   }
-  extents_.emplace(vblock, Extent{lba, std::vector<std::uint32_t>(checksums.begin(), checksums.end())});
-  mapped_ += checksums.size();
+  // The rest in extents of at most kMaxExtentBlocks: a later split copies at most that much.
+  while (!checksums.empty()) {
+    const std::size_t k = std::min<std::size_t>(checksums.size(), kMaxExtentBlocks);
+    extents_.emplace(vblock, Extent{lba, std::vector<std::uint32_t>(checksums.begin(), checksums.begin() + static_cast<std::ptrdiff_t>(k))});
+    vblock += k;
+    lba += k * per_;
+    checksums = checksums.subspan(k);
+  }
   return displaced;
 }
 

@@ -14,6 +14,9 @@ namespace nyads {
 
 class ExtentMap {
  public:
+  // Extents are at most this long (1 MiB of data), so splitting one copies little.
+  static constexpr std::size_t kMaxExtentBlocks = 256;
+
   // device_blocks_per_block: device blocks per 4 KiB virtual block (1 or 8).
   explicit ExtentMap(std::uint32_t device_blocks_per_block = 1) : per_(device_blocks_per_block) {}
 

@@ -36,12 +36,27 @@ TEST(ExtentMap, MapsSplitsAndReportsWhatItDisplaces) {
   EXPECT_EQ(m.extent_count(), 0u);
 }
 
-TEST(ExtentMap, JoinsWritesThatContinueEachOther) {
+TEST(ExtentMap, JoinsWritesThatContinueEachOtherUpToTheLengthLimit) {
   ExtentMap m(8);  // 512-byte device blocks
   const std::uint32_t c[] = {1};
   for (std::uint64_t i = 0; i < 100; ++i) m.map(i, 4096 + i * 8, c);
   EXPECT_EQ(m.extent_count(), 1u);
   EXPECT_EQ(m.lookup(50, 1)[0].lba, 4096u + 50 * 8);
+  for (std::uint64_t i = 100; i < 600; ++i) m.map(i, 4096 + i * 8, c);
+  EXPECT_EQ(m.extent_count(), 3u);  // 256 + 256 + 88
+  std::vector<std::uint32_t> long_run(1000, 7);
+  ExtentMap big(1);
+  big.map(0, 0, long_run);
+  EXPECT_EQ(big.extent_count(), 4u);  // 256 x 3 + 232
+  EXPECT_EQ(big.mapped_blocks(), 1000u);
+  auto pieces = big.lookup(0, 1000);
+  std::uint64_t total = 0;
+  for (const auto& p : pieces) {
+    EXPECT_TRUE(p.mapped);
+    EXPECT_EQ(p.lba, p.vblock);
+    total += p.blocks;
+  }
+  EXPECT_EQ(total, 1000u);
 }
 
 TEST(ExtentMap, AgreesWithAPerBlockModel) {
