@@ -53,7 +53,6 @@ void write_extent(Writer& w, const record::Extent& e) {
 }
 
 Status read_extent(Reader& r, std::size_t limit, record::Extent* e) {
-  const std::size_t start = r.pos();
   if (!r.has(kExtentHeaderBytes) || limit < kExtentHeaderBytes) return Corruption("extent header is cut short");
   e->ns_id = r.u32();
   const std::uint32_t count = r.u32();
@@ -64,7 +63,6 @@ Status read_extent(Reader& r, std::size_t limit, record::Extent* e) {
     return Corruption("extent of " + num(count) + " blocks runs past its record");
   e->checksums.resize(count);
   for (auto& c : e->checksums) c = r.u32();
-  (void)start;
   return Status::Ok();
 }
 

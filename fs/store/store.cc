@@ -199,8 +199,8 @@ struct Store::Impl {
     const std::uint64_t blocks = s->size / kBlock;
     if (x.vblock >= blocks) return;
     const std::size_t n_blocks = std::min<std::uint64_t>(x.checksums.size(), blocks - x.vblock);
-    auto displaced = s->map.map(x.vblock, x.lba, std::span(x.checksums).first(n_blocks));
-    (void)displaced;  // counted from the maps once replay is done
+    // What it displaces needs no accounting here: live counts come from the maps after replay.
+    (void)s->map.map(x.vblock, x.lba, std::span(x.checksums).first(n_blocks));
   }
 
   void apply_record(const fmt::JournalRecord& r, std::uint64_t seq) {
