@@ -4,6 +4,7 @@
 #include "nyads/store.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <map>
@@ -74,6 +75,7 @@ struct Store::Impl {
   std::uint64_t last_checkpoint_blocks = 0;
   StoreStats stats;
   bool cleaning = false;
+  std::chrono::steady_clock::time_point last_checkpoint_time = std::chrono::steady_clock::now();
 
   // ----- helpers -------------------------------------------------------------------------
   // Queues a journal record for the next commit. (emplace with in_place_type: GCC 12 warns,
@@ -293,15 +295,7 @@ struct Store::Impl {
       std::memcpy(buf.data(), data, k * kBlock);
       auto lba = SyncDevice(*dev).append(zone->start, static_cast<std::uint32_t>(k * per), buf.data());
       if (!lba.ok()) return lba.status().with_context("appending to zone " + n(zone_number(*zone)));
-      zone->wp = std::max(zone->wp, *lba + k * per);
-      zone->valid += k;
-      zone->last_seq = head.seq;
-      zone->owners.push_back({ns_id, vblock, *lba, k});
-      Namespace* s = ns(ns_id);
-      release(s->map.map(vblock, *lba, sums));
-      record_extents(ns_id, vblock, *lba, sums);
-      data_unflushed = true;
-      (stream == kCleanerStream ? stats.cleaner_bytes_written : stats.data_bytes_written) += k * kBlock;
+      map_appended(stream, ns_id, vblock, *lba, static_cast<std::uint32_t>(zone - zones.data()), sums);
       data += k * kBlock;
       vblock += k;
       blocks -= k;
@@ -360,6 +354,7 @@ struct Store::Impl {
   // Makes every write, trim and namespace change so far durable: data first, then the journal
   // blocks that describe it, each behind a flush, then resets zones the records emptied.
   Status commit() {
+    NYADS_RETURN_IF_ERROR(drain());  // the synchronous I/O below must be the device's only I/O
     MetaIo io(*dev);
     if (data_unflushed) {
       NYADS_RETURN_IF_ERROR(io.flush());
@@ -516,6 +511,7 @@ struct Store::Impl {
     stats.metadata_bytes_written += (bodies.size() + 1) * fmt::kMetaBlockSize;
     last_checkpoint_blocks = bodies.size() + 1;
     journal_blocks_since_checkpoint = 0;
+    last_checkpoint_time = std::chrono::steady_clock::now();
     // The journal before the new replay start is obsolete: reset its other zones.
     for (std::uint32_t z = sb.journal_zones.first; z < sb.journal_zones.end(); ++z) {
       if (z == head.zone) continue;
@@ -575,6 +571,7 @@ struct Store::Impl {
 
   Status clean_step() {
     if (cleaning) return Status::Ok();
+    NYADS_RETURN_IF_ERROR(drain());
     DataZone* victim = pick_victim();
     if (victim == nullptr) return Status(Code::kNotFound, "no zone is worth cleaning");
     cleaning = true;
@@ -589,6 +586,310 @@ struct Store::Impl {
       if (!st.ok()) return st;
     }
     return Status::Ok();
+  }
+
+  // ----- trim and zeroing ----------------------------------------------------------------
+  Status trim_range(Namespace& x, std::uint64_t offset, std::uint64_t length) {
+    // Whole 4 KiB blocks are unmapped; the partial ends of a 512-byte namespace are zeroed.
+    const std::uint64_t first = (offset + kBlock - 1) / kBlock, end = (offset + length) / kBlock;
+    if (end > first) {
+      release(x.map.unmap(first, end - first));
+      add(fmt::record::Trim{x.id, first, end - first});
+    }
+    const std::uint64_t head_end = std::min(offset + length, first * kBlock);
+    if (head_end > offset) {
+      std::vector<std::uint8_t> zeros(head_end - offset);
+      NYADS_RETURN_IF_ERROR(write_range(x, offset, zeros.data(), zeros.size()));
+    }
+    const std::uint64_t tail_start = std::max(offset, std::max(end, first) * kBlock);
+    if (offset + length > tail_start && tail_start >= head_end) {
+      std::vector<std::uint8_t> zeros(offset + length - tail_start);
+      NYADS_RETURN_IF_ERROR(write_range(x, tail_start, zeros.data(), zeros.size()));
+    }
+    return Status::Ok();
+  }
+
+  Status write_zeroes_range(Namespace& x, std::uint64_t offset, std::uint64_t length, bool no_hole) {
+    if (!no_hole) return trim_range(x, offset, length);
+    constexpr std::uint64_t kChunk = 1 << 20;
+    std::vector<std::uint8_t> zeros(std::min(length, kChunk));
+    for (std::uint64_t done = 0; done < length; done += zeros.size()) {
+      const std::uint64_t k = std::min<std::uint64_t>(zeros.size(), length - done);
+      NYADS_RETURN_IF_ERROR(write_range(x, offset + done, zeros.data(), k));
+    }
+    stats.user_bytes_written += length;
+    return Status::Ok();
+  }
+
+  // ----- batches: many requests' device I/O in flight at once ----------------------------
+  // A batch turns its aligned reads and writes into chunks (one device I/O each), queued on
+  // the device as they are made. Completions are applied in chunk order when the batch drains:
+  // at its end, or earlier when the store needs synchronous I/O (placing data in a new zone
+  // may clean or commit; trims and partial blocks take the synchronous path).
+  struct Chunk {
+    std::size_t request = 0;
+    bool is_write = false;
+    std::uint32_t ns = 0;
+    std::uint64_t vblock = 0;
+    std::uint64_t blocks = 0;  // 4 KiB blocks
+    std::uint64_t lba = 0;     // read: where; write: where the append landed
+    std::uint32_t zone_index = 0;      // write: the data zone appended to
+    std::vector<std::uint32_t> sums;   // write: computed; read: expected
+    std::uint8_t* target = nullptr;    // read: the caller's buffer
+    AlignedBuffer bounce;              // when the caller's buffer is not aligned for DMA
+    bool done = false;
+    Status status;
+  };
+  struct Batch {
+    std::span<StoreRequest> requests;
+    std::vector<Chunk> chunks;
+    std::size_t applied = 0;  // chunks before this one are applied
+  };
+  Batch* batch = nullptr;
+
+  static bool dma_aligned(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % AlignedBuffer::kAlignment == 0; }
+
+  void reap_some(std::size_t min_count) {
+    IoCompletion done[64];
+    const std::size_t got = dev->reap(done, min_count);
+    for (std::size_t i = 0; i < got; ++i) {
+      Chunk& c = batch->chunks[done[i].tag];
+      c.done = true;
+      c.status = std::move(done[i].status);
+      if (c.is_write) c.lba = done[i].lba;
+    }
+  }
+
+  void submit_chunk(std::size_t index) {
+    Chunk& c = batch->chunks[index];
+    IoRequest io;
+    io.op = c.is_write ? IoOp::kAppend : IoOp::kRead;
+    io.lba = c.is_write ? zones[c.zone_index].start : c.lba;
+    io.blocks = static_cast<std::uint32_t>(c.blocks * per);
+    io.buffer = c.bounce.size() ? c.bounce.data() : c.target;
+    io.tag = index;
+    for (;;) {
+      Status st = dev->submit(io);
+      if (st.code() == Code::kBusy) {
+        reap_some(1);
+        continue;
+      }
+      if (!st.ok()) {
+        c.done = true;
+        c.status = st;
+      }
+      return;
+    }
+  }
+
+  // Reaps everything in flight and applies completed chunks in order.
+  Status drain() {
+    if (batch == nullptr) return Status::Ok();
+    while (dev->in_flight() > 0) reap_some(dev->in_flight());
+    std::vector<std::uint32_t> broken_zones;
+    for (; batch->applied < batch->chunks.size(); ++batch->applied) {
+      Chunk& c = batch->chunks[batch->applied];
+      StoreRequest& r = batch->requests[c.request];
+      if (!c.done) c.status = IoError("the device lost a request");
+      if (!c.status.ok()) {
+        if (r.result.ok()) r.result = c.status.with_context(c.is_write ? "writing" : "reading");
+        if (c.is_write) broken_zones.push_back(c.zone_index);
+        continue;
+      }
+      if (c.is_write) {
+        map_appended(kUserStream, c.ns, c.vblock, c.lba, c.zone_index, c.sums);
+        continue;
+      }
+      const std::uint8_t* got = c.bounce.size() ? c.bounce.data() : c.target;
+      Namespace* s = ns(c.ns);
+      for (std::uint64_t i = 0; i < c.blocks && s != nullptr; ++i) {
+        if (fmt::data_checksum(seed, c.ns, c.vblock + i, {got + i * kBlock, kBlock}) == c.sums[i]) continue;
+        ++stats.checksum_errors;
+        if (r.result.ok())
+          r.result = IoError("checksum mismatch in namespace '" + s->name + "' block " + n(c.vblock + i) + " (device block " + n(c.lba + i * per) +
+                             ", zone " + n(dev->geometry().zone_of(c.lba + i * per)) + ")");
+        break;
+      }
+      if (c.bounce.size() && r.result.ok()) std::memcpy(c.target, c.bounce.data(), c.blocks * kBlock);
+    }
+    // A failed append leaves the zone's write pointer unknown: finish the zone, so nothing
+    // more goes there and it holds no active resource; the cleaner reclaims what it holds.
+    for (std::uint32_t i : broken_zones) {
+      DataZone& z = zones[i];
+      if (z.stream != kNoStream) current[z.stream] = UINT32_MAX;
+      z.stream = kNoStream;
+      (void)dev->manage_zone(ZoneAction::kFinish, zone_number(z));
+      z.wp = z.start + sb.zone_capacity;
+      if (z.valid == 0) resets_after_commit.push_back(zone_number(z));
+    }
+    return Status::Ok();
+  }
+
+  // Maps blocks an append put at lba, and accounts for them in their zone.
+  void map_appended(Stream stream, std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba, std::uint32_t zone_index,
+                    std::span<const std::uint32_t> sums) {
+    DataZone& zone = zones[zone_index];
+    const std::uint64_t k = sums.size();
+    zone.wp = std::max(zone.wp, lba + k * per);
+    zone.valid += k;
+    zone.last_seq = head.seq;
+    zone.owners.push_back({ns_id, vblock, lba, k});
+    data_unflushed = true;
+    (stream == kCleanerStream ? stats.cleaner_bytes_written : stats.data_bytes_written) += k * kBlock;
+    Namespace* s = ns(ns_id);
+    if (s == nullptr) {  // deleted while the write was in flight: the blocks are dead at once
+      release({{lba, k}});
+      return;
+    }
+    release(s->map.map(vblock, lba, sums));
+    record_extents(ns_id, vblock, lba, sums);
+  }
+
+  // Queues the appends of an aligned write.
+  Status queue_write(std::size_t request, Namespace& s, std::uint64_t vblock, const std::uint8_t* data, std::uint64_t blocks) {
+    const Geometry& g = dev->geometry();
+    const std::uint64_t max_blocks = std::max<std::uint64_t>(1, std::min(g.max_append_blocks, g.max_io_blocks) / per);
+    while (blocks > 0) {
+      auto placed = place(kUserStream, std::min(blocks, max_blocks));
+      if (!placed.ok()) return placed.status();
+      auto [zone, k] = *placed;
+      Chunk c;
+      c.request = request;
+      c.is_write = true;
+      c.ns = s.id;
+      c.vblock = vblock;
+      c.blocks = k;
+      c.zone_index = static_cast<std::uint32_t>(zone - zones.data());
+      c.sums.resize(k);
+      for (std::uint64_t i = 0; i < k; ++i) c.sums[i] = fmt::data_checksum(seed, s.id, vblock + i, {data + i * kBlock, kBlock});
+      if (dma_aligned(data)) {
+        c.target = const_cast<std::uint8_t*>(data);  // only read from: the device writes it out
+      } else {
+        c.bounce = AlignedBuffer(k * kBlock);
+        std::memcpy(c.bounce.data(), data, k * kBlock);
+      }
+      zone->wp += k * per;  // reserve the room: appends in flight land somewhere below here
+      batch->chunks.push_back(std::move(c));
+      submit_chunk(batch->chunks.size() - 1);
+      data += k * kBlock;
+      vblock += k;
+      blocks -= k;
+    }
+    return Status::Ok();
+  }
+
+  // Queues the reads of an aligned read; unmapped blocks are zeroed at once.
+  void queue_read(std::size_t request, Namespace& s, std::uint64_t vblock, std::uint64_t blocks, std::uint8_t* out) {
+    const Geometry& g = dev->geometry();
+    const std::uint64_t max_blocks = std::max<std::uint64_t>(1, g.max_io_blocks / per);
+    for (const auto& p : s.map.lookup(vblock, blocks)) {
+      std::uint8_t* dst = out + (p.vblock - vblock) * kBlock;
+      if (!p.mapped) {
+        std::memset(dst, 0, p.blocks * kBlock);
+        continue;
+      }
+      for (std::uint64_t i = 0; i < p.blocks; i += max_blocks) {
+        Chunk c;
+        c.request = request;
+        c.ns = s.id;
+        c.vblock = p.vblock + i;
+        c.blocks = std::min(max_blocks, p.blocks - i);
+        c.lba = p.lba + i * per;
+        c.sums.assign(p.checksums + i, p.checksums + i + c.blocks);
+        c.target = dst + i * kBlock;
+        if (!dma_aligned(c.target)) c.bounce = AlignedBuffer(c.blocks * kBlock);
+        batch->chunks.push_back(std::move(c));
+        submit_chunk(batch->chunks.size() - 1);
+      }
+    }
+  }
+
+  // One request of a batch: queued (aligned reads and writes) or done at once (the rest).
+  void start_request(std::size_t i, bool& commit_wanted) {
+    StoreRequest& r = batch->requests[i];
+    using Op = StoreRequest::Op;
+    if (r.op == Op::kFlush) {
+      commit_wanted = true;
+      return;
+    }
+    static constexpr const char* kWhat[] = {"read", "write", "trim", "write-zeroes", "flush"};
+    const std::uint64_t length = r.op == Op::kRead ? r.out.size() : r.op == Op::kWrite ? r.data.size() : r.length;
+    Namespace* x = ns(r.ns);
+    r.result = check_range(x, r.offset, length, kWhat[static_cast<int>(r.op)]);
+    if (!r.result.ok()) return;
+    const bool aligned = r.offset % kBlock == 0 && length % kBlock == 0;
+    commit_wanted = commit_wanted || r.fua;
+    switch (r.op) {
+      case Op::kRead:
+        if (aligned) return queue_read(i, *x, r.offset / kBlock, length / kBlock, r.out.data());
+        r.result = drain();
+        if (r.result.ok()) r.result = read_unaligned(*x, r.offset, r.out);
+        return;
+      case Op::kWrite:
+        if (aligned) {
+          r.result = queue_write(i, *x, r.offset / kBlock, r.data.data(), length / kBlock);
+        } else {
+          r.result = drain();
+          if (r.result.ok()) r.result = write_range(*x, r.offset, r.data.data(), length);
+        }
+        if (r.result.ok()) stats.user_bytes_written += length;
+        return;
+      case Op::kTrim:
+        r.result = drain();
+        if (r.result.ok()) r.result = trim_range(*x, r.offset, length);
+        return;
+      case Op::kWriteZeroes:
+        r.result = drain();
+        if (r.result.ok()) r.result = write_zeroes_range(*x, r.offset, length, r.no_hole);
+        return;
+      case Op::kFlush:
+        return;
+    }
+  }
+
+  Status read_unaligned(Namespace& x, std::uint64_t offset, std::span<std::uint8_t> out) {
+    const std::uint64_t first = offset / kBlock, last = (offset + out.size() - 1) / kBlock;
+    std::vector<std::uint8_t> buf((last - first + 1) * kBlock);
+    NYADS_RETURN_IF_ERROR(read_blocks(x, first, last - first + 1, buf.data()));
+    std::memcpy(out.data(), buf.data() + offset % kBlock, out.size());
+    return Status::Ok();
+  }
+
+  Status execute(std::span<StoreRequest> requests) {
+    Batch b;
+    b.requests = requests;
+    batch = &b;
+    bool commit_wanted = false;
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      requests[i].result = Status::Ok();
+      start_request(i, commit_wanted);
+    }
+    Status st = drain();
+    batch = nullptr;
+    if (st.ok() && commit_wanted) st = commit();
+    if (!st.ok()) {
+      for (auto& r : requests)
+        if (r.result.ok() && (r.fua || r.op == StoreRequest::Op::kFlush)) r.result = st;
+    }
+    return st;
+  }
+
+  Result<std::uint32_t> idle_work() {
+    using namespace std::chrono;
+    const auto interval = seconds(options.checkpoint_interval_seconds);
+    const auto since = steady_clock::now() - last_checkpoint_time;
+    // Writes not yet flushed by a client are committed too: a quiet moment costs nothing.
+    if (data_unflushed || !pending.empty()) NYADS_RETURN_IF_ERROR(commit());
+    if (journal_blocks_since_checkpoint > 0 && since >= interval) NYADS_RETURN_IF_ERROR(checkpoint());
+    // Clean ahead of need, so a burst of writes finds free zones ready.
+    const std::uint32_t clean_below = options.clean_below_free_zones ? options.clean_below_free_zones : sb.reserved_data_zones + 2;
+    if (free_zones() <= clean_below + 1) {
+      Status cleaned = clean_step();
+      if (cleaned.ok()) return 0u;  // more may be worth doing at once
+      if (cleaned.code() != Code::kNotFound) return cleaned;
+    }
+    if (journal_blocks_since_checkpoint == 0) return static_cast<std::uint32_t>(duration_cast<milliseconds>(interval).count());
+    return static_cast<std::uint32_t>(std::max<std::int64_t>(0, duration_cast<milliseconds>(interval - since).count()));
   }
 };
 
@@ -660,64 +961,67 @@ Result<NamespaceInfo> Store::find_namespace(std::string_view name) const {
   return Status(Code::kNotFound, "no namespace '" + std::string(name) + "'");
 }
 
+StoreRequest StoreRequest::read(std::uint32_t ns, std::uint64_t offset, std::span<std::uint8_t> out) {
+  StoreRequest r;
+  r.op = Op::kRead;
+  r.ns = ns;
+  r.offset = offset;
+  r.length = out.size();
+  r.out = out;
+  return r;
+}
+StoreRequest StoreRequest::write(std::uint32_t ns, std::uint64_t offset, std::span<const std::uint8_t> data, bool fua) {
+  StoreRequest r;
+  r.op = Op::kWrite;
+  r.ns = ns;
+  r.offset = offset;
+  r.length = data.size();
+  r.data = data;
+  r.fua = fua;
+  return r;
+}
+StoreRequest StoreRequest::trim(std::uint32_t ns, std::uint64_t offset, std::uint64_t length, bool fua) {
+  StoreRequest r;
+  r.op = Op::kTrim;
+  r.ns = ns;
+  r.offset = offset;
+  r.length = length;
+  r.fua = fua;
+  return r;
+}
+StoreRequest StoreRequest::write_zeroes(std::uint32_t ns, std::uint64_t offset, std::uint64_t length, bool no_hole, bool fua) {
+  StoreRequest r = trim(ns, offset, length, fua);
+  r.op = Op::kWriteZeroes;
+  r.no_hole = no_hole;
+  return r;
+}
+StoreRequest StoreRequest::flush() {
+  StoreRequest r;
+  r.op = Op::kFlush;
+  return r;
+}
+
+namespace {
+Status run_one(Store& store, StoreRequest r) {
+  Status st = store.execute({&r, 1});
+  return r.result.ok() ? st : r.result;
+}
+}  // namespace
+
 Status Store::write(std::uint32_t ns_id, std::uint64_t offset, std::span<const std::uint8_t> data, bool fua) {
-  Impl& s = *impl_;
-  Impl::Namespace* x = s.ns(ns_id);
-  NYADS_RETURN_IF_ERROR(s.check_range(x, offset, data.size(), "write"));
-  NYADS_RETURN_IF_ERROR(s.write_range(*x, offset, data.data(), data.size()));
-  s.stats.user_bytes_written += data.size();
-  return fua ? s.commit() : Status::Ok();
+  return run_one(*this, StoreRequest::write(ns_id, offset, data, fua));
 }
-
 Status Store::read(std::uint32_t ns_id, std::uint64_t offset, std::span<std::uint8_t> out) {
-  Impl& s = *impl_;
-  Impl::Namespace* x = s.ns(ns_id);
-  NYADS_RETURN_IF_ERROR(s.check_range(x, offset, out.size(), "read"));
-  const std::uint64_t first = offset / kBlock, last = (offset + out.size() - 1) / kBlock;
-  if (offset % kBlock == 0 && out.size() % kBlock == 0) return s.read_blocks(*x, first, last - first + 1, out.data());
-  std::vector<std::uint8_t> buf((last - first + 1) * kBlock);
-  NYADS_RETURN_IF_ERROR(s.read_blocks(*x, first, last - first + 1, buf.data()));
-  std::memcpy(out.data(), buf.data() + offset % kBlock, out.size());
-  return Status::Ok();
+  return run_one(*this, StoreRequest::read(ns_id, offset, out));
 }
-
 Status Store::trim(std::uint32_t ns_id, std::uint64_t offset, std::uint64_t length) {
-  Impl& s = *impl_;
-  Impl::Namespace* x = s.ns(ns_id);
-  NYADS_RETURN_IF_ERROR(s.check_range(x, offset, length, "trim"));
-  // Whole 4 KiB blocks are unmapped; the partial ends of a 512-byte namespace are zeroed.
-  const std::uint64_t first = (offset + kBlock - 1) / kBlock, end = (offset + length) / kBlock;
-  if (end > first) {
-    s.release(x->map.unmap(first, end - first));
-    s.add(fmt::record::Trim{x->id, first, end - first});
-  }
-  const std::uint64_t head_end = std::min(offset + length, first * kBlock);
-  if (head_end > offset) {
-    std::vector<std::uint8_t> zeros(head_end - offset);
-    NYADS_RETURN_IF_ERROR(s.write_range(*x, offset, zeros.data(), zeros.size()));
-  }
-  const std::uint64_t tail_start = std::max(offset, std::max(end, first) * kBlock);
-  if (offset + length > tail_start && tail_start >= head_end) {
-    std::vector<std::uint8_t> zeros(offset + length - tail_start);
-    NYADS_RETURN_IF_ERROR(s.write_range(*x, tail_start, zeros.data(), zeros.size()));
-  }
-  return Status::Ok();
+  return run_one(*this, StoreRequest::trim(ns_id, offset, length));
 }
-
 Status Store::write_zeroes(std::uint32_t ns_id, std::uint64_t offset, std::uint64_t length, bool no_hole) {
-  Impl& s = *impl_;
-  if (!no_hole) return trim(ns_id, offset, length);
-  Impl::Namespace* x = s.ns(ns_id);
-  NYADS_RETURN_IF_ERROR(s.check_range(x, offset, length, "write-zeroes"));
-  constexpr std::uint64_t kChunk = 1 << 20;
-  std::vector<std::uint8_t> zeros(std::min(length, kChunk));
-  for (std::uint64_t done = 0; done < length; done += zeros.size()) {
-    const std::uint64_t k = std::min<std::uint64_t>(zeros.size(), length - done);
-    NYADS_RETURN_IF_ERROR(s.write_range(*x, offset + done, zeros.data(), k));
-  }
-  s.stats.user_bytes_written += length;
-  return Status::Ok();
+  return run_one(*this, StoreRequest::write_zeroes(ns_id, offset, length, no_hole));
 }
+Status Store::execute(std::span<StoreRequest> batch) { return impl_->execute(batch); }
+Result<std::uint32_t> Store::idle_work() { return impl_->idle_work(); }
 
 Status Store::flush() { return impl_->commit(); }
 Status Store::checkpoint() { return impl_->checkpoint(); }

@@ -4,7 +4,8 @@
 //
 // Durability (invariant 1): a write is durable once a flush() completes after it, or at once
 // when written with fua. After a crash every 4 KiB block reads its old or its new content.
-// Threading: one thread drives a Store.
+// Threading: one thread drives a Store. Concurrency comes from batches (execute): the device
+// I/O of every request in a batch is in flight at once.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +24,9 @@ namespace nyads {
 struct StoreOptions {
   // Take a checkpoint once the journal has grown by this many blocks since the last one.
   std::uint64_t checkpoint_after_journal_blocks = 2048;
+  // idle_work() takes a checkpoint when the journal holds records this old (seconds), so the
+  // next recovery replays little even when writes are few.
+  std::uint32_t checkpoint_interval_seconds = 30;
   // Clean while at most this many data zones are free (0: the volume's reserve + 2).
   std::uint32_t clean_below_free_zones = 0;
 };
@@ -55,6 +59,26 @@ struct StoreStats {
   double write_amplification() const;
 };
 
+// One request of a batch. The store fills in `result`.
+struct StoreRequest {
+  enum class Op : std::uint8_t { kRead, kWrite, kTrim, kWriteZeroes, kFlush };
+  Op op = Op::kRead;
+  std::uint32_t ns = 0;
+  std::uint64_t offset = 0;                 // bytes
+  std::uint64_t length = 0;                 // bytes (trim, write-zeroes; read/write: the span's)
+  std::span<const std::uint8_t> data;       // write: what to write
+  std::span<std::uint8_t> out;              // read: where to put it
+  bool fua = false;                         // write, trim, write-zeroes: durable on return
+  bool no_hole = false;                     // write-zeroes: allocate (write zeros), do not unmap
+  Status result;
+
+  static StoreRequest read(std::uint32_t ns, std::uint64_t offset, std::span<std::uint8_t> out);
+  static StoreRequest write(std::uint32_t ns, std::uint64_t offset, std::span<const std::uint8_t> data, bool fua = false);
+  static StoreRequest trim(std::uint32_t ns, std::uint64_t offset, std::uint64_t length, bool fua = false);
+  static StoreRequest write_zeroes(std::uint32_t ns, std::uint64_t offset, std::uint64_t length, bool no_hole = false, bool fua = false);
+  static StoreRequest flush();
+};
+
 class Store {
  public:
   // Opens the volume on the device, recovering after a crash: the newest checkpoint, then the
@@ -81,6 +105,20 @@ class Store {
   Status write_zeroes(std::uint32_t ns_id, std::uint64_t offset, std::uint64_t length, bool no_hole = false);
   // Every write, trim and zeroing that returned before this call is durable when it returns.
   Status flush();
+
+  // Executes a batch of requests as if they were in flight together on a disk: their device
+  // I/O is queued at once (up to the device's queue depth), writes go to zone append, and one
+  // group commit makes every flush and FUA write of the batch durable. Overlapping requests in
+  // one batch have no defined order (as on any disk); writes are mapped in batch order, and a
+  // read sees each block's content from before the batch or from a write in it. Each
+  // request's own outcome is in its `result`; the return is not OK only when the store itself
+  // failed (then every unfinished request carries that error too).
+  Status execute(std::span<StoreRequest> batch);
+
+  // Work for quiet moments (the daemon calls it when idle): a checkpoint when the journal
+  // holds records older than checkpoint_interval_seconds, and cleaning ahead of need while
+  // free zones are few. Returns how long until it wants to run again (milliseconds).
+  Result<std::uint32_t> idle_work();
 
   Status checkpoint();
   // One cleaning round: copies the live blocks of the best victim zone and resets it.
