@@ -885,7 +885,8 @@ struct Store::Impl {
     const std::uint32_t clean_below = options.clean_below_free_zones ? options.clean_below_free_zones : sb.reserved_data_zones + 2;
     if (free_zones() <= clean_below + 1) {
       Status cleaned = clean_step();
-      if (cleaned.ok()) return 0u;  // more may be worth doing at once
+      // One zone per call, then a pause: cleaning ahead takes a bounded share of the device.
+      if (cleaned.ok()) return 50u;
       if (cleaned.code() != Code::kNotFound) return cleaned;
     }
     if (journal_blocks_since_checkpoint == 0) return static_cast<std::uint32_t>(duration_cast<milliseconds>(interval).count());
@@ -1020,6 +1021,24 @@ Status Store::trim(std::uint32_t ns_id, std::uint64_t offset, std::uint64_t leng
 Status Store::write_zeroes(std::uint32_t ns_id, std::uint64_t offset, std::uint64_t length, bool no_hole) {
   return run_one(*this, StoreRequest::write_zeroes(ns_id, offset, length, no_hole));
 }
+Result<std::vector<Store::Allocation>> Store::allocation(std::uint32_t ns_id, std::uint64_t offset, std::uint64_t length) {
+  Impl& s = *impl_;
+  Impl::Namespace* x = s.ns(ns_id);
+  NYADS_RETURN_IF_ERROR(s.check_range(x, offset, length, "block status"));
+  std::vector<Allocation> out;
+  const std::uint64_t first = offset / kBlock, end = (offset + length + kBlock - 1) / kBlock;
+  for (const auto& p : x->map.lookup(first, end - first)) {
+    // Clip to the byte range (a 512-byte namespace may ask for part of a 4 KiB block).
+    const std::uint64_t lo = std::max(offset, p.vblock * kBlock), hi = std::min(offset + length, (p.vblock + p.blocks) * kBlock);
+    if (hi <= lo) continue;
+    if (!out.empty() && out.back().allocated == p.mapped)
+      out.back().length += hi - lo;
+    else
+      out.push_back({hi - lo, p.mapped});
+  }
+  return out;
+}
+
 Status Store::execute(std::span<StoreRequest> batch) { return impl_->execute(batch); }
 Result<std::uint32_t> Store::idle_work() { return impl_->idle_work(); }
 

@@ -106,6 +106,14 @@ class Store {
   // Every write, trim and zeroing that returned before this call is durable when it returns.
   Status flush();
 
+  // Which parts of a range hold data (allocated) and which read as zeros because nothing is
+  // mapped there (holes): in order, covering the range. For NBD block status.
+  struct Allocation {
+    std::uint64_t length = 0;  // bytes
+    bool allocated = false;
+  };
+  Result<std::vector<Allocation>> allocation(std::uint32_t ns_id, std::uint64_t offset, std::uint64_t length);
+
   // Executes a batch of requests as if they were in flight together on a disk: their device
   // I/O is queued at once (up to the device's queue depth), writes go to zone append, and one
   // group commit makes every flush and FUA write of the batch durable. Overlapping requests in

@@ -1,0 +1,25 @@
+// The control commands nyadsd runs for the `nyads` CLI (doc/control.md lists them).
+#pragma once
+
+#include <cstdint>
+
+#include "fs/daemon/control_protocol.h"
+#include "nyads/store.h"
+
+namespace nyads::daemon {
+
+// What the commands need from the daemon.
+class ControlContext {
+ public:
+  virtual ~ControlContext() = default;
+  virtual Store& store() = 0;
+  // NBD connections in transmission on a namespace.
+  virtual std::size_t connections_to(std::uint32_t ns) const = 0;
+  virtual void disconnect(std::uint32_t ns) = 0;
+  // The daemon's own facts for `status`: device, sockets, uptime, connections.
+  virtual control::Record daemon_status() const = 0;
+};
+
+control::Response run_control(const control::Request& request, ControlContext& context);
+
+}  // namespace nyads::daemon

@@ -1,0 +1,477 @@
+#include "fs/daemon/daemon.h"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "fs/daemon/control_commands.h"
+#include "fs/daemon/sockets.h"
+#include "fs/nbd/session.h"
+
+namespace nyads::daemon {
+
+namespace {
+std::string n(std::uint64_t v) { return std::to_string(v); }
+
+void log(const std::string& line) { std::fprintf(stderr, "nyadsd: %s\n", line.c_str()); }
+
+bool is_socket(int fd) {
+  int type = 0;
+  socklen_t len = sizeof type;
+  return ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+}
+}  // namespace
+
+InheritedSockets inherited_sockets() {
+  InheritedSockets out;
+  const char* pid = std::getenv("LISTEN_PID");
+  const char* fds = std::getenv("LISTEN_FDS");
+  if (pid == nullptr || fds == nullptr || std::strtol(pid, nullptr, 10) != ::getpid()) return out;
+  const long count = std::strtol(fds, nullptr, 10);
+  std::vector<std::string> names;
+  if (const char* nm = std::getenv("LISTEN_FDNAMES")) {
+    std::string all(nm);
+    for (std::size_t at = 0; at <= all.size();) {
+      const auto colon = all.find(':', at);
+      names.push_back(all.substr(at, colon == std::string::npos ? std::string::npos : colon - at));
+      if (colon == std::string::npos) break;
+      at = colon + 1;
+    }
+  }
+  for (long i = 0; i < count && i < 2; ++i) {
+    const int fd = 3 + static_cast<int>(i);
+    if (!is_socket(fd)) continue;
+    const std::string name = static_cast<std::size_t>(i) < names.size() ? names[static_cast<std::size_t>(i)] : "";
+    if (name == "control" || (name.empty() && i == 1))
+      out.control = fd;
+    else
+      out.nbd = fd;
+  }
+  ::unsetenv("LISTEN_PID");
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+  return out;
+}
+
+struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
+  // One client connection: NBD or control.
+  struct Connection {
+    int fd = -1;
+    bool control = false;
+    std::string peer;
+    nbd::Session session;
+    std::vector<std::uint8_t> in;  // bytes received, not yet parsed: in[in_start, in.size())
+    std::size_t in_start = 0;
+    std::size_t need = 0;
+    nbd::OutputQueue out;
+    std::vector<nbd::Command> commands;  // taken this turn
+    bool close_when_sent = false;
+    bool dead = false;
+    std::uint32_t events = 0;  // what epoll watches for it now
+    explicit Connection(const ExportCatalog& c) : session(c) {}
+  };
+
+  std::unique_ptr<Store> store_;
+  std::string device_;
+  DaemonOptions options_;
+  int epoll_ = -1;
+  int signal_fd_ = -1;
+  std::vector<int> nbd_listeners_;
+  int control_listener_ = -1;
+  std::vector<std::string> created_paths_;  // socket files to remove at exit
+  std::map<int, std::unique_ptr<Connection>> connections_;  // by fd
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::string nbd_where_, control_where_;
+
+  ~Impl() {
+    for (auto& [fd, c] : connections_) ::close(fd);
+    for (int fd : nbd_listeners_) ::close(fd);
+    if (control_listener_ >= 0) ::close(control_listener_);
+    if (signal_fd_ >= 0) ::close(signal_fd_);
+    if (epoll_ >= 0) ::close(epoll_);
+    for (const auto& p : created_paths_) ::unlink(p.c_str());
+  }
+
+  // ----- ExportCatalog and ControlContext ---------------------------------------------------
+  std::optional<nbd::ExportInfo> find(std::string_view name) const override {
+    auto all = store_->list_namespaces();
+    // The default export (empty name) is the only namespace, when there is exactly one.
+    if (name.empty() && all.size() == 1) return nbd::ExportInfo{all[0].id, all[0].name, all[0].size_bytes, all[0].block_size};
+    for (const auto& i : all)
+      if (i.name == name && !i.quarantined) return nbd::ExportInfo{i.id, i.name, i.size_bytes, i.block_size};
+    return std::nullopt;
+  }
+  std::vector<nbd::ExportInfo> list() const override {
+    std::vector<nbd::ExportInfo> out;
+    for (const auto& i : store_->list_namespaces()) out.push_back({i.id, i.name, i.size_bytes, i.block_size});
+    return out;
+  }
+  Store& store() override { return *store_; }
+  std::size_t connections_to(std::uint32_t ns) const override {
+    std::size_t k = 0;
+    for (const auto& [fd, c] : connections_)
+      k += !c->dead && c->session.in_transmission() && c->session.export_info() && c->session.export_info()->ns == ns;
+    return k;
+  }
+  void disconnect(std::uint32_t ns) override {
+    for (auto& [fd, c] : connections_)
+      if (c->session.in_transmission() && c->session.export_info() && c->session.export_info()->ns == ns) drop(*c, "its namespace was deleted (--force)");
+  }
+  control::Record daemon_status() const override {
+    using namespace std::chrono;
+    std::size_t nbd_clients = 0;
+    for (const auto& [fd, c] : connections_) nbd_clients += !c->control && !c->dead;
+    return {{"version", NYADS_VERSION},
+            {"device", device_},
+            {"backend", store_->device().backend()},
+            {"nbd", nbd_where_},
+            {"control", control_where_},
+            {"nbd_connections", n(nbd_clients)},
+            {"uptime_seconds", n(static_cast<std::uint64_t>(duration_cast<seconds>(steady_clock::now() - started_).count()))}};
+  }
+
+  // ----- epoll ----------------------------------------------------------------------------
+  Status watch(int fd, std::uint32_t events, bool add) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.fd = fd;
+    if (::epoll_ctl(epoll_, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) != 0) return ErrnoStatus(errno, "epoll_ctl");
+    return Status::Ok();
+  }
+
+  void set_interest(Connection& c) {
+    std::uint32_t want = 0;
+    if (!c.close_when_sent && c.out.bytes() < options_.max_queued_reply_bytes) want |= EPOLLIN;
+    if (!c.out.empty()) want |= EPOLLOUT;
+    if (want != c.events) {
+      c.events = want;
+      (void)watch(c.fd, want, false);
+    }
+  }
+
+  void drop(Connection& c, const std::string& why) {
+    if (c.dead) return;
+    c.dead = true;
+    if (!c.control) log("connection " + c.peer + " closed: " + why);
+    ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
+  }
+
+  // ----- accepting ------------------------------------------------------------------------
+  void accept_all(int listener, bool control) {
+    for (;;) {
+      const int fd = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) log(std::string("accept: ") + std::strerror(errno));
+        return;
+      }
+      auto c = std::make_unique<Connection>(*this);
+      c->fd = fd;
+      c->control = control;
+      static std::uint64_t next_id = 1;
+      c->peer = (control ? "control#" : "nbd#") + n(next_id++);
+      if (!control) c->session.start(c->out);
+      c->events = EPOLLIN;
+      if (!watch(fd, EPOLLIN, true).ok()) {
+        ::close(fd);
+        continue;
+      }
+      Connection& ref = *c;
+      connections_[fd] = std::move(c);
+      send(ref);
+    }
+  }
+
+  // ----- reading and writing --------------------------------------------------------------
+  // Reads what is there (up to a fair share per turn), then parses it.
+  void receive(Connection& c) {
+    std::size_t budget = 8 << 20;
+    while (budget > 0 && !c.dead) {
+      if (c.in_start > 0 && (c.in_start == c.in.size() || c.in_start > (1 << 20))) {
+        c.in.erase(c.in.begin(), c.in.begin() + static_cast<std::ptrdiff_t>(c.in_start));
+        c.in_start = 0;
+      }
+      const std::size_t want = std::max<std::size_t>({64 << 10, c.need > c.in.size() - c.in_start ? c.need - (c.in.size() - c.in_start) : 0});
+      const std::size_t old = c.in.size();
+      c.in.resize(old + want);
+      const ssize_t got = ::recv(c.fd, c.in.data() + old, want, 0);
+      c.in.resize(old + static_cast<std::size_t>(std::max<ssize_t>(got, 0)));
+      if (got == 0) {
+        drop(c, c.session.in_transmission() ? "the client hung up" : "the client hung up during the handshake");
+        return;
+      }
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) drop(c, std::string("receive: ") + std::strerror(errno));
+        break;
+      }
+      budget -= std::min<std::size_t>(budget, static_cast<std::size_t>(got));
+      if (static_cast<std::size_t>(got) < want) break;
+    }
+    parse(c);
+  }
+
+  void parse(Connection& c) {
+    if (c.dead) return;
+    if (c.control) return parse_control(c);
+    const std::size_t room = options_.max_requests_per_turn - std::min(options_.max_requests_per_turn, c.commands.size());
+    auto fed = c.session.feed({c.in.data() + c.in_start, c.in.size() - c.in_start}, c.out, c.commands, room);
+    c.in_start += fed.consumed;
+    c.need = fed.need;
+    if (c.session.closing()) {
+      c.close_when_sent = true;
+      c.in.clear();
+      c.in_start = 0;
+    }
+  }
+
+  void parse_control(Connection& c) {
+    const std::string_view text(reinterpret_cast<const char*>(c.in.data()) + c.in_start, c.in.size() - c.in_start);
+    const auto nl = text.find('\n');
+    if (nl == std::string_view::npos) {
+      if (text.size() > control::kMaxLineBytes) {
+        c.out.append(as_bytes(control::encode_response({InvalidArgument("control: request line too long"), {}})));
+        c.close_when_sent = true;
+      }
+      return;
+    }
+    const std::string line(text.substr(0, nl));
+    c.in_start += nl + 1;
+    control::Response response;
+    auto request = control::parse_request(line);
+    if (!request.ok()) {
+      response.status = request.status();
+    } else {
+      response = run_control(*request, *this);
+      log("control: " + request->command + (request->args.empty() ? "" : " " + request->args[0]) + ": " +
+          (response.status.ok() ? "ok" : response.status.to_string()));
+    }
+    c.out.append(as_bytes(control::encode_response(response)));
+    c.close_when_sent = true;  // one request per connection
+  }
+
+  static std::span<const std::uint8_t> as_bytes(const std::string& s) { return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()}; }
+
+  void send(Connection& c) {
+    while (!c.dead && !c.out.empty()) {
+      iovec iov[64];
+      int count = 0;
+      c.out.for_each_pending(64, [&](const std::uint8_t* p, std::size_t len) {
+        iov[count].iov_base = const_cast<std::uint8_t*>(p);
+        iov[count].iov_len = len;
+        ++count;
+      });
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = static_cast<std::size_t>(count);
+      const ssize_t sent = ::sendmsg(c.fd, &msg, MSG_NOSIGNAL);
+      if (sent < 0) {
+        if (errno == EINTR) continue;
+        // A client that ended the session may hang up before reading our last words.
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+          drop(c, c.close_when_sent && !c.session.why().empty() ? c.session.why() : std::string("send: ") + std::strerror(errno));
+        break;
+      }
+      c.out.consume(static_cast<std::size_t>(sent));
+    }
+    if (c.dead) return;
+    if (c.out.empty() && c.close_when_sent) {
+      drop(c, c.session.why().empty() ? "done" : c.session.why());
+      return;
+    }
+    set_interest(c);
+  }
+
+  // ----- one turn: every client's requests as one store batch -------------------------------
+  Status run_batch() {
+    std::vector<StoreRequest> batch;
+    std::vector<std::pair<Connection*, std::size_t>> owners;  // (connection, command) per request
+    for (auto& [fd, c] : connections_) {
+      if (c->dead) continue;
+      for (std::size_t i = 0; i < c->commands.size(); ++i) {
+        nbd::Command& cmd = c->commands[i];
+        if (cmd.error != 0 || cmd.type == nbd::kCmdBlockStatus) continue;
+        batch.push_back(cmd.store);
+        owners.emplace_back(c.get(), i);
+      }
+    }
+    Status st = Status::Ok();
+    if (!batch.empty()) st = store_->execute(batch);
+    for (std::size_t i = 0; i < batch.size(); ++i) owners[i].first->commands[owners[i].second].store.result = std::move(batch[i].result);
+    for (auto& [fd, c] : connections_) {
+      if (c->commands.empty()) continue;
+      if (!c->dead)
+        for (auto& cmd : c->commands) c->session.reply(cmd, *store_, c->out);
+      c->commands.clear();
+      if (!c->dead) send(*c);
+    }
+    if (!st.ok()) log("store: " + st.to_string());
+    return st;
+  }
+
+  void reap_dead() {
+    for (auto it = connections_.begin(); it != connections_.end();) {
+      if (it->second->dead) {
+        ::close(it->first);
+        it = connections_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  bool has_unparsed_work() const {
+    for (const auto& [fd, c] : connections_)
+      if (!c->dead && !c->control && c->session.in_transmission() && c->out.bytes() < options_.max_queued_reply_bytes) {
+        // Bytes left because a turn's request limit was reached (need is 0), or a whole message.
+        const std::size_t avail = c->in.size() - c->in_start;
+        if (avail > 0 && (c->need == 0 || avail >= c->need)) return true;
+      }
+    return false;
+  }
+
+  Status loop() {
+    using clock = std::chrono::steady_clock;
+    int idle_ms = 1000;
+    auto last_idle = clock::now();
+    for (;;) {
+      epoll_event events[64];
+      const int timeout = has_unparsed_work() ? 0 : idle_ms;
+      const int got = ::epoll_wait(epoll_, events, 64, timeout);
+      if (got < 0 && errno != EINTR) return ErrnoStatus(errno, "epoll_wait");
+      bool stop = false;
+      for (int i = 0; i < std::max(got, 0); ++i) {
+        const int fd = events[i].data.fd;
+        if (fd == signal_fd_) {
+          signalfd_siginfo si{};
+          if (::read(signal_fd_, &si, sizeof si) == sizeof si) log(std::string("received ") + ::strsignal(static_cast<int>(si.ssi_signo)) + ": stopping");
+          stop = true;
+          continue;
+        }
+        if (fd == control_listener_) {
+          accept_all(fd, true);
+          continue;
+        }
+        if (std::find(nbd_listeners_.begin(), nbd_listeners_.end(), fd) != nbd_listeners_.end()) {
+          accept_all(fd, false);
+          continue;
+        }
+        auto it = connections_.find(fd);
+        if (it == connections_.end() || it->second->dead) continue;
+        Connection& c = *it->second;
+        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) receive(c);
+        if (!c.dead && (events[i].events & EPOLLOUT)) send(c);
+      }
+      // Connections with parsed-but-untaken input (a previous turn's limit): parse on.
+      for (auto& [fd, c] : connections_)
+        if (!c->dead && !c->control && c->commands.empty() && c->out.bytes() < options_.max_queued_reply_bytes) parse(*c);
+      for (auto& [fd, c] : connections_)
+        if (!c->dead && c->commands.empty() && !c->out.empty()) send(*c);
+      NYADS_RETURN_IF_ERROR(run_batch());
+      reap_dead();
+      if (stop) return Status::Ok();
+      // The store's idle work: when the loop slept its full timeout, or at least every 5 s.
+      if (got == 0 || clock::now() - last_idle > std::chrono::seconds(5)) {
+        auto wait = store_->idle_work();
+        if (!wait.ok()) return wait.status();
+        idle_ms = static_cast<int>(std::min<std::uint32_t>(*wait, 30000));
+        last_idle = clock::now();
+      }
+    }
+  }
+};
+
+Daemon::Daemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Daemon::~Daemon() = default;
+
+Result<std::unique_ptr<Daemon>> Daemon::create(std::unique_ptr<Store> store, std::string device_path, const DaemonOptions& options,
+                                               InheritedSockets inherited) {
+  auto impl = std::make_unique<Impl>();
+  impl->store_ = std::move(store);
+  impl->device_ = std::move(device_path);
+  impl->options_ = options;
+  impl->epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (impl->epoll_ < 0) return ErrnoStatus(errno, "epoll_create1");
+  const bool activated = inherited.nbd >= 0 || inherited.control >= 0;
+  // NBD: inherited, or our own unix socket (only when nothing was inherited, or asked for).
+  if (inherited.nbd >= 0) {
+    impl->nbd_listeners_.push_back(inherited.nbd);
+    impl->nbd_where_ = "fd " + n(static_cast<std::uint64_t>(inherited.nbd)) + " (socket activation)";
+  } else {
+    const std::string path = options.nbd_socket.empty() ? options.run_dir + "/nbd.sock" : options.nbd_socket;
+    auto fd = listen_unix(path, options.socket_mode);
+    if (!fd.ok()) return fd.status();
+    impl->nbd_listeners_.push_back(*fd);
+    impl->created_paths_.push_back(path);
+    impl->nbd_where_ = path;
+  }
+  if (!options.tcp.empty()) {
+    auto fd = listen_tcp(options.tcp);
+    if (!fd.ok()) return fd.status();
+    impl->nbd_listeners_.push_back(*fd);
+    impl->nbd_where_ += " tcp:" + options.tcp;
+  }
+  if (inherited.control >= 0) {
+    impl->control_listener_ = inherited.control;
+    impl->control_where_ = "fd " + n(static_cast<std::uint64_t>(inherited.control));
+  } else if (!activated || !options.control_socket.empty()) {
+    const std::string path = options.control_socket.empty() ? options.run_dir + "/control.sock" : options.control_socket;
+    auto fd = listen_unix(path, options.socket_mode);
+    if (!fd.ok()) return fd.status();
+    impl->control_listener_ = *fd;
+    impl->created_paths_.push_back(path);
+    impl->control_where_ = path;
+  }
+  for (int fd : impl->nbd_listeners_) {
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    NYADS_RETURN_IF_ERROR(impl->watch(fd, EPOLLIN, true));
+  }
+  if (impl->control_listener_ >= 0) {
+    ::fcntl(impl->control_listener_, F_SETFL, ::fcntl(impl->control_listener_, F_GETFL) | O_NONBLOCK);
+    NYADS_RETURN_IF_ERROR(impl->watch(impl->control_listener_, EPOLLIN, true));
+  }
+  // SIGTERM and SIGINT arrive through the loop, so a stop never interrupts a batch.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  impl->signal_fd_ = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (impl->signal_fd_ < 0) return ErrnoStatus(errno, "signalfd");
+  NYADS_RETURN_IF_ERROR(impl->watch(impl->signal_fd_, EPOLLIN, true));
+  return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
+}
+
+Status Daemon::run() {
+  Impl& d = *impl_;
+  log("serving NBD on " + d.nbd_where_ + (d.control_where_.empty() ? "" : ", control on " + d.control_where_) + " (" + n(d.store_->list_namespaces().size()) +
+      " namespaces)");
+  notify_ready("serving " + n(d.store_->list_namespaces().size()) + " namespaces");
+  Status st = d.loop();
+  // Whatever ended the loop: answer what is queued, then make everything durable.
+  for (auto& [fd, c] : d.connections_)
+    if (!c->dead) d.send(*c);
+  Status closed = d.store_->close();
+  if (!closed.ok()) {
+    log("closing the store: " + closed.to_string());
+    if (st.ok()) st = closed;
+  } else {
+    log("stopped: everything flushed and checkpointed");
+  }
+  return st;
+}
+
+}  // namespace nyads::daemon
