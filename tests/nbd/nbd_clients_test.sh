@@ -1,0 +1,161 @@
+#!/bin/bash
+# nyadsd with real NBD clients: nbdinfo, nbdcopy, qemu-img, qemu-io, fio (nbd engine, verify
+# at QD32), the nyads CLI; a kill -9 during flushed writes; a stale socket; a second daemon;
+# SIGTERM and fsck. Usage: nbd_clients_test.sh BUILD_DIR
+set -euo pipefail
+BUILD=$(cd "$1" && pwd)
+MKFS=$BUILD/mkfs/mkfs.nyads FSCK=$BUILD/fsck/fsck.nyads NYADSD=$BUILD/fs/daemon/nyadsd NYADS=$BUILD/fs/daemon/nyads
+PY=/usr/bin/python3
+T=$(mktemp -d /tmp/nyads-nbd.XXXXXX)
+PID=
+cleanup() {
+  [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null || true
+  rm -rf "$T"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; [ -f "$T/daemon.log" ] && tail -20 "$T/daemon.log" >&2; exit 1; }
+step() { echo "--- $*"; }
+SOCK=$T/run/nbd.sock
+uri() { echo "nbd+unix:///$1?socket=$SOCK"; }
+cli() { "$NYADS" --run-dir "$T/run" "$@"; }
+
+start_daemon() {
+  "$NYADSD" --run-dir "$T/run" "$T/dev.img" 2>>"$T/daemon.log" &
+  PID=$!
+  for _ in $(seq 100); do
+    if [ -S "$SOCK" ] && nbdinfo --list "$(uri '')" >/dev/null 2>&1; then return 0; fi
+    kill -0 "$PID" 2>/dev/null || fail "nyadsd exited at start"
+    sleep 0.1
+  done
+  fail "nyadsd did not come up"
+}
+
+step "mkfs a 2 GiB emulated device, start nyadsd"
+"$MKFS" -q --size 2G --zone-size 64M "$T/dev.img"
+start_daemon
+
+step "nyads ns create / list / show, and its errors"
+cli ns create alpha --size 256M >/dev/null
+cli ns create beta --size 128M --block-size 512 >/dev/null
+cli ns create alpha --size 1G 2>"$T/err" && fail "a duplicate name was accepted"
+grep -q "exists already" "$T/err" || fail "duplicate: $(cat "$T/err")"
+rc=0; cli ns create 'bad/name' --size 1G 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] || fail "a bad name gave exit $rc"
+rc=0; cli ns create gamma --size 12345 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "multiple of 4096" "$T/err" || fail "a bad size: rc $rc $(cat "$T/err")"
+rc=0; cli ns create gamma --size lots 2>"$T/err" || rc=$?
+[ $rc -eq 2 ] || fail "an unparsable size gave exit $rc"
+rc=0; cli ns show nosuch 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "no namespace 'nosuch'" "$T/err" || fail "show of a missing namespace: rc $rc $(cat "$T/err")"
+cli --json ns list | $PY -c 'import json,sys; l=json.load(sys.stdin); assert [(x["name"],x["size"],x["block_size"]) for x in l]==[("alpha",268435456,4096),("beta",134217728,512)], l'
+cli --json status | $PY -c 'import json,sys; s=json.load(sys.stdin); assert s["namespaces"]==2 and s["backend"]=="emulated", s'
+rc=0; "$NYADS" --run-dir "$T/nowhere" ns list 2>"$T/err" || rc=$?
+[ $rc -eq 3 ] && grep -q "cannot reach nyadsd" "$T/err" || fail "no daemon: rc $rc $(cat "$T/err")"
+
+step "nbdinfo lists the exports with their sizes"
+nbdinfo --list --json "$(uri '')" > "$T/list.json"
+$PY - "$T/list.json" <<'PYEOF'
+import json, sys
+exports = {e["export-name"]: e for e in json.load(open(sys.argv[1]))["exports"]}
+assert exports["alpha"]["export-size"] == 256 << 20, exports["alpha"]
+assert exports["beta"]["export-size"] == 128 << 20, exports["beta"]
+assert exports["alpha"]["can_flush"] and exports["alpha"]["can_fua"] and exports["alpha"]["can_multi_conn"]
+PYEOF
+
+step "nbdcopy in and out, checksums compared"
+head -c 96M /dev/urandom > "$T/in.bin"
+nbdcopy "$T/in.bin" "$(uri alpha)"
+nbdcopy "$(uri alpha)" "$T/out.bin"
+[ "$(head -c 96M "$T/out.bin" | sha256sum)" = "$(sha256sum < "$T/in.bin")" ] || fail "nbdcopy round trip differs"
+[ "$(tail -c +$((96 * 1048576 + 1)) "$T/out.bin" | tr -d '\0' | wc -c)" -eq 0 ] || fail "unwritten space is not zeros"
+
+step "qemu-img convert and qemu-io on the 512-byte namespace"
+head -c 8M /dev/urandom > "$T/q.bin"
+qemu-img convert -n -f raw -O raw "$T/q.bin" "$(uri beta)"
+qemu-img convert -f raw -O raw "$(uri beta)" "$T/q.out"
+cmp <(head -c 8M "$T/q.out") "$T/q.bin" || fail "qemu-img round trip differs"
+qemu-io -f raw -c "write -P 0xab 1536 2560" -c "read -P 0xab 1536 2560" -c "read -P 0 100M 4096" "$(uri beta)" > "$T/qio" 2>&1
+grep -q "Pattern verification failed" "$T/qio" && fail "qemu-io pattern: $(cat "$T/qio")"
+grep -c "^read" "$T/qio" | grep -q 2 || fail "qemu-io: $(cat "$T/qio")"
+
+step "fio nbd engine, 4 KiB random writes at QD32 with crc32c verify"
+fio --name=verify --ioengine=nbd --uri="$(uri alpha)" --rw=randwrite --bs=4k --iodepth=32 --size=64M \
+    --verify=crc32c --verify_fatal=1 --do_verify=1 --output-format=json --output="$T/fio.json" >/dev/null 2>"$T/fio.err" || fail "fio: $(cat "$T/fio.err")"
+$PY -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]; assert j["error"]==0, j["error"]; assert j["read"]["io_bytes"]==64<<20, j["read"]["io_bytes"]' "$T/fio.json"
+
+step "two namespaces see only their own data"
+$PY - "$SOCK" <<'PYEOF'
+import nbd, sys
+sock = sys.argv[1]
+def h(name):
+    x = nbd.NBD(); x.connect_uri(f"nbd+unix:///{name}?socket={sock}"); return x
+a, b = h("alpha"), h("beta")
+a.pwrite(b"A" * 65536, 0); a.flush()
+assert b.pread(65536, 0) != b"A" * 65536
+b.pwrite(b"B" * 4096, 0)
+assert a.pread(4096, 0) == b"A" * 4096
+PYEOF
+
+step "delete is refused while attached, allowed with --force"
+$PY -c '
+import nbd, sys, time, subprocess
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+r = subprocess.run([sys.argv[2], "--run-dir", sys.argv[3], "ns", "delete", "beta"], capture_output=True, text=True)
+assert r.returncode == 1 and "attached" in r.stderr, (r.returncode, r.stderr)
+' "$(uri beta)" "$NYADS" "$T/run"
+cli ns create scratch --size 64M >/dev/null
+$PY -c '
+import nbd, sys, subprocess
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+r = subprocess.run([sys.argv[2], "--run-dir", sys.argv[3], "ns", "delete", "scratch", "--force"], capture_output=True, text=True)
+assert r.returncode == 0, r.stderr
+try:
+    h.pread(4096, 0); raise SystemExit("the forced-off client still reads")
+except nbd.Error:
+    pass
+' "$(uri scratch)" "$NYADS" "$T/run"
+
+step "kill -9 during flushed writes; restart; every flushed write is intact"
+$PY - "$(uri alpha)" > "$T/flushed" 2>/dev/null <<'PYEOF' &
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+for i in range(100000):
+    h.pwrite(bytes([i % 251]) * 65536 + i.to_bytes(8, "little") * 512, (i % 3000) * 69632 % (256 << 20) // 4096 * 4096)
+    if i % 4 == 3:
+        h.flush(); print(i, flush=True)
+PYEOF
+WRITER=$!
+sleep 3
+kill -9 "$PID"; wait "$PID" 2>/dev/null || true; PID=
+wait "$WRITER" 2>/dev/null || true
+LAST=$(tail -1 "$T/flushed")
+[ -n "$LAST" ] && [ "$LAST" -ge 3 ] || fail "the writer flushed nothing before the kill"
+[ -S "$SOCK" ] || fail "the killed daemon's socket file should be left behind (stale)"
+start_daemon  # over the stale socket
+$PY - "$(uri alpha)" "$LAST" <<'PYEOF'
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1]); last = int(sys.argv[2])
+latest = {}
+for i in range(last + 1):
+    latest[(i % 3000) * 69632 % (256 << 20) // 4096 * 4096] = i
+for off, i in latest.items():
+    got = h.pread(69632, off)
+    want = bytes([i % 251]) * 65536 + i.to_bytes(8, "little") * 512
+    if got != want:
+        # A later unflushed write may have landed too: it must be a whole write of a later i.
+        j = int.from_bytes(got[65536:65544], "little")
+        assert j > last and got == bytes([j % 251]) * 65536 + j.to_bytes(8, "little") * 512, (off, i, j)
+print(f"{len(latest)} flushed writes verified (last flushed #{last})")
+PYEOF
+
+step "a second daemon on the same device is refused"
+rc=0; "$NYADSD" --run-dir "$T/run2" "$T/dev.img" 2>"$T/err" || rc=$?
+[ $rc -ne 0 ] && grep -qi "in use\|locked\|another" "$T/err" || fail "second daemon: rc $rc $(cat "$T/err")"
+
+step "SIGTERM stops cleanly; fsck is clean"
+kill -TERM "$PID"; rc=0; wait "$PID" || rc=$?; PID=
+[ $rc -eq 0 ] || fail "nyadsd exited $rc on SIGTERM"
+grep -q "everything flushed and checkpointed" "$T/daemon.log" || fail "no clean stop in the log"
+[ -e "$SOCK" ] && fail "the socket file was left after a clean stop"
+"$FSCK" -n "$T/dev.img" > "$T/fsck.out" 2>&1 || fail "fsck after stop: $(cat "$T/fsck.out")"
+echo "PASS"
