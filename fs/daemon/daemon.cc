@@ -54,7 +54,9 @@ InheritedSockets inherited_sockets() {
   for (long i = 0; i < count && i < 2; ++i) {
     const int fd = 3 + static_cast<int>(i);
     if (!is_socket(fd)) continue;
-    const std::string name = static_cast<std::size_t>(i) < names.size() ? names[static_cast<std::size_t>(i)] : "";
+    // Names other than ours (systemd's default is the unit's name) count as unnamed.
+    std::string name = static_cast<std::size_t>(i) < names.size() ? names[static_cast<std::size_t>(i)] : "";
+    if (name != "nbd" && name != "control") name.clear();
     if (name == "control" || (name.empty() && i == 1))
       out.control = fd;
     else

@@ -152,10 +152,15 @@ step "a second daemon on the same device is refused"
 rc=0; "$NYADSD" --run-dir "$T/run2" "$T/dev.img" 2>"$T/err" || rc=$?
 [ $rc -ne 0 ] && grep -qi "in use\|locked\|another" "$T/err" || fail "second daemon: rc $rc $(cat "$T/err")"
 
+cli ns delete beta >/dev/null  # one namespace left: the default export for socket activation below
+
 step "SIGTERM stops cleanly; fsck is clean"
 kill -TERM "$PID"; rc=0; wait "$PID" || rc=$?; PID=
 [ $rc -eq 0 ] || fail "nyadsd exited $rc on SIGTERM"
 grep -q "everything flushed and checkpointed" "$T/daemon.log" || fail "no clean stop in the log"
 [ -e "$SOCK" ] && fail "the socket file was left after a clean stop"
 "$FSCK" -n "$T/dev.img" > "$T/fsck.out" 2>&1 || fail "fsck after stop: $(cat "$T/fsck.out")"
+step "socket activation: nbdinfo -- [ nyadsd DEVICE ] (LISTEN_FDS)"
+size=$(nbdinfo --size -- [ "$NYADSD" "$T/dev.img" ] 2>/dev/null) || fail "nbdinfo with socket activation"
+[ "$size" = $((256 << 20)) ] || fail "socket activation: size $size, want the one namespace left, alpha (256 MiB)"
 echo "PASS"
