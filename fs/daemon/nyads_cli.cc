@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
   auto* ns = app.add_subcommand("ns", "Namespaces: create, list, show, resize, delete");
   ns->require_subcommand(1);
   auto* create = ns->add_subcommand("create", "Create a namespace (thin: space is used when written)");
-  create->add_option("NAME", name, "1-63 bytes of [A-Za-z0-9._-], starting with a letter or digit")->required();
+  create->add_option("NAME", name, "1-64 bytes of [A-Za-z0-9._-], starting with a letter or digit")->required();
   create->add_option("--size", size_text, "Size, e.g. 20G (K, M, G, T: powers of 1024); a multiple of 4096")->required();
   create->add_option("--block-size", block_size, "Logical block size exported: 512 or 4096")->capture_default_str();
   auto* list = ns->add_subcommand("list", "List namespaces");
