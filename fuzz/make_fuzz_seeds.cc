@@ -5,6 +5,7 @@
 #include <fstream>
 #include <vector>
 
+#include "fs/nbd/protocol.h"
 #include "fuzz/fuzz_common.h"
 #include "tests/format_samples.h"
 #include "zns/emulated_format.h"
@@ -59,5 +60,47 @@ int main(int argc, char** argv) {
     if (!fmt::encode_checkpoint_block(blocks[i], kFuzzSeed, b).ok()) return 1;
     save(root / "checkpoint_fuzz" / names[i], b);
   }
+
+  // NBD client streams: a limits byte, client flags, then options and requests
+  // (nbd_protocol_fuzz.cc says how they are read).
+  namespace nbd = nyads::nbd;
+  std::filesystem::create_directories(root / "nbd_protocol_fuzz");
+  auto stream = [](std::uint8_t limits, std::uint32_t client_flags, std::initializer_list<std::vector<std::uint8_t>> parts) {
+    std::vector<std::uint8_t> s{limits};
+    const auto f = nbd::encode_client_flags(client_flags);
+    s.insert(s.end(), f.begin(), f.end());
+    for (const auto& p : parts) s.insert(s.end(), p.begin(), p.end());
+    return s;
+  };
+  auto request = [](std::uint16_t flags, std::uint16_t type, std::uint64_t cookie, std::uint64_t offset, std::uint32_t length) {
+    const auto header = nbd::encode_request_header(nbd::Request{flags, type, cookie, offset, length, {}});
+    std::vector<std::uint8_t> r(header.begin(), header.end());
+    if (type == nbd::kCmdWrite) r.resize(r.size() + length, 0xab);
+    return r;
+  };
+  const std::uint16_t infos[] = {nbd::kInfoBlockSize, nbd::kInfoName};
+  const std::string base_allocation[] = {"base:allocation"};
+  save(root / "nbd_protocol_fuzz" / "go-session",
+       stream(0, nbd::kFlagCFixedNewstyle | nbd::kFlagCNoZeroes,
+              {nbd::encode_option(nbd::kOptStructuredReply), nbd::encode_meta_context_option(nbd::kOptSetMetaContext, "disk0", base_allocation),
+               nbd::encode_go_option(nbd::kOptGo, "disk0", infos), request(nbd::kCmdFlagFua, nbd::kCmdWrite, 1, 0, 16),
+               request(0, nbd::kCmdRead, 2, 0, 4096), request(0, nbd::kCmdFlush, 3, 0, 0), request(0, nbd::kCmdTrim, 4, 4096, 4096),
+               request(nbd::kCmdFlagNoHole, nbd::kCmdWriteZeroes, 5, 8192, 4096), request(nbd::kCmdFlagReqOne, nbd::kCmdBlockStatus, 6, 0, 1 << 20),
+               request(0, nbd::kCmdCache, 7, 0, 4096), request(0, nbd::kCmdDisc, 8, 0, 0)}));
+  const std::string name = "disk0";
+  save(root / "nbd_protocol_fuzz" / "export-name",
+       stream(0, nbd::kFlagCFixedNewstyle,
+              {nbd::encode_option(nbd::kOptExportName, std::span(reinterpret_cast<const std::uint8_t*>(name.data()), name.size())),
+               request(0, nbd::kCmdRead, 1, 512, 512), request(0, nbd::kCmdDisc, 2, 0, 0)}));
+  save(root / "nbd_protocol_fuzz" / "list-info",
+       stream(0, nbd::kFlagCFixedNewstyle | nbd::kFlagCNoZeroes,
+              {nbd::encode_option(nbd::kOptList), nbd::encode_go_option(nbd::kOptInfo, ""),
+               nbd::encode_meta_context_option(nbd::kOptListMetaContext, "", {}), nbd::encode_option(nbd::kOptStartTls),
+               nbd::encode_option(nbd::kOptAbort)}));
+  // The small limits (byte 0 = 3): an option and a write at them, an unknown command, a write past them.
+  save(root / "nbd_protocol_fuzz" / "small-limits",
+       stream(3, nbd::kFlagCFixedNewstyle,
+              {nbd::encode_option(nbd::kOptGo, std::vector<std::uint8_t>(64, 0)), request(0, nbd::kCmdWrite, 1, 0, 512),
+               request(0, 42, 2, 0, 0), request(0, nbd::kCmdWrite, 3, 0, 513)}));
   return 0;
 }

@@ -44,6 +44,7 @@ struct Store::Impl {
     std::uint64_t valid = 0;       // live 4 KiB blocks
     std::uint64_t last_seq = 0;    // journal sequence of its newest data: its age
     std::uint8_t stream = kNoStream;
+    std::uint64_t stream_key = 0;  // which open stream appends here (when stream is set)
     // What was written into the zone, by whom: the cleaner checks each against the maps to
     // find the live blocks, without walking every namespace's map.
     struct Owner {
@@ -63,7 +64,16 @@ struct Store::Impl {
   std::map<std::uint32_t, Namespace> namespaces;
   std::uint32_t next_ns_id = 1;
   std::vector<DataZone> zones;  // index: zone - sb.data_zones.first
-  std::uint32_t current[3] = {UINT32_MAX, UINT32_MAX, UINT32_MAX};  // open zone per stream
+  // Open streams: each appends to its own zone. Users write in one stream per namespace, so
+  // a namespace's data shares zones with no other namespace's and deleting it frees whole
+  // zones by reset, without copying; the cleaner has one stream of its own.
+  struct OpenStream {
+    std::uint32_t zone_index = 0;
+    std::uint64_t last_use = 0;
+  };
+  std::map<std::uint64_t, OpenStream> streams;  // by stream_key()
+  std::uint64_t stream_clock = 0;
+  static std::uint64_t stream_key(Stream kind, std::uint32_t ns) { return (std::uint64_t(kind) << 32) | (kind == kUserStream ? ns : 0); }
   std::vector<std::uint32_t> resets_after_commit;
   // Journal.
   JournalPosition head;  // where the next journal block goes
@@ -234,27 +244,66 @@ struct Store::Impl {
   Status reset_zone(std::uint32_t zone) {
     NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kReset, zone));
     DataZone& z = zones[zone - sb.data_zones.first];
+    if (z.stream != kNoStream) streams.erase(z.stream_key);
     z.wp = z.start;
     z.valid = 0;
     z.stream = kNoStream;
+    z.stream_key = 0;
     z.owners.clear();
     ++stats.zones_reset;
     add(fmt::record::ZoneReset{zone});
     return Status::Ok();
   }
 
+  // How many user streams may be open at once: the device's open and active zone limits,
+  // less what the journal head, a checkpoint being written and the cleaner hold.
+  std::size_t user_stream_budget() const {
+    const Geometry& g = dev->geometry();
+    std::uint32_t limit = 0;
+    for (std::uint32_t l : {g.max_open_zones, g.max_active_zones})
+      if (l != 0) limit = limit == 0 ? l : std::min(limit, l);
+    if (limit == 0) return 64;
+    return limit > 4 ? limit - 3 : 1;
+  }
+
+  // Takes a zone out of its stream. Finishing a partly written zone releases its open and
+  // active resources; an empty one is reset once the journal says it is.
+  Status close_stream_zone(DataZone& z, bool finish) {
+    streams.erase(z.stream_key);
+    z.stream = kNoStream;
+    z.stream_key = 0;
+    if (finish && z.wp < z.start + sb.zone_capacity) {
+      NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kFinish, zone_number(z)));
+      z.wp = z.start + sb.zone_capacity;
+    }
+    if (z.valid == 0 && z.wp != z.start) resets_after_commit.push_back(zone_number(z));
+    return Status::Ok();
+  }
+
+  // Ends a namespace's stream (deleted): its zone leaves the stream, and is reset when empty.
+  Status end_namespace_stream(std::uint32_t ns_id) {
+    auto it = streams.find(stream_key(kUserStream, ns_id));
+    if (it == streams.end()) return Status::Ok();
+    NYADS_RETURN_IF_ERROR(drain());
+    it = streams.find(stream_key(kUserStream, ns_id));
+    if (it == streams.end()) return Status::Ok();
+    DataZone& z = zones[it->second.zone_index];
+    return close_stream_zone(z, z.valid != 0);
+  }
+
   // A zone of the stream with room, and how many 4 KiB blocks fit in it (up to `want`).
-  Result<std::pair<DataZone*, std::uint64_t>> place(Stream stream, std::uint64_t want) {
+  Result<std::pair<DataZone*, std::uint64_t>> place(Stream stream, std::uint32_t ns_id, std::uint64_t want) {
     const std::uint32_t clean_below = options.clean_below_free_zones ? options.clean_below_free_zones : sb.reserved_data_zones + 2;
+    const std::uint64_t key = stream_key(stream, ns_id);
     for (int attempt = 0; attempt < 64; ++attempt) {
-      std::uint32_t& cur = current[stream];
-      if (cur != UINT32_MAX) {
-        DataZone& z = zones[cur];
+      if (auto it = streams.find(key); it != streams.end()) {
+        DataZone& z = zones[it->second.zone_index];
         const std::uint64_t room = (z.start + sb.zone_capacity - z.wp) / per;
-        if (room > 0) return std::make_pair(&z, std::min(room, want));
-        z.stream = kNoStream;  // full: it leaves the stream
-        if (z.valid == 0) resets_after_commit.push_back(zone_number(z));
-        cur = UINT32_MAX;
+        if (room > 0) {
+          it->second.last_use = ++stream_clock;
+          return std::make_pair(&z, std::min(room, want));
+        }
+        NYADS_RETURN_IF_ERROR(close_stream_zone(z, false));  // full: it leaves the stream
       }
       // A new zone. Users may not take the cleaner's reserve; the cleaner may.
       const std::uint32_t free = free_zones();
@@ -271,10 +320,25 @@ struct Store::Impl {
         return Status(Code::kNoSpace, "no space: every data zone holds live data (" + n(free_zones()) + " free, " +
                                           n(sb.reserved_data_zones) + " reserved for cleaning); trim or delete to free space");
       }
+      // Too many namespaces writing at once for the device's zone limits: the stream used
+      // least recently gives up its zone (finished: the rest of it is lost to cleaning).
+      if (stream == kUserStream) {
+        std::size_t open_user = 0;
+        for (const auto& [k, st] : streams) open_user += (k >> 32) == kUserStream;
+        if (open_user >= user_stream_budget()) {
+          NYADS_RETURN_IF_ERROR(drain());  // appends may be in flight to the zone about to finish
+          auto victim = streams.end();
+          for (auto it = streams.begin(); it != streams.end(); ++it)
+            if ((it->first >> 32) == kUserStream && (victim == streams.end() || it->second.last_use < victim->second.last_use)) victim = it;
+          if (victim != streams.end()) NYADS_RETURN_IF_ERROR(close_stream_zone(zones[victim->second.zone_index], true));
+          continue;
+        }
+      }
       for (std::uint32_t i = 0; i < zones.size(); ++i) {
         if (!is_free(zones[i])) continue;
         zones[i].stream = stream;
-        cur = i;
+        zones[i].stream_key = key;
+        streams[key] = {i, ++stream_clock};
         break;
       }
     }
@@ -286,7 +350,7 @@ struct Store::Impl {
     const Geometry& g = dev->geometry();
     const std::uint64_t max_blocks = std::max<std::uint64_t>(1, std::min(g.max_append_blocks, g.max_io_blocks) / per);
     while (blocks > 0) {
-      auto placed = place(stream, std::min(blocks, max_blocks));
+      auto placed = place(stream, ns_id, std::min(blocks, max_blocks));
       if (!placed.ok()) return placed.status();
       auto [zone, k] = *placed;
       std::vector<std::uint32_t> sums(k);
@@ -716,8 +780,9 @@ struct Store::Impl {
     // more goes there and it holds no active resource; the cleaner reclaims what it holds.
     for (std::uint32_t i : broken_zones) {
       DataZone& z = zones[i];
-      if (z.stream != kNoStream) current[z.stream] = UINT32_MAX;
+      if (z.stream != kNoStream) streams.erase(z.stream_key);
       z.stream = kNoStream;
+      z.stream_key = 0;
       (void)dev->manage_zone(ZoneAction::kFinish, zone_number(z));
       z.wp = z.start + sb.zone_capacity;
       if (z.valid == 0) resets_after_commit.push_back(zone_number(z));
@@ -750,7 +815,7 @@ struct Store::Impl {
     const Geometry& g = dev->geometry();
     const std::uint64_t max_blocks = std::max<std::uint64_t>(1, std::min(g.max_append_blocks, g.max_io_blocks) / per);
     while (blocks > 0) {
-      auto placed = place(kUserStream, std::min(blocks, max_blocks));
+      auto placed = place(kUserStream, s.id, std::min(blocks, max_blocks));
       if (!placed.ok()) return placed.status();
       auto [zone, k] = *placed;
       Chunk c;
@@ -926,9 +991,11 @@ Status Store::delete_namespace(std::string_view name) {
   Impl& s = *impl_;
   Impl::Namespace* x = s.ns_by_name(name);
   if (!x) return Status(Code::kNotFound, "no namespace '" + std::string(name) + "'");
+  const std::uint32_t id = x->id;
   s.release(x->map.unmap(0, x->size / kBlock));
-  s.add(fmt::record::NamespaceDelete{x->id});
-  s.namespaces.erase(x->id);
+  s.add(fmt::record::NamespaceDelete{id});
+  s.namespaces.erase(id);
+  NYADS_RETURN_IF_ERROR(s.end_namespace_stream(id));
   return s.commit();
 }
 

@@ -202,8 +202,9 @@ TEST(StoreBatch, ErrorsStayWithTheirRequest) {
   EXPECT_EQ(batch[2].result.code(), Code::kInvalidArgument) << batch[2].result.to_string();
   EXPECT_EQ(batch[3].result.code(), Code::kNotFound) << batch[3].result.to_string();
   EXPECT_OK(batch[4].result);
-  // Appends to the zone in use fail: those writes fail, later ones go to another zone.
-  std::vector<std::uint8_t> probe(4096);
+  // Appends to namespace a's zone fail: its write fails, b's (in its own zone) does not,
+  // and a's later writes go to another zone.
+  ASSERT_OK(st->write(a->id, 4096, data));
   std::uint32_t zone = UINT32_MAX;
   for (const auto& e : faulty.events())
     if (e.kind == FaultyDevice::Event::Kind::kAppend) zone = faulty.geometry().zone_of(e.lba);
@@ -212,6 +213,7 @@ TEST(StoreBatch, ErrorsStayWithTheirRequest) {
   std::vector<StoreRequest> failing = {StoreRequest::write(a->id, 0, data), StoreRequest::write(b->id, 0, data)};
   ASSERT_OK(st->execute(failing));
   EXPECT_EQ(failing[0].result.code(), Code::kIoError) << failing[0].result.to_string();
+  EXPECT_OK(failing[1].result);
   faulty.clear_faults();
   ASSERT_OK(st->write(a->id, 0, data));
   std::vector<std::uint8_t> got(8192);
