@@ -176,6 +176,7 @@ struct Store::Impl {
                                     });
     if (scan.corruption) return Corruption(dev->name() + ": journal: " + *scan.corruption + " (run fsck.nyads)");
     head = scan.end;
+    journal_blocks_since_checkpoint = scan.blocks;
     // Data zones: where the device's write pointers are; live blocks counted from the maps.
     for (auto& entry : namespaces) {
       const std::uint32_t id = entry.first;
@@ -202,7 +203,11 @@ struct Store::Impl {
         z.wp = info.start + info.capacity;
       }
     }
-    return checkpoint();
+    // A checkpoint at open only when it is needed: after a torn journal tail (the next block
+    // must go past it, and a replay would stop at it) or a long replay (so the next recovery
+    // does not repeat it). Otherwise opening writes nothing and costs only the replay.
+    if (scan.torn_tail || scan.blocks >= options.checkpoint_after_journal_blocks / 4) return checkpoint();
+    return Status::Ok();
   }
 
   void apply(const fmt::record::Extent& x) {

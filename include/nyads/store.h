@@ -82,7 +82,7 @@ struct StoreRequest {
 class Store {
  public:
   // Opens the volume on the device, recovering after a crash: the newest checkpoint, then the
-  // journal after it. Then takes a checkpoint, so the next recovery starts here.
+  // journal after it. It checkpoints at once only after a torn journal tail or a long replay.
   static Result<std::unique_ptr<Store>> open(std::unique_ptr<ZonedDevice> device, const StoreOptions& options = {});
   ~Store();  // closing without close() is a crash: only flushed data survives
 
