@@ -19,6 +19,7 @@
 
 #include "fs/daemon/control_commands.h"
 #include "fs/daemon/sockets.h"
+#include "fs/nbd/input_buffer.h"
 #include "fs/nbd/session.h"
 
 namespace nyads::daemon {
@@ -75,9 +76,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     bool control = false;
     std::string peer;
     nbd::Session session;
-    std::vector<std::uint8_t> in;  // bytes received, not yet parsed: in[in_start, in.size())
-    std::size_t in_start = 0;
-    std::size_t need = 0;
+    nbd::InputBuffer in;  // received, not yet parsed
+    std::size_t need = 0;  // bytes the next message needs, when known
     nbd::OutputQueue out;
     std::vector<nbd::Command> commands;  // taken this turn
     bool close_when_sent = false;
@@ -154,9 +154,18 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     return Status::Ok();
   }
 
+  // What the daemon holds for a connection is bounded: replies waiting for the client
+  // (max_queued_reply_bytes), and input not yet parsed (the next message, or 4 MiB). Past
+  // either, it stops reading from that client until the client catches up.
+  static constexpr std::size_t kInputSlack = 4 << 20;
+  bool wants_input(const Connection& c) const {
+    return !c.close_when_sent && c.out.bytes() < options_.max_queued_reply_bytes && c.in.size() < std::max(c.need, kInputSlack);
+  }
+
   void set_interest(Connection& c) {
+    if (c.dead) return;
     std::uint32_t want = 0;
-    if (!c.close_when_sent && c.out.bytes() < options_.max_queued_reply_bytes) want |= EPOLLIN;
+    if (wants_input(c)) want |= EPOLLIN;
     if (!c.out.empty()) want |= EPOLLOUT;
     if (want != c.events) {
       c.events = want;
@@ -200,16 +209,10 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   // Reads what is there (up to a fair share per turn), then parses it.
   void receive(Connection& c) {
     std::size_t budget = 8 << 20;
-    while (budget > 0 && !c.dead) {
-      if (c.in_start > 0 && (c.in_start == c.in.size() || c.in_start > (1 << 20))) {
-        c.in.erase(c.in.begin(), c.in.begin() + static_cast<std::ptrdiff_t>(c.in_start));
-        c.in_start = 0;
-      }
-      const std::size_t want = std::max<std::size_t>({64 << 10, c.need > c.in.size() - c.in_start ? c.need - (c.in.size() - c.in_start) : 0});
-      const std::size_t old = c.in.size();
-      c.in.resize(old + want);
-      const ssize_t got = ::recv(c.fd, c.in.data() + old, want, 0);
-      c.in.resize(old + static_cast<std::size_t>(std::max<ssize_t>(got, 0)));
+    while (budget > 0 && !c.dead && wants_input(c)) {
+      const std::size_t want = std::max<std::size_t>(64 << 10, c.need > c.in.size() ? c.need - c.in.size() : 0);
+      auto room = c.in.room(want);
+      const ssize_t got = ::recv(c.fd, room.data(), room.size(), 0);
       if (got == 0) {
         drop(c, c.session.in_transmission() ? "the client hung up" : "the client hung up during the handshake");
         return;
@@ -219,8 +222,9 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
         if (errno != EAGAIN && errno != EWOULDBLOCK) drop(c, std::string("receive: ") + std::strerror(errno));
         break;
       }
+      c.in.commit(static_cast<std::size_t>(got));
       budget -= std::min<std::size_t>(budget, static_cast<std::size_t>(got));
-      if (static_cast<std::size_t>(got) < want) break;
+      if (static_cast<std::size_t>(got) < room.size()) break;
     }
     parse(c);
   }
@@ -229,18 +233,23 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     if (c.dead) return;
     if (c.control) return parse_control(c);
     const std::size_t room = options_.max_requests_per_turn - std::min(options_.max_requests_per_turn, c.commands.size());
-    auto fed = c.session.feed({c.in.data() + c.in_start, c.in.size() - c.in_start}, c.out, c.commands, room);
-    c.in_start += fed.consumed;
+    // Data of the commands taken this turn (reads are allocated now) plus replies waiting:
+    // together at most max_queued_reply_bytes.
+    const std::size_t byte_room = options_.max_queued_reply_bytes - std::min(options_.max_queued_reply_bytes, c.out.bytes());
+    auto fed = c.session.feed(c.in.unparsed(), c.out, c.commands, room, byte_room);
+    c.in.consume(fed.consumed);
     c.need = fed.need;
     if (c.session.closing()) {
       c.close_when_sent = true;
       c.in.clear();
-      c.in_start = 0;
+      // Nothing left to answer: close now (send() closes once the output is out).
+      if (c.commands.empty()) send(c);
     }
   }
 
   void parse_control(Connection& c) {
-    const std::string_view text(reinterpret_cast<const char*>(c.in.data()) + c.in_start, c.in.size() - c.in_start);
+    const auto bytes = c.in.unparsed();
+    const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     const auto nl = text.find('\n');
     if (nl == std::string_view::npos) {
       if (text.size() > control::kMaxLineBytes) {
@@ -250,7 +259,7 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
       return;
     }
     const std::string line(text.substr(0, nl));
-    c.in_start += nl + 1;
+    c.in.consume(nl + 1);
     control::Response response;
     auto request = control::parse_request(line);
     if (!request.ok()) {
@@ -338,8 +347,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     for (const auto& [fd, c] : connections_)
       if (!c->dead && !c->control && c->session.in_transmission() && c->out.bytes() < options_.max_queued_reply_bytes) {
         // Bytes left because a turn's request limit was reached (need is 0), or a whole message.
-        const std::size_t avail = c->in.size() - c->in_start;
-        if (avail > 0 && (c->need == 0 || avail >= c->need)) return true;
+        const std::size_t avail = c->in.size();
+        if (avail > 0 && (c->need == 0 || avail >= c->need) && c->commands.empty()) return true;
       }
     return false;
   }
@@ -382,6 +391,7 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
       for (auto& [fd, c] : connections_)
         if (!c->dead && c->commands.empty() && !c->out.empty()) send(*c);
       NYADS_RETURN_IF_ERROR(run_batch());
+      for (auto& [fd, c] : connections_) set_interest(*c);  // input consumed, replies queued
       reap_dead();
       if (stop) return Status::Ok();
       // The store's idle work: when the loop slept its full timeout, or at least every 5 s.

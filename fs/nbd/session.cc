@@ -18,9 +18,10 @@ void Session::close(std::string why) {
   why_ = std::move(why);
 }
 
-Session::Fed Session::feed(std::span<const std::uint8_t> in, OutputQueue& out, std::vector<Command>& commands, std::size_t max_commands) {
+Session::Fed Session::feed(std::span<const std::uint8_t> in, OutputQueue& out, std::vector<Command>& commands, std::size_t max_commands,
+                           std::size_t max_bytes) {
   Fed fed;
-  std::size_t taken = 0;
+  std::size_t taken = 0, bytes = 0;
   while (!closing_) {
     auto rest = in.subspan(fed.consumed);
     if (phase_ == Phase::kClientFlags) {
@@ -53,7 +54,7 @@ Session::Fed Session::feed(std::span<const std::uint8_t> in, OutputQueue& out, s
       fed.consumed += p.consumed;
       handle_option(p.option, out);
     } else {
-      if (taken == max_commands) break;
+      if (taken == max_commands || (taken > 0 && bytes >= max_bytes)) break;
       RequestParse p = parse_request(rest, kMaxPayload);
       if (p.state == ParseState::kNeedMore) {
         fed.need = p.need;
@@ -70,6 +71,7 @@ Session::Fed Session::feed(std::span<const std::uint8_t> in, OutputQueue& out, s
       }
       commands.push_back(make_command(p.request));
       ++taken;
+      if (p.request.type == kCmdRead || p.request.type == kCmdWrite) bytes += p.request.length;
     }
   }
   return fed;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstddef>
 #include <optional>
 #include <span>
 #include <string>
@@ -68,9 +69,12 @@ class Session {
     std::size_t need = 0;      // total bytes the next message needs (from the end of consumed)
   };
   // Parses what it can of `in`: option replies go to `out`, transmission requests to
-  // `commands`. Stops after max_commands commands, so the daemon bounds what one client has
-  // in flight. When the connection must end, closing() says so and why() says why.
-  Fed feed(std::span<const std::uint8_t> in, OutputQueue& out, std::vector<Command>& commands, std::size_t max_commands);
+  // `commands`. Stops after max_commands commands or once the commands' data (read and write
+  // lengths) reaches max_bytes, so the daemon bounds what one client has in flight; it always
+  // takes at least one command when max_commands allows. When the connection must end,
+  // closing() says so and why() says why.
+  Fed feed(std::span<const std::uint8_t> in, OutputQueue& out, std::vector<Command>& commands, std::size_t max_commands,
+           std::size_t max_bytes = SIZE_MAX);
 
   // The reply for an executed command (store result in command.store.result), or for one that
   // carries an error. Block status needs the store's allocation, looked up here.

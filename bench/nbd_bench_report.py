@@ -1,0 +1,222 @@
+#!/usr/bin/python3
+"""The markdown report of a bench/nbd_bench.sh run.
+
+usage: nbd_bench_report.py OUT
+
+Reads OUT/run.env, OUT/<server>/info.env and OUT/<server>/<job>.json (fio's JSON output),
+writes OUT/report.md and prints it. Standard library only.
+"""
+import json
+import os
+import sys
+
+JOB_TITLES = {
+    "randwrite-4k-qd1": "4 KiB random write, QD1",
+    "randwrite-4k-qd32": "4 KiB random write, QD32",
+    "randread-4k-qd1": "4 KiB random read, QD1",
+    "randread-4k-qd32": "4 KiB random read, QD32",
+    "write-1m-qd8": "1 MiB sequential write, QD8",
+    "read-1m-qd8": "1 MiB sequential read, QD8",
+}
+PEERS = ("nbdkit", "qemu-nbd")
+
+
+def read_env(path):
+    env = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                key, sep, value = line.rstrip("\n").partition("=")
+                if sep:
+                    env[key] = value
+    except FileNotFoundError:
+        pass
+    return env
+
+
+def load_fio(path):
+    """One fio job's result: iops, bw (bytes/s), p50/p99/p999 (us), runtime_s; None if absent."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    start = text.find("{")  # fio may print a line such as "fio: connected to NBD server" first
+    if start < 0:
+        return None
+    doc, _ = json.JSONDecoder().raw_decode(text[start:])
+    job = doc["jobs"][0]
+    rw = job["job options"].get("rw", "")
+    d = job["read"] if "read" in rw else job["write"]
+    pct = d.get("clat_ns", {}).get("percentile", {})
+
+    def us(key):
+        v = pct.get(key)
+        return None if v is None else v / 1000.0
+
+    return {
+        "iops": d["iops"],
+        "bw": d["bw_bytes"],
+        "p50": us("50.000000"),
+        "p99": us("99.000000"),
+        "p999": us("99.900000"),
+        "runtime_s": d["runtime"] / 1000.0,
+        "error": job.get("error", 0),
+    }
+
+
+def wall(span):
+    a, b = (float(x) for x in span.split())
+    return b - a
+
+
+def cpu_pct(ticks, span, clk_tck):
+    try:
+        return 100.0 * int(ticks) / clk_tck / wall(span)
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError):
+        return None
+
+
+def f_int(v):
+    return "—" if v is None else f"{v:,.0f}"
+
+
+def f_num(v):
+    if v is None:
+        return "—"
+    return f"{v:.1f}" if v < 1000 else f"{v:,.0f}"
+
+
+def f_ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "—"
+    return f"{a / b:.2f}×"
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__.strip())
+    out = sys.argv[1]
+    run = read_env(os.path.join(out, "run.env"))
+    if not run:
+        sys.exit(f"nbd_bench_report: no run.env in {out}")
+    servers = [s for s in run.get("servers", "").split(",") if s]
+    jobs = [j for j in run.get("jobs", "").split(",") if j]
+    clk_tck = int(run.get("clk_tck", "100"))
+    info = {s: read_env(os.path.join(out, s, "info.env")) for s in servers}
+    res = {s: {j: load_fio(os.path.join(out, s, j + ".json")) for j in jobs + ["precondition"]}
+           for s in servers}
+    ran = [s for s in servers if any(res[s][j] for j in jobs)]
+
+    L = []
+    L.append(f"# NBD servers compared: {', '.join(servers)}")
+    L.append("")
+    L.append(
+        f"{run.get('date', '?')} on {run.get('host', '?')}: {run.get('cpus', '?')} CPUs "
+        f"({run.get('cpu_model', '?')}), {run.get('mem', '?')} RAM, Linux {run.get('kernel', '?')}, "
+        f"{run.get('fio', 'fio')}. Scratch dir {run.get('dir', '?')} ({run.get('dir_fs', '?')}).")
+    L.append("")
+    L.append(
+        f"Each job: fio `ioengine=nbd`, one connection over a unix socket, "
+        f"{run.get('ramp', '?')} s ramp + {run.get('runtime', '?')} s measured, over the first "
+        f"{run.get('size', '?')} of the export, which was written sequentially first (1 MiB, QD8). "
+        "MB/s is 10^6 bytes/s; latencies are fio's completion latency (clat) in µs. "
+        "Server CPU is the server process's user+system time (all threads) over the job's wall "
+        "time (ramp included), in % of one CPU; the fio client runs on the same CPUs.")
+    L.append("")
+
+    L.append("## Servers")
+    L.append("")
+    L.append("| server | status | version | storage | command |")
+    L.append("|---|---|---|---|---|")
+    for s in servers:
+        i = info[s]
+        L.append(f"| {s} | {i.get('status', 'not run')} | {i.get('version', '') or '—'} | "
+                 f"{i.get('device', '—')} | `{i.get('command', '—')}` |")
+    notes = [f"{s}: {info[s]['note']}" for s in servers if info[s].get("note")]
+    if notes:
+        L.append("")
+        L.extend(f"* {n}" for n in notes)
+    L.append("")
+
+    has_nyads = "nyads" in ran
+    peers = [p for p in PEERS if p in ran]
+    if has_nyads and peers:
+        ratio_cols = [f"nyads/{p}" for p in peers]
+    else:
+        ratio_cols = []
+        if has_nyads:
+            why = "neither nbdkit nor qemu-nbd ran"
+        else:
+            why = "nyads: " + info.get("nyads", {}).get("status", "not selected (--servers)")
+        L.append(f"Ratios nyads/nbdkit and nyads/qemu-nbd: n/a ({why}).")
+        L.append("")
+
+    L.append("## Summary: IOPS")
+    L.append("")
+    head = ["job"] + ran + ratio_cols
+    L.append("| " + " | ".join(head) + " |")
+    L.append("|---" + "|---:" * (len(head) - 1) + "|")
+    for j in jobs:
+        row = [JOB_TITLES.get(j, j)]
+        row += [f_int(res[s][j]["iops"]) if res[s][j] else "—" for s in ran]
+        for p in peers if ratio_cols else []:
+            a, b = res["nyads"][j], res[p][j]
+            row.append(f_ratio(a and a["iops"], b and b["iops"]))
+        L.append("| " + " | ".join(row) + " |")
+    L.append("")
+
+    for j in jobs:
+        L.append(f"## {JOB_TITLES.get(j, j)} (`{j}`)")
+        L.append("")
+        L.append("| server | IOPS | MB/s | p50 µs | p99 µs | p99.9 µs | server CPU % |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        for s in ran:
+            r = res[s][j]
+            if not r:
+                L.append(f"| {s} | — | — | — | — | — | — |")
+                continue
+            cpu = cpu_pct(info[s].get(f"job.{j}.ticks"), info[s].get(f"job.{j}.wall"), clk_tck)
+            err = f" (fio error {r['error']})" if r["error"] else ""
+            L.append(f"| {s}{err} | {f_int(r['iops'])} | {f_num(r['bw'] / 1e6)} | {f_num(r['p50'])} | "
+                     f"{f_num(r['p99'])} | {f_num(r['p999'])} | {f_num(cpu)} |")
+        for p in peers if ratio_cols else []:
+            a, b = res["nyads"][j], res[p][j]
+            L.append(f"| **nyads / {p}** | {f_ratio(a and a['iops'], b and b['iops'])} | "
+                     f"{f_ratio(a and a['bw'], b and b['bw'])} | | | | |")
+        L.append("")
+
+    L.append("## Resources")
+    L.append("")
+    L.append(f"| server | idle CPU, one client connected, {run.get('idle', '?')} s (% of one CPU) | "
+             "VmRSS after the jobs (MiB) | VmHWM (MiB) |")
+    L.append("|---|---:|---:|---:|")
+    for s in servers:
+        i = info[s]
+        if "idle_ticks" not in i:
+            continue
+        idle = cpu_pct(i.get("idle_ticks"), i.get("idle_wall"), clk_tck)
+        rss = f_num(int(i["rss_kib"]) / 1024) if i.get("rss_kib") else "—"
+        hwm = f_num(int(i["hwm_kib"]) / 1024) if i.get("hwm_kib") else "—"
+        idle_s = "—" if idle is None else f"{idle:.2f}"
+        L.append(f"| {s} | {idle_s} | {rss} | {hwm} |")
+    L.append("")
+    L.append(f"CPU times come from /proc/PID/stat in ticks of 1/{clk_tck} s.")
+    pre = [s for s in servers if res[s]["precondition"]]
+    if pre:
+        L.append("Precondition (sequential write of the region, 1 MiB, QD8): " + "; ".join(
+            f"{s} {res[s]['precondition']['runtime_s']:.1f} s, "
+            f"{res[s]['precondition']['bw'] / 1e6:.0f} MB/s" for s in pre) + ".")
+    L.append("")
+    L.append("Load average (1/5/15 min) when each server started: " + "; ".join(
+        f"{s} {info[s]['loadavg_before']}" for s in servers if info[s].get("loadavg_before")) + ".")
+    L.append("")
+
+    text = "\n".join(L)
+    with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    main()

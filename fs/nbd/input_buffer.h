@@ -1,0 +1,48 @@
+// InputBuffer: bytes received on a connection and not yet parsed. Room is made at the end
+// without zero-filling (recv overwrites it), and parsed bytes are dropped from the front by
+// moving what is left only when that is cheaper than growing: amortized O(1) per byte.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+
+namespace nyads::nbd {
+
+class InputBuffer {
+ public:
+  std::span<const std::uint8_t> unparsed() const { return {data_.get() + begin_, end_ - begin_}; }
+  std::size_t size() const { return end_ - begin_; }
+  void consume(std::size_t n) {
+    begin_ += n;
+    if (begin_ == end_) begin_ = end_ = 0;
+  }
+  void clear() { begin_ = end_ = 0; }
+
+  // Free space at the end, at least `want` bytes of it, for recv to fill; then commit(n).
+  std::span<std::uint8_t> room(std::size_t want) {
+    if (capacity_ - end_ < want) {
+      const std::size_t held = end_ - begin_;
+      if (begin_ >= held && capacity_ - held >= want) {  // moving is cheap: less to move than dropped
+        std::memmove(data_.get(), data_.get() + begin_, held);
+      } else {
+        const std::size_t grown = std::max(capacity_ * 2, held + want);
+        auto bigger = std::make_unique_for_overwrite<std::uint8_t[]>(grown);
+        if (held) std::memcpy(bigger.get(), data_.get() + begin_, held);
+        data_ = std::move(bigger);
+        capacity_ = grown;
+      }
+      begin_ = 0;
+      end_ = held;
+    }
+    return {data_.get() + end_, capacity_ - end_};
+  }
+  void commit(std::size_t n) { end_ += n; }
+
+ private:
+  std::unique_ptr<std::uint8_t[]> data_;
+  std::size_t capacity_ = 0, begin_ = 0, end_ = 0;
+};
+
+}  // namespace nyads::nbd
