@@ -1,5 +1,10 @@
 // The emulated backend. Every request runs through ZoneRules (the ZNS state machine), then
-// touches the bytes: a sparse file (pread/pwrite, holes punched on reset) or memory.
+// touches the bytes: a sparse file (holes punched on reset) or memory.
+//
+// Queue depth (file): a request's zone rules run at submit, in order, as a drive's controller
+// would; its bytes then move through io_uring, so many reads and writes are in flight at once
+// (the kernel runs buffered writes on its workers, in parallel) and one io_uring_enter covers
+// a whole batch. Flushes and zone actions first wait for what is in flight.
 //
 // Durability (file): the zone table on disk is the "durable view": write pointers as of the
 // last completed flush, plus zone resets and finishes, which are persistent at completion as
@@ -14,6 +19,10 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <optional>
+#include <unordered_map>
+
+#include <liburing.h>
 
 #include "nyads/aligned_buffer.h"
 #include "nyads/emulated_device.h"
@@ -72,6 +81,10 @@ class Emulated final : public EmulatedDevice {
         memory_(config.zone_count) {}
 
   ~Emulated() override {
+    if (ring_) {
+      settle();
+      io_uring_queue_exit(&*ring_);
+    }
     if (fd_ >= 0) ::close(fd_);
   }
 
@@ -107,6 +120,7 @@ class Emulated final : public EmulatedDevice {
 
   Status manage_zone(ZoneAction action, std::uint32_t zone) override {
     if (read_only_) return read_only_error();
+    settle();
     if (action == ZoneAction::kFinish) NYADS_RETURN_IF_ERROR(flush_data());
     NYADS_RETURN_IF_ERROR(rules_.apply(action, zone));
     return after_action(action, zone);
@@ -114,6 +128,7 @@ class Emulated final : public EmulatedDevice {
 
   Status manage_all_zones(ZoneAction action) override {
     if (read_only_) return read_only_error();
+    settle();
     if (action == ZoneAction::kFinish) NYADS_RETURN_IF_ERROR(flush_data());
     std::vector<ZoneInfo> before = rules_.zones();
     NYADS_RETURN_IF_ERROR(rules_.apply_all(action));
@@ -127,31 +142,141 @@ class Emulated final : public EmulatedDevice {
   }
 
   Status set_zone_condition(std::uint32_t zone, ZoneState state) override {
+    settle();
     NYADS_RETURN_IF_ERROR(rules_.set_condition(zone, state));
     durable_[zone] = rules_.zone(zone);
     return write_table();
   }
 
   Status submit(const IoRequest& r) override {
-    if (done_.size() >= queue_depth()) return Status(Code::kBusy, "queue full: reap completions first");
+    if (in_flight() >= queue_depth()) return Status(Code::kBusy, "queue full: reap completions first");
     IoCompletion c{r.tag, Status::Ok(), 0};
-    c.status = execute(r, &c.lba);
+    if (fd_ >= 0 && (r.op == IoOp::kRead || r.op == IoOp::kWrite || r.op == IoOp::kAppend) && r.buffer != nullptr) {
+      c.status = queue_file_io(r, &c.lba);
+      if (c.status.ok()) return Status::Ok();  // completes through the ring
+    } else {
+      if (r.op == IoOp::kFlush) settle();  // a flush covers the writes completed before it
+      c.status = execute(r, &c.lba);
+    }
     done_.push_back(std::move(c));
     return Status::Ok();
   }
 
-  std::size_t reap(std::span<IoCompletion> out, std::size_t) override {
+  std::size_t reap(std::span<IoCompletion> out, std::size_t min_count) override {
     std::size_t n = 0;
-    while (n < out.size() && !done_.empty()) {
-      out[n++] = std::move(done_.front());
-      done_.pop_front();
+    for (;;) {
+      while (n < out.size() && !done_.empty()) {
+        out[n++] = std::move(done_.front());
+        done_.pop_front();
+      }
+      if (n >= out.size() || n >= min_count || pending_.empty()) return n;
+      collect(/*wait=*/true);
     }
-    return n;
   }
-  std::uint32_t in_flight() const override { return static_cast<std::uint32_t>(done_.size()); }
-  std::uint32_t queue_depth() const override { return 256; }
+  std::uint32_t in_flight() const override { return static_cast<std::uint32_t>(done_.size() + pending_.size()); }
+  std::uint32_t queue_depth() const override { return kQueueDepth; }
 
  private:
+  static constexpr std::uint32_t kQueueDepth = 256;
+
+  // One read or write of file bytes in flight.
+  struct FileIo {
+    IoCompletion completion;
+    bool write = false;
+    std::uint8_t* buffer = nullptr;
+    std::size_t bytes = 0;
+    std::uint64_t offset = 0;
+  };
+
+  // Checks the zone rules now, then queues the bytes' transfer on the ring (or completes the
+  // request at once when there are no bytes to move). An error is the request's outcome.
+  Status queue_file_io(const IoRequest& r, std::uint64_t* where) {
+    FileIo io;
+    io.completion.tag = r.tag;
+    io.buffer = static_cast<std::uint8_t*>(r.buffer);
+    const std::size_t bs = g_.block_size;
+    if (r.op == IoOp::kRead) {
+      NYADS_RETURN_IF_ERROR(rules_.check_read(r.lba, r.blocks));
+      // Blocks at or past the write pointer read as zeros, whatever the bytes underneath hold.
+      const ZoneInfo& z = rules_.zone(g_.zone_of(r.lba));
+      const std::uint64_t valid = r.lba >= z.write_pointer ? 0 : std::min<std::uint64_t>(r.blocks, z.write_pointer - r.lba);
+      std::memset(io.buffer + valid * bs, 0, (r.blocks - valid) * bs);
+      if (valid == 0) {  // nothing to read: complete at once
+        done_.push_back(std::move(io.completion));
+        return Status::Ok();
+      }
+      io.bytes = valid * bs;
+      io.offset = byte_offset(r.lba);
+    } else {
+      if (read_only_) return read_only_error();
+      NYADS_RETURN_IF_ERROR(rules_.write(r.op, r.lba, r.blocks, where));
+      io.write = true;
+      io.bytes = r.blocks * bs;
+      io.offset = byte_offset(*where);
+      io.completion.lba = *where;
+    }
+    if (!ring_) {
+      ring_.emplace();
+      if (int e = io_uring_queue_init(kQueueDepth, &*ring_, 0); e < 0) {
+        ring_.reset();
+        return ErrnoStatus(-e, name_ + ": io_uring_queue_init");
+      }
+    }
+    io_uring_sqe* sqe = io_uring_get_sqe(&*ring_);
+    if (sqe == nullptr) {  // the ring's submission queue is full: send it on, then retry
+      io_uring_submit(&*ring_);
+      sqe = io_uring_get_sqe(&*ring_);
+    }
+    const std::uint64_t id = next_id_++;
+    if (io.write)
+      io_uring_prep_write(sqe, fd_, io.buffer, static_cast<unsigned>(io.bytes), io.offset);
+    else
+      io_uring_prep_read(sqe, fd_, io.buffer, static_cast<unsigned>(io.bytes), io.offset);
+    io_uring_sqe_set_data(sqe, reinterpret_cast<void*>(static_cast<std::uintptr_t>(id)));
+    pending_.emplace(id, std::move(io));
+    ++unsubmitted_;
+    return Status::Ok();
+  }
+
+  // Moves finished ring I/O to done_; with wait, waits for at least one.
+  void collect(bool wait) {
+    if (!ring_ || pending_.empty()) return;
+    if (unsubmitted_ > 0) {
+      io_uring_submit(&*ring_);
+      unsubmitted_ = 0;
+    }
+    io_uring_cqe* cqe = nullptr;
+    if (wait) {
+      int e;
+      do e = io_uring_wait_cqe(&*ring_, &cqe);
+      while (e == -EINTR);
+    }
+    while (io_uring_peek_cqe(&*ring_, &cqe) == 0) {
+      const std::uint64_t id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(io_uring_cqe_get_data(cqe)));
+      const int res = cqe->res;
+      io_uring_cqe_seen(&*ring_, cqe);
+      auto it = pending_.find(id);
+      if (it == pending_.end()) continue;
+      FileIo& io = it->second;
+      Status st;
+      if (res < 0) {
+        st = ErrnoStatus(-res, name_ + (io.write ? ": write" : ": read"));
+      } else if (static_cast<std::size_t>(res) < io.bytes) {  // short: finish it here
+        const std::size_t k = static_cast<std::size_t>(res);
+        st = io.write ? full_pwrite(fd_, io.buffer + k, io.bytes - k, io.offset + k, name_ + ": write")
+                      : full_pread(fd_, io.buffer + k, io.bytes - k, io.offset + k, name_ + ": read");
+      }
+      io.completion.status = std::move(st);
+      done_.push_back(std::move(io.completion));
+      pending_.erase(it);
+    }
+  }
+
+  // Waits for everything in flight on the ring (its completions wait in done_).
+  void settle() {
+    while (!pending_.empty()) collect(true);
+  }
+
   Status read_only_error() const { return InvalidArgument(name_ + " is opened read-only"); }
 
   Status execute(const IoRequest& r, std::uint64_t* where) {
@@ -239,6 +364,10 @@ class Emulated final : public EmulatedDevice {
   bool read_only_ = false;
   std::vector<std::vector<std::uint8_t>> memory_;
   std::deque<IoCompletion> done_;
+  std::optional<io_uring> ring_;  // file I/O, created at the first request
+  std::unordered_map<std::uint64_t, FileIo> pending_;
+  std::uint64_t next_id_ = 1;
+  std::uint32_t unsubmitted_ = 0;
 };
 
 Status lock_file(int fd, bool read_only, const std::string& path) {
