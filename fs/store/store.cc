@@ -268,14 +268,15 @@ struct Store::Impl {
   }
 
   // How many user streams may be open at once: the device's open and active zone limits,
-  // less what the journal head, a checkpoint being written and the cleaner hold.
+  // less what the metadata holds (the journal head, the last zone of each of the two newest
+  // checkpoints) and the two cleaner streams.
   std::size_t user_stream_budget() const {
     const Geometry& g = dev->geometry();
     std::uint32_t limit = 0;
     for (std::uint32_t l : {g.max_open_zones, g.max_active_zones})
       if (l != 0) limit = limit == 0 ? l : std::min(limit, l);
     if (limit == 0) return 64;
-    return limit > 4 ? limit - 3 : 1;
+    return limit > 6 ? limit - 5 : 1;
   }
 
   // Takes a zone out of its stream. Finishing a partly written zone releases its open and
