@@ -14,6 +14,7 @@
 #include <iostream>
 
 #include "fs/daemon/control_protocol.h"
+#include "nyads/json_text.h"
 #include "nyads/units.h"
 
 using namespace nyads;
@@ -58,22 +59,7 @@ Result<std::string> call(const std::string& path, const control::Request& reques
   return text;
 }
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      out += b;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
+std::string json_string(const std::string& s) { return json_quote(s); }
 
 bool is_number(const std::string& s) {
   if (s.empty() || s.size() > 18) return false;
