@@ -232,11 +232,11 @@ Command Session::make_command(const Request& r) {
   switch (r.type) {
     case kCmdRead:
       if (r.length > kMaxPayload) return fail(kEinval, "a read of " + n(r.length) + " bytes is over the maximum " + n(kMaxPayload));
-      c.buffer = AlignedBuffer(r.length);
+      c.buffer = AlignedBuffer::uninitialized(r.length);  // the store fills every byte of a successful read
       c.store = StoreRequest::read(e.ns, r.offset, c.buffer.span());
       break;
     case kCmdWrite:
-      c.buffer = AlignedBuffer(r.length);
+      c.buffer = AlignedBuffer::uninitialized(r.length);
       std::memcpy(c.buffer.data(), r.payload.data(), r.length);
       c.store = StoreRequest::write(e.ns, r.offset, c.buffer.span(), fua);
       break;

@@ -849,7 +849,7 @@ struct Store::Impl {
       if (dma_aligned(data)) {
         c.target = const_cast<std::uint8_t*>(data);  // only read from: the device writes it out
       } else {
-        c.bounce = AlignedBuffer(k * kBlock);
+        c.bounce = AlignedBuffer::uninitialized(k * kBlock);
         std::memcpy(c.bounce.data(), data, k * kBlock);
       }
       zone->wp += k * per;  // reserve the room: appends in flight land somewhere below here
@@ -881,7 +881,7 @@ struct Store::Impl {
         c.lba = p.lba + i * per;
         c.sums.assign(p.checksums + i, p.checksums + i + c.blocks);
         c.target = dst + i * kBlock;
-        if (!dma_aligned(c.target)) c.bounce = AlignedBuffer(c.blocks * kBlock);
+        if (!dma_aligned(c.target)) c.bounce = AlignedBuffer::uninitialized(c.blocks * kBlock);
         batch->chunks.push_back(std::move(c));
         submit_chunk(batch->chunks.size() - 1);
       }

@@ -17,13 +17,21 @@ class AlignedBuffer {
   static constexpr std::size_t kAlignment = 4096;
 
   AlignedBuffer() = default;
-  explicit AlignedBuffer(std::size_t size) : size_(size) {
+  explicit AlignedBuffer(std::size_t size) : AlignedBuffer(size, true) {}
+  // Without zero-filling, for a buffer about to be overwritten whole (an I/O payload): at
+  // 1 MiB per request, the fill was a measurable share of the daemon's time.
+  static AlignedBuffer uninitialized(std::size_t size) { return AlignedBuffer(size, false); }
+
+ private:
+  AlignedBuffer(std::size_t size, bool zero) : size_(size) {
     std::size_t rounded = (size + kAlignment - 1) / kAlignment * kAlignment;
     void* p = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
     if (p == nullptr) throw std::bad_alloc();
-    std::memset(p, 0, rounded == 0 ? kAlignment : rounded);
+    if (zero) std::memset(p, 0, rounded == 0 ? kAlignment : rounded);
     data_.reset(static_cast<std::uint8_t*>(p));
   }
+
+ public:
 
   std::uint8_t* data() { return data_.get(); }
   const std::uint8_t* data() const { return data_.get(); }
