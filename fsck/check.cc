@@ -1,7 +1,9 @@
 // The checks, in the order recovery would meet the structures: superblock copies, device
 // geometry, zone states against roles, the newest checkpoint, then the journal from where the
 // checkpoint says replay starts, cross-checking every reference on the way.
+#include <ctime>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "fsck/fsck.h"
@@ -22,6 +24,8 @@ namespace {
 std::string n(std::uint64_t v) { return std::to_string(v); }
 
 class Checker {
+  struct Namespace;  // what the checks rebuild of a namespace (below)
+
  public:
   Checker(ZonedDevice& device, const Options& options, Report& report)
       : dev_(device), g_(device.geometry()), options_(options), r_(report) {}
@@ -41,6 +45,7 @@ class Checker {
     check_journal();
     check_live_overlaps();
     if (options_.scrub) scrub();
+    if (!rebuild_fixes_.empty()) rebuild();
   }
 
  private:
@@ -90,6 +95,98 @@ class Checker {
   }
 
   bool want_fix(const Problem& p) { return options_.repair || (options_.confirm && options_.confirm(p)); }
+
+  // A problem that a new checkpoint, written from what fsck rebuilt, repairs by `action`.
+  void rebuilds(Problem& p, std::string action) {
+    p.fixable = true;
+    rebuild_fixes_.emplace_back(static_cast<std::size_t>(&p - r_.problems.data()), std::move(action));
+  }
+  // Damaged data: the namespace is quarantined (unless it already is).
+  void damaged(std::uint32_t id, const Namespace& x, Problem& p) {
+    if (x.quarantined()) return;
+    quarantine_.insert(id);
+    rebuilds(p, "namespace '" + x.name + "' quarantined (its I/O fails until its data is restored; the rest stay usable)");
+  }
+
+  // The repair of everything rebuilds() collected: a new checkpoint of the state fsck rebuilt
+  // (the valid part of the checkpoint and journal, namespaces quarantined as decided), with
+  // the journal restarting in an empty zone; then the old journal is cleared.
+  void rebuild() {
+    // Ask once, for all of them: they are repaired together or not at all.
+    bool wanted = false;
+    for (const auto& [index, action] : rebuild_fixes_) {
+      if (!want_fix(r_.problems[index])) continue;
+      wanted = true;
+      break;
+    }
+    if (!wanted) return;
+    Status st = write_rebuilt_checkpoint();
+    for (const auto& [index, action] : rebuild_fixes_) {
+      Problem& p = r_.problems[index];
+      if (st.ok()) {
+        p.fixed = true;
+        p.message += "; repaired: " + action;
+      } else {
+        p.message += "; the repair failed: " + st.message();
+      }
+    }
+    if (st.ok()) r_.notes.push_back("repaired: checkpoint " + n(r_.checkpoint_seq + 1) + " written from the rebuilt state");
+  }
+
+  Status write_rebuilt_checkpoint() {
+    if (!checkpoint_) return Corruption("no checkpoint to rebuild from");
+    const std::uint64_t per = fmt::kStoreBlockSize / g_.block_size;
+    MetaIo io(dev_);
+    // The journal restarts in a zone outside what the current checkpoint replays, so a crash
+    // during the repair leaves the old checkpoint and its journal intact.
+    std::set<std::uint32_t> replayed;
+    for (std::uint32_t z = journal_start_.zone;; z = z + 1 == sb_.journal_zones.end() ? sb_.journal_zones.first : z + 1) {
+      replayed.insert(z);
+      if (z == journal_scan_.end.zone || replayed.size() >= sb_.journal_zones.count) break;
+    }
+    std::optional<std::uint32_t> restart;
+    for (std::uint32_t z = sb_.journal_zones.first; z < sb_.journal_zones.end() && !restart; ++z)
+      if (!replayed.count(z)) restart = z;
+    if (!restart) return Status(Code::kNoSpace, "every journal zone holds journal still to replay: none is free to restart the journal in");
+    auto w = io.written(*restart);
+    if (!w.ok()) return w.status();
+    if (*w != 0) NYADS_RETURN_IF_ERROR(dev_.manage_zone(ZoneAction::kReset, *restart));
+
+    CheckpointContent content;
+    std::map<std::uint32_t, std::uint64_t> per_zone;
+    for (auto& [id, x] : namespaces_) {
+      if (quarantine_.count(id)) x.flags |= fmt::kNamespaceQuarantined;
+      content.namespaces.push_back({id, x.flags, x.block_size, x.size, x.map.mapped_blocks(), x.name});
+      x.map.for_each([&](std::uint64_t, std::uint64_t lba, std::span<const std::uint32_t> sums) { per_zone[g_.zone_of(lba)] += sums.size() * per; });
+    }
+    content.extents_of = [&](const ExtentVisitor& visit) {
+      for (const auto& entry : namespaces_) {
+        const std::uint32_t id = entry.first;
+        entry.second.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) { visit(id, vblock, lba, sums); });
+      }
+    };
+    std::map<std::uint32_t, std::uint64_t> ages;
+    for (const auto& z : checkpoint_->zones) ages[z.zone] = z.last_write_seq;
+    for (std::uint32_t z = sb_.data_zones.first; z < sb_.data_zones.end(); ++z)
+      content.zones.push_back({z, 0, static_cast<std::uint32_t>(per_zone[z]), ages[z]});
+    fmt::CheckpointCommit commit;
+    commit.next_ns_id = next_ns_id_;
+    for (const auto& [id, x] : namespaces_) commit.next_ns_id = std::max(commit.next_ns_id, id + 1);
+    commit.journal_zone = *restart;
+    commit.journal_block = 0;
+    commit.journal_seq = journal_scan_.end.seq + 1;  // above every sequence number the old journal used
+    commit.created = static_cast<std::uint64_t>(std::time(nullptr));
+    auto used = write_checkpoint_beside(dev_, sb_, r_.checkpoint_seq + 1, pack_checkpoint(content, static_cast<std::uint32_t>(per)), commit,
+                                        checkpoint_->commit.zones);
+    if (!used.ok()) return used.status();
+    // The new checkpoint is durable: the old journal is obsolete.
+    for (std::uint32_t z = sb_.journal_zones.first; z < sb_.journal_zones.end(); ++z) {
+      if (z == *restart) continue;
+      auto written = io.written(z);
+      if (written.ok() && *written > 0) NYADS_RETURN_IF_ERROR(dev_.manage_zone(ZoneAction::kReset, z));
+    }
+    return Status::Ok();
+  }
 
   Status rewrite_superblock(std::uint32_t zone) {
     NYADS_RETURN_IF_ERROR(dev_.manage_zone(ZoneAction::kReset, zone));
@@ -156,7 +253,8 @@ class Checker {
             "at least one checkpoint ending in a commit block");
       return false;
     }
-    const LoadedCheckpoint& cp = *search.newest;
+    checkpoint_ = search.newest;
+    const LoadedCheckpoint& cp = *checkpoint_;
     r_.checkpoint_seq = cp.seq;
     r_.notes.push_back("checkpoint " + n(cp.seq) + ": " + n(cp.namespaces.size()) + " namespaces, " + n(cp.extents.size()) + " extents, " +
                        n(cp.zones.size()) + " zone entries; journal replay starts at zone " + n(cp.commit.journal_zone) + " block " +
@@ -165,18 +263,21 @@ class Checker {
     next_ns_id_ = cp.commit.next_ns_id;
     for (const auto& e : cp.namespaces) {
       if (e.ns_id >= next_ns_id_)
-        error("checkpoint", cp.commit.zones.front(), -1, where + ": namespace " + n(e.ns_id) + " is not below the next id " + n(next_ns_id_),
-              "namespace ids below next_ns_id");
-      create_namespace(e.ns_id, e.name, e.size_bytes, "checkpoint", cp.commit.zones.front(), -1, where);
+        rebuilds(error("checkpoint", cp.commit.zones.front(), -1, where + ": namespace " + n(e.ns_id) + " is not below the next id " + n(next_ns_id_),
+                       "namespace ids below next_ns_id"),
+                 "the next id raised");
+      create_namespace(e.ns_id, e.name, e.size_bytes, e.block_size, e.flags, "checkpoint", cp.commit.zones.front(), -1, where);
     }
     for (const auto& x : cp.extents) check_extent(x, "checkpoint", cp.commit.zones.front(), -1, where);
     // Space accounting: what the entries say against what the extents map.
     for (const auto& e : cp.namespaces) {
       auto it = namespaces_.find(e.ns_id);
       if (it != namespaces_.end() && it->second.map.mapped_blocks() != e.written_blocks)
-        error("checkpoint", cp.commit.zones.front(), -1,
-              where + ": namespace '" + e.name + "' records " + n(e.written_blocks) + " written blocks, its extents map " + n(it->second.map.mapped_blocks()),
-              "the count of blocks its extents map");
+        rebuilds(error("checkpoint", cp.commit.zones.front(), -1,
+                       where + ": namespace '" + e.name + "' records " + n(e.written_blocks) + " written blocks, its extents map " +
+                           n(it->second.map.mapped_blocks()),
+                       "the count of blocks its extents map"),
+                 "recounted");
     }
     std::map<std::uint32_t, std::uint64_t> per_zone;
     for (const auto& [id, x] : namespaces_)
@@ -186,16 +287,21 @@ class Checker {
     for (const auto& z : cp.zones) {
       const std::uint64_t mapped = per_zone.count(z.zone) ? per_zone[z.zone] : 0;
       if (sb_.data_zones.contains(z.zone) && mapped != z.valid_blocks)
-        error("checkpoint", cp.commit.zones.front(), -1,
-              where + ": zone " + n(z.zone) + " records " + n(z.valid_blocks) + " valid blocks, the extents map " + n(mapped) + " there",
-              "the count of device blocks the extents map in the zone");
+        rebuilds(error("checkpoint", cp.commit.zones.front(), -1,
+                       where + ": zone " + n(z.zone) + " records " + n(z.valid_blocks) + " valid blocks, the extents map " + n(mapped) + " there",
+                       "the count of device blocks the extents map in the zone"),
+                 "recounted");
     }
     std::set<std::uint32_t> seen;
     for (const auto& z : cp.zones) {
-      if (!sb_.data_zones.contains(z.zone)) error("checkpoint", cp.commit.zones.front(), -1, where + ": a zone entry for zone " + n(z.zone), "entries for data zones only");
-      else if (!seen.insert(z.zone).second) error("checkpoint", cp.commit.zones.front(), -1, where + ": two entries for zone " + n(z.zone), "one entry per data zone");
+      if (!sb_.data_zones.contains(z.zone))
+        rebuilds(error("checkpoint", cp.commit.zones.front(), -1, where + ": a zone entry for zone " + n(z.zone), "entries for data zones only"), "dropped");
+      else if (!seen.insert(z.zone).second)
+        rebuilds(error("checkpoint", cp.commit.zones.front(), -1, where + ": two entries for zone " + n(z.zone), "one entry per data zone"), "one kept");
       else if (z.valid_blocks > sb_.zone_capacity)
-        error("checkpoint", cp.commit.zones.front(), -1, where + ": zone " + n(z.zone) + " has " + n(z.valid_blocks) + " valid blocks", "at most the zone capacity");
+        rebuilds(error("checkpoint", cp.commit.zones.front(), -1, where + ": zone " + n(z.zone) + " has " + n(z.valid_blocks) + " valid blocks",
+                       "at most the zone capacity"),
+                 "recounted");
     }
     if (!sb_.journal_zones.contains(cp.commit.journal_zone) || cp.commit.journal_block >= sb_.meta_blocks_per_zone()) {
       error("checkpoint", cp.commit.zones.back(), -1,
@@ -207,23 +313,25 @@ class Checker {
     return true;
   }
 
-  void create_namespace(std::uint32_t id, const std::string& name, std::uint64_t size, const char* structure, std::int64_t zone,
-                        std::int64_t offset, const std::string& where) {
+  void create_namespace(std::uint32_t id, const std::string& name, std::uint64_t size, std::uint32_t block_size, std::uint32_t flags,
+                        const char* structure, std::int64_t zone, std::int64_t offset, const std::string& where) {
     if (namespaces_.count(id)) {
-      error(structure, zone, offset, where + ": namespace id " + n(id) + " exists already", "unique namespace ids");
+      rebuilds(error(structure, zone, offset, where + ": namespace id " + n(id) + " exists already", "unique namespace ids"), "the second one ignored");
       return;
     }
     for (const auto& [other_id, ns] : namespaces_)
       if (ns.name == name) {
-        error(structure, zone, offset, where + ": namespace name '" + name + "' is taken by namespace " + n(other_id), "unique namespace names");
+        rebuilds(error(structure, zone, offset, where + ": namespace name '" + name + "' is taken by namespace " + n(other_id), "unique namespace names"),
+                 "the second one ignored");
         return;
       }
-    namespaces_.emplace(id, Namespace{name, size, ExtentMap(fmt::kStoreBlockSize / g_.block_size)});
+    namespaces_.emplace(id, Namespace{name, size, ExtentMap(fmt::kStoreBlockSize / g_.block_size), block_size, flags});
   }
 
   bool known_namespace(std::uint32_t id, const char* structure, std::int64_t zone, std::int64_t offset, const std::string& where) {
     if (namespaces_.count(id)) return true;
-    error(structure, zone, offset, where + ": namespace " + n(id) + " does not exist", "a namespace created before it is used");
+    rebuilds(error(structure, zone, offset, where + ": namespace " + n(id) + " does not exist", "a namespace created before it is used"),
+             "the reference dropped");
     return false;
   }
 
@@ -236,22 +344,26 @@ class Checker {
     const std::uint64_t blocks = x.checksums.size();
     const std::uint64_t ns_blocks = namespaces_[x.ns_id].size / fmt::kStoreBlockSize;
     if (x.vblock + blocks > ns_blocks)
-      error(structure, zone, offset, what + " runs to block " + n(x.vblock + blocks), "within the namespace's " + n(ns_blocks) + " blocks");
+      rebuilds(error(structure, zone, offset, what + " runs to block " + n(x.vblock + blocks), "within the namespace's " + n(ns_blocks) + " blocks"),
+               "the blocks past the end dropped");
     const std::uint64_t per = fmt::kStoreBlockSize / g_.block_size;
     const std::uint32_t data_zone = g_.zone_of(x.lba);
     if (!sb_.data_zones.contains(data_zone) || data_zone >= zones_.size()) {
-      error(structure, zone, offset, what + " points at block " + n(x.lba) + " in " + role(std::min(data_zone, sb_.zone_count - 1)) + " zone " + n(data_zone),
-            "a block of a data zone");
+      rebuilds(error(structure, zone, offset, what + " points at block " + n(x.lba) + " in " + role(std::min(data_zone, sb_.zone_count - 1)) + " zone " + n(data_zone),
+                     "a block of a data zone"),
+               "the extent dropped (those blocks read as zeros)");
       return;
     }
     const ZoneInfo& z = zones_[data_zone];
     const std::uint64_t end = x.lba + blocks * per;
     const std::uint64_t written_end = z.state == ZoneState::kFull ? z.start + z.capacity : z.write_pointer;
     if ((x.lba - z.start) % per != 0) {
-      error(structure, zone, offset, what + " points at block " + n(x.lba), "a block aligned to 4096 bytes in its zone");
+      rebuilds(error(structure, zone, offset, what + " points at block " + n(x.lba), "a block aligned to 4096 bytes in its zone"),
+               "the extent dropped (those blocks read as zeros)");
     } else if (end > written_end) {
-      error(structure, zone, offset, what + " points at blocks " + n(x.lba) + ".." + n(end - 1) + " of zone " + n(data_zone),
-            "written blocks (the zone's write pointer is " + n(written_end) + ")");
+      rebuilds(error(structure, zone, offset, what + " points at blocks " + n(x.lba) + ".." + n(end - 1) + " of zone " + n(data_zone),
+                     "written blocks (the zone's write pointer is " + n(written_end) + ")"),
+               "the extent dropped (those blocks read as zeros)");
     } else {
       const std::uint64_t fit = std::min<std::uint64_t>(blocks, ns_blocks > x.vblock ? ns_blocks - x.vblock : 0);
       if (fit > 0) (void)namespaces_.at(x.ns_id).map.map(x.vblock, x.lba, std::span(x.checksums).first(fit));
@@ -277,10 +389,14 @@ class Checker {
     for (std::size_t i = 1; i < live.size(); ++i) {
       if (live[i].lba >= live[i - 1].end) continue;
       const std::uint32_t zone = g_.zone_of(live[i].lba);
-      error("map", zone, static_cast<std::int64_t>((live[i].lba - g_.zone_start(zone)) * g_.block_size),
+      if (namespaces_.at(live[i - 1].ns).quarantined() && namespaces_.at(live[i].ns).quarantined()) continue;  // known, set aside
+      quarantine_.insert(live[i - 1].ns);
+      quarantine_.insert(live[i].ns);
+      Problem& p = error("map", zone, static_cast<std::int64_t>((live[i].lba - g_.zone_start(zone)) * g_.block_size),
             "namespace " + n(live[i - 1].ns) + " block " + n(live[i - 1].vblock + (live[i].lba - live[i - 1].lba) / per) + " and namespace " +
                 n(live[i].ns) + " block " + n(live[i].vblock) + " both live at device block " + n(live[i].lba),
             "each live device block owned once");
+      rebuilds(p, "both namespaces quarantined (their I/O fails until their data is restored; the rest stay usable)");
     }
     r_.live_blocks = 0;
     for (const auto& [id, x] : namespaces_) r_.live_blocks += x.map.mapped_blocks();
@@ -301,17 +417,19 @@ class Checker {
           const std::uint32_t zone = g_.zone_of(at);
           Status st = SyncDevice(dev_).read(at, static_cast<std::uint32_t>(k * per), buf.data());
           if (!st.ok()) {
-            error("data", zone, static_cast<std::int64_t>((at - g_.zone_start(zone)) * g_.block_size),
-                  "namespace '" + x.name + "' blocks " + n(vblock + i) + ".." + n(vblock + i + k - 1) + ": " + st.message(), "readable data");
+            damaged(id, x, add(x.quarantined() ? Severity::kWarning : Severity::kError, "data", zone,
+                               static_cast<std::int64_t>((at - g_.zone_start(zone)) * g_.block_size),
+                               "namespace '" + x.name + "' blocks " + n(vblock + i) + ".." + n(vblock + i + k - 1) + ": " + st.message(), "readable data"));
             continue;
           }
           for (std::size_t j = 0; j < k; ++j) {
             ++r_.scrubbed_blocks;
             if (fmt::data_checksum(seed, id, vblock + i + j, {buf.data() + j * fmt::kStoreBlockSize, fmt::kStoreBlockSize}) == sums[i + j]) continue;
             const std::uint64_t b = at + j * per;
-            error("data", g_.zone_of(b), static_cast<std::int64_t>((b - g_.zone_start(g_.zone_of(b))) * g_.block_size),
-                  "namespace '" + x.name + "' block " + n(vblock + i + j) + ": checksum mismatch",
-                  "data matching its checksum " + fmt::hex(sums[i + j]));
+            damaged(id, x, add(x.quarantined() ? Severity::kWarning : Severity::kError, "data", g_.zone_of(b),
+                               static_cast<std::int64_t>((b - g_.zone_start(g_.zone_of(b))) * g_.block_size),
+                               "namespace '" + x.name + "' block " + n(vblock + i + j) + ": checksum mismatch",
+                               "data matching its checksum " + fmt::hex(sums[i + j])));
           }
         }
       });
@@ -328,9 +446,11 @@ class Checker {
             [&](const auto& v) {
               using T = std::decay_t<decltype(v)>;
               if constexpr (std::is_same_v<T, fmt::record::NamespaceCreate>) {
-                if (v.ns_id < next_ns_id_) error("journal", zone, off, where + ": namespace " + n(v.ns_id) + " is created again", "an id at or above " + n(next_ns_id_));
+                if (v.ns_id < next_ns_id_)
+                  rebuilds(error("journal", zone, off, where + ": namespace " + n(v.ns_id) + " is created again", "an id at or above " + n(next_ns_id_)),
+                           "the next id raised");
                 next_ns_id_ = std::max(next_ns_id_, v.ns_id + 1);
-                create_namespace(v.ns_id, v.name, v.size_bytes, "journal", zone, off, where);
+                create_namespace(v.ns_id, v.name, v.size_bytes, v.block_size, 0, "journal", zone, off, where);
               } else if constexpr (std::is_same_v<T, fmt::record::NamespaceDelete>) {
                 if (known_namespace(v.ns_id, "journal", zone, off, where)) namespaces_.erase(v.ns_id);
               } else if constexpr (std::is_same_v<T, fmt::record::NamespaceResize>) {
@@ -344,13 +464,16 @@ class Checker {
               } else if constexpr (std::is_same_v<T, fmt::record::Trim>) {
                 if (known_namespace(v.ns_id, "journal", zone, off, where)) {
                   if (v.vblock + v.blocks > namespaces_.at(v.ns_id).size / fmt::kStoreBlockSize)
-                    error("journal", zone, off, where + ": trim of namespace " + n(v.ns_id) + " runs to block " + n(v.vblock + v.blocks), "within the namespace");
+                    rebuilds(error("journal", zone, off, where + ": trim of namespace " + n(v.ns_id) + " runs to block " + n(v.vblock + v.blocks),
+                                   "within the namespace"),
+                             "clipped at the end");
                   (void)namespaces_.at(v.ns_id).map.unmap(v.vblock, v.blocks);
                 }
               } else if constexpr (std::is_same_v<T, fmt::record::ZoneReset>) {
-                if (!sb_.data_zones.contains(v.zone)) error("journal", zone, off, where + ": reset of zone " + n(v.zone), "a data zone");
+                if (!sb_.data_zones.contains(v.zone)) rebuilds(error("journal", zone, off, where + ": reset of zone " + n(v.zone), "a data zone"), "ignored");
               } else if constexpr (std::is_same_v<T, fmt::record::CheckpointDone>) {
-                if (!sb_.checkpoint_zones.contains(v.first_zone)) error("journal", zone, off, where + ": checkpoint in zone " + n(v.first_zone), "a checkpoint zone");
+                if (!sb_.checkpoint_zones.contains(v.first_zone))
+                  rebuilds(error("journal", zone, off, where + ": checkpoint in zone " + n(v.first_zone), "a checkpoint zone"), "ignored");
               }
             },
             rec);
@@ -364,7 +487,10 @@ class Checker {
       add(Severity::kWarning, "journal", scan.end.zone, meta_offset(scan.end.index), *scan.torn_tail + ": an interrupted commit; recovery ignores it",
           "a complete journal block, or none");
     if (scan.corruption)
-      error("journal", scan.end.zone, meta_offset(scan.end.index), *scan.corruption, "journal block sequence " + n(scan.end.seq));
+      rebuilds(error("journal", scan.end.zone, meta_offset(scan.end.index), *scan.corruption, "journal block sequence " + n(scan.end.seq)),
+               "the journal is kept up to the damaged block; what was journaled after it is lost (writes after the last good block "
+               "read as their older content)");
+    journal_scan_ = scan;
     r_.namespaces = static_cast<std::uint32_t>(namespaces_.size());
   }
 
@@ -372,6 +498,9 @@ class Checker {
     std::string name;
     std::uint64_t size = 0;
     ExtentMap map;  // the live blocks, as recovery would rebuild them
+    std::uint32_t block_size = 4096;
+    std::uint32_t flags = 0;
+    bool quarantined() const { return (flags & fmt::kNamespaceQuarantined) != 0; }
   };
 
   ZonedDevice& dev_;
@@ -383,6 +512,12 @@ class Checker {
   std::map<std::uint32_t, Namespace> namespaces_;
   std::uint32_t next_ns_id_ = 1;
   JournalPosition journal_start_;
+  JournalScan journal_scan_;
+  std::optional<LoadedCheckpoint> checkpoint_;
+  // Problems a rebuilt checkpoint repairs (index into r_.problems, what the rebuild does), and
+  // the namespaces it quarantines.
+  std::vector<std::pair<std::size_t, std::string>> rebuild_fixes_;
+  std::set<std::uint32_t> quarantine_;
 };
 
 }  // namespace

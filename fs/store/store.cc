@@ -533,60 +533,30 @@ struct Store::Impl {
     if (!written.ok()) return written.status();
     head.index = *written;  // past a torn block recovery left behind
     if (head.index >= sb.meta_blocks_per_zone()) NYADS_RETURN_IF_ERROR(next_journal_zone());
-    std::vector<CheckpointBody> bodies;
-    std::vector<fmt::NamespaceEntry> entries;
-    for (const auto& [id, s] : namespaces) {
-      entries.push_back({s.id, s.flags, s.block_size, s.size, s.map.mapped_blocks(), s.name});
-      if (entries.size() == fmt::kNamespacesPerBlock) bodies.emplace_back(std::exchange(entries, {}));
-    }
-    if (!entries.empty() || bodies.empty()) bodies.emplace_back(std::move(entries));
-    std::vector<fmt::record::Extent> extents;
-    std::size_t used = 0;
-    for (const auto& entry : namespaces) {
-      const std::uint32_t id = entry.first;
-      entry.second.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
-        for (std::size_t i = 0; i < sums.size();) {
-          const std::size_t room = (fmt::kCheckpointPayloadBytes - used) / 4;
-          if (room <= 6 + 1) {  // not even a 1-block extent fits: next block
-            bodies.emplace_back(std::exchange(extents, {}));
-            used = 0;
-            continue;
-          }
-          const std::size_t k = std::min(sums.size() - i, room - 6);
-          extents.push_back({id, vblock + i, lba + i * per, std::vector<std::uint32_t>(sums.begin() + static_cast<std::ptrdiff_t>(i), sums.begin() + static_cast<std::ptrdiff_t>(i + k))});
-          used += 24 + 4 * k;
-          i += k;
-        }
-      });
-    }
-    if (!extents.empty()) bodies.emplace_back(std::move(extents));
-    std::vector<fmt::ZoneEntry> zone_entries;
+    CheckpointContent content;
+    for (const auto& [id, x] : namespaces) content.namespaces.push_back({x.id, x.flags, x.block_size, x.size, x.map.mapped_blocks(), x.name});
+    content.extents_of = [&](const ExtentVisitor& visit) {
+      for (const auto& entry : namespaces) {
+        const std::uint32_t id = entry.first;
+        entry.second.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) { visit(id, vblock, lba, sums); });
+      }
+    };
     for (const auto& z : zones) {
-      // The format knows hot (user) and cold (cleaner) streams; both cleaner streams are cold.
+      // The format knows hot and cold streams; both cleaner streams are cold.
       const std::uint8_t stream_flag = std::min<std::uint8_t>(z.stream, kCleanerStream);
-      zone_entries.push_back({zone_number(z), stream_flag, static_cast<std::uint32_t>(z.valid * per), z.last_seq});
-      if (zone_entries.size() == fmt::kZonesPerBlock) bodies.emplace_back(std::exchange(zone_entries, {}));
+      content.zones.push_back({zone_number(z), stream_flag, static_cast<std::uint32_t>(z.valid * per), z.last_seq});
     }
-    if (!zone_entries.empty()) bodies.emplace_back(std::move(zone_entries));
+    const std::vector<CheckpointBody> bodies = pack_checkpoint(content, per);
     fmt::CheckpointCommit commit_fields;
     commit_fields.next_ns_id = next_ns_id;
     commit_fields.journal_seq = head.seq;
     commit_fields.journal_zone = head.zone;
     commit_fields.journal_block = static_cast<std::uint32_t>(head.index);
     commit_fields.created = static_cast<std::uint64_t>(std::time(nullptr));
-    // Into checkpoint zones that do not hold the newest checkpoint, reset first.
-    std::vector<std::uint32_t> targets;
-    const std::uint32_t needed = checkpoint_zones_needed(sb, bodies.size());
-    for (std::uint32_t z = sb.checkpoint_zones.first; z < sb.checkpoint_zones.end() && targets.size() < needed; ++z) {
-      if (std::find(newest_checkpoint_zones.begin(), newest_checkpoint_zones.end(), z) != newest_checkpoint_zones.end()) continue;
-      auto w = io.written(z);
-      if (!w.ok()) return w.status();
-      if (*w != 0) NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kReset, z));
-      targets.push_back(z);
-    }
-    NYADS_RETURN_IF_ERROR(write_checkpoint(*dev, sb, checkpoint_seq + 1, targets, bodies, commit_fields));
+    auto used = write_checkpoint_beside(*dev, sb, checkpoint_seq + 1, bodies, commit_fields, newest_checkpoint_zones);
+    if (!used.ok()) return used.status();
     ++checkpoint_seq;
-    newest_checkpoint_zones.assign(targets.begin(), targets.begin() + needed);
+    newest_checkpoint_zones = std::move(*used);
     ++stats.checkpoints;
     stats.metadata_bytes_written += (bodies.size() + 1) * fmt::kMetaBlockSize;
     last_checkpoint_blocks = bodies.size() + 1;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,23 @@ SuperblockZoneScan scan_superblock_zone(ZonedDevice& device, std::uint32_t zone)
 using CheckpointBody = decltype(format::CheckpointBlock::body);
 Status write_checkpoint(ZonedDevice& device, const format::Superblock& sb, std::uint64_t seq, const std::vector<std::uint32_t>& zones,
                         const std::vector<CheckpointBody>& bodies, format::CheckpointCommit commit);
+// A checkpoint's content, packed into body blocks by pack_checkpoint: namespace entries,
+// then every extent (extents_of calls its visitor for each, in any order), then zone entries.
+using ExtentVisitor = std::function<void(std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums)>;
+struct CheckpointContent {
+  std::vector<format::NamespaceEntry> namespaces;
+  std::function<void(const ExtentVisitor&)> extents_of;
+  std::vector<format::ZoneEntry> zones;
+};
+// device_blocks_per_block: device blocks per 4 KiB block (an extent's blocks are consecutive).
+std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, std::uint32_t device_blocks_per_block);
+// Writes checkpoint seq as the newest: into checkpoint zones other than `keep` (those of the
+// newest checkpoint, which stays valid until this one is committed), resetting any with old
+// data first. Returns the zones it used.
+Result<std::vector<std::uint32_t>> write_checkpoint_beside(ZonedDevice& device, const format::Superblock& sb, std::uint64_t seq,
+                                                           const std::vector<CheckpointBody>& bodies, format::CheckpointCommit commit,
+                                                           const std::vector<std::uint32_t>& keep);
+
 // How many checkpoint zones a checkpoint of `body_blocks` blocks (and its commit) takes.
 std::uint32_t checkpoint_zones_needed(const format::Superblock& sb, std::size_t body_blocks);
 

@@ -1,0 +1,187 @@
+// fsck.nyads repairs on volumes the store wrote, damaged the ways a crash or a bad disk would:
+// a damaged data block (the namespace is quarantined, the others stay usable), extents that
+// point at blocks a zone no longer holds (dropped), a damaged journal block with good ones
+// after it (the journal is kept up to it). After each repair: fsck is clean and the store
+// opens and serves what survived.
+#include <fstream>
+
+#include "fsck/fsck.h"
+#include "nyads/volume.h"
+#include "store_harness.h"
+#include "zns/emulated_format.h"
+
+namespace nyads {
+namespace {
+
+using test::bytes_of;
+
+struct Volume {
+  test::TempDir dir;
+  std::string path = dir.file("v.img");
+  format::Superblock sb;
+
+  // A new volume; `work` runs on a store that then crashes (no close): the journal keeps it.
+  template <typename Work>
+  void make(Work&& work) {
+    auto d = EmulatedDevice::create_file(path, test::store_config());
+    ASSERT_TRUE(d.ok());
+    ASSERT_TRUE(mkfs::format_volume(**d, {}).ok());
+    auto st = Store::open(std::move(*d));
+    ASSERT_TRUE(st.ok()) << st.status().to_string();
+    sb = (*st)->superblock();
+    work(**st);
+  }
+  std::unique_ptr<ZonedDevice> device() {
+    auto d = open_zoned_device(path);
+    EXPECT_TRUE(d.ok()) << d.status().to_string();
+    return std::move(*d);
+  }
+  fsck::Report check(bool repair, bool scrub) {
+    auto d = device();
+    return fsck::check_volume(*d, {repair, scrub, nullptr});
+  }
+  std::unique_ptr<Store> open() {
+    auto st = Store::open(device());
+    EXPECT_TRUE(st.ok()) << st.status().to_string();
+    return st.ok() ? std::move(*st) : nullptr;
+  }
+  // Flips a byte of device block `lba` in the file.
+  void poke(std::uint64_t lba, std::size_t byte) {
+    const auto layout = emulated_format::layout_for(test::store_config());
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(layout.data_offset + lba * 4096 + byte));
+    const char c = static_cast<char>(f.get());
+    f.seekp(static_cast<std::streamoff>(layout.data_offset + lba * 4096 + byte));
+    f.put(static_cast<char>(c ^ 0x5a));
+  }
+  std::uint64_t data_zone_start(std::uint32_t i) const { return test::store_config().geometry().zone_start(sb.data_zones.first + i); }
+};
+
+bool has(const fsck::Report& r, const std::string& structure, const std::string& text, bool fixed) {
+  for (const auto& p : r.problems)
+    if (p.structure == structure && p.message.find(text) != std::string::npos && p.fixed == fixed) return true;
+  return false;
+}
+
+TEST(FsckRepair, DamagedDataQuarantinesItsNamespaceAndTheOthersStayUsable) {
+  Volume v;
+  std::uint32_t a = 0, b = 0;
+  v.make([&](Store& st) {
+    a = st.create_namespace("a", 1 << 20)->id;  // written first: the first data zone
+    ASSERT_OK(st.write(a, 0, bytes_of(1, 16384)));
+    ASSERT_OK(st.flush());
+    b = st.create_namespace("b", 1 << 20)->id;
+    ASSERT_OK(st.write(b, 0, bytes_of(2, 16384)));
+    ASSERT_OK(st.flush());
+  });
+  v.poke(v.data_zone_start(0) + 2, 100);  // a's block 2
+
+  auto before = v.check(false, true);
+  EXPECT_EQ(before.exit_code(), 4) << fsck::to_text(before, true);
+  EXPECT_TRUE(has(before, "data", "namespace 'a' block 2: checksum mismatch", false)) << fsck::to_text(before, false);
+
+  auto repaired = v.check(true, true);
+  EXPECT_EQ(repaired.exit_code(), 1) << fsck::to_text(repaired, true);
+  EXPECT_TRUE(has(repaired, "data", "repaired: namespace 'a' quarantined", true)) << fsck::to_text(repaired, false);
+
+  auto after = v.check(false, true);
+  EXPECT_EQ(after.exit_code(), 0) << fsck::to_text(after, true);  // the known damage is a warning now
+
+  auto st = v.open();
+  ASSERT_TRUE(st);
+  auto info = st->find_namespace("a");
+  ASSERT_TRUE(info.ok());
+  EXPECT_TRUE(info->quarantined);
+  std::vector<std::uint8_t> got(16384);
+  Status quarantined = st->read(a, 0, got);
+  EXPECT_EQ(quarantined.code(), Code::kIoError);
+  EXPECT_NE(quarantined.message().find("quarantined"), std::string::npos) << quarantined.message();
+  ASSERT_OK(st->read(b, 0, got));
+  EXPECT_TRUE(got == bytes_of(2, 16384));
+  ASSERT_OK(st->write(b, 16384, bytes_of(3, 4096)));
+  ASSERT_OK(st->close());
+}
+
+TEST(FsckRepair, ExtentsIntoAResetZoneAreDropped) {
+  Volume v;
+  std::uint32_t a = 0;
+  const std::size_t zone_bytes = 768 << 10;  // store_config(): 768 KiB writable per zone
+  v.make([&](Store& st) {
+    a = st.create_namespace("a", 4 << 20)->id;
+    ASSERT_OK(st.write(a, 0, bytes_of(4, 3 * zone_bytes)));  // three zones, in order
+    ASSERT_OK(st.flush());
+  });
+  {  // The second zone loses its data behind the store's back.
+    auto d = v.device();
+    ASSERT_OK(d->manage_zone(ZoneAction::kReset, v.sb.data_zones.first + 1));
+  }
+  auto before = v.check(false, false);
+  EXPECT_EQ(before.exit_code(), 4) << fsck::to_text(before, true);
+  EXPECT_TRUE(has(before, "journal", "points at blocks", false) || has(before, "checkpoint", "points at blocks", false)) << fsck::to_text(before, false);
+
+  auto repaired = v.check(true, false);
+  EXPECT_EQ(repaired.exit_code(), 1) << fsck::to_text(repaired, true);
+  auto after = v.check(false, true);
+  EXPECT_EQ(after.exit_code(), 0) << fsck::to_text(after, true);
+
+  auto st = v.open();
+  ASSERT_TRUE(st);
+  const auto want = bytes_of(4, 3 * zone_bytes);
+  std::vector<std::uint8_t> got(3 * zone_bytes);
+  ASSERT_OK(st->read(a, 0, got));
+  EXPECT_TRUE(std::equal(got.begin(), got.begin() + zone_bytes, want.begin())) << "the first zone's data";
+  EXPECT_TRUE(std::all_of(got.begin() + zone_bytes, got.begin() + 2 * zone_bytes, [](std::uint8_t c) { return c == 0; })) << "the lost zone reads zeros";
+  EXPECT_TRUE(std::equal(got.begin() + 2 * zone_bytes, got.end(), want.begin() + 2 * zone_bytes)) << "the third zone's data";
+  ASSERT_OK(st->close());
+}
+
+TEST(FsckRepair, ADamagedJournalBlockKeepsTheJournalBeforeIt) {
+  Volume v;
+  std::uint32_t a = 0;
+  v.make([&](Store& st) {
+    a = st.create_namespace("a", 1 << 20)->id;  // journal block 1 after the checkpoint
+    for (int i = 0; i < 5; ++i) {                // blocks 2-6, one per flush
+      ASSERT_OK(st.write(a, static_cast<std::uint64_t>(i) * 65536, bytes_of(10 + static_cast<std::uint64_t>(i), 65536)));
+      ASSERT_OK(st.flush());
+    }
+  });
+  {  // Damage the journal block of the third write (the 4th block after the replay start).
+    auto d = v.device();
+    auto search = load_newest_checkpoint(*d, v.sb);
+    ASSERT_TRUE(search.newest);
+    const auto& c = search.newest->commit;
+    MetaIo io(*d);
+    v.poke(io.lba(c.journal_zone, c.journal_block + 3), 200);
+  }
+  auto before = v.check(false, false);
+  EXPECT_EQ(before.exit_code(), 4) << fsck::to_text(before, true);
+  auto repaired = v.check(true, false);
+  EXPECT_EQ(repaired.exit_code(), 1) << fsck::to_text(repaired, true);
+  EXPECT_TRUE(has(repaired, "journal", "repaired: the journal is kept up to the damaged block", true)) << fsck::to_text(repaired, false);
+  auto after = v.check(false, true);
+  EXPECT_EQ(after.exit_code(), 0) << fsck::to_text(after, true);
+
+  auto st = v.open();
+  ASSERT_TRUE(st);
+  std::vector<std::uint8_t> got(65536);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK(st->read(a, static_cast<std::uint64_t>(i) * 65536, got));
+    if (i < 2)
+      EXPECT_TRUE(got == bytes_of(10 + static_cast<std::uint64_t>(i), 65536)) << "write " << i << " was journaled before the damage";
+    else
+      EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](std::uint8_t c) { return c == 0; })) << "write " << i << " was journaled after it";
+  }
+  // The volume works on: new writes, a reopen, fsck clean.
+  ASSERT_OK(st->write(a, 0, bytes_of(99, 65536)));
+  ASSERT_OK(st->flush());
+  st.reset();
+  st = v.open();
+  ASSERT_OK(st->read(a, 0, got));
+  EXPECT_TRUE(got == bytes_of(99, 65536));
+  ASSERT_OK(st->close());
+  st.reset();
+  EXPECT_EQ(v.check(false, true).exit_code(), 0);
+}
+
+}  // namespace
+}  // namespace nyads
