@@ -255,6 +255,7 @@ struct Store::Impl {
     NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kReset, zone));
     DataZone& z = zones[zone - sb.data_zones.first];
     if (z.stream != kNoStream) streams.erase(z.stream_key);
+    if (job && job->zone_index == zone - sb.data_zones.first) job.reset();  // emptied by overwrites: nothing left to copy
     z.wp = z.start;
     z.valid = 0;
     z.stream = kNoStream;
@@ -306,7 +307,7 @@ struct Store::Impl {
 
   // A zone of the stream with room, and how many 4 KiB blocks fit in it (up to `want`).
   Result<std::pair<DataZone*, std::uint64_t>> place(Stream stream, std::uint32_t ns_id, std::uint64_t want) {
-    const std::uint32_t clean_below = options.clean_below_free_zones ? options.clean_below_free_zones : sb.reserved_data_zones + 2;
+    const std::uint32_t clean_below = hard_watermark();
     const std::uint64_t key = stream_key(stream, ns_id);
     for (int attempt = 0; attempt < 64; ++attempt) {
       if (auto it = streams.find(key); it != streams.end()) {
@@ -579,6 +580,7 @@ struct Store::Impl {
     const double cap = static_cast<double>(capacity_blocks());
     for (auto& z : zones) {
       if (z.stream != kNoStream || z.wp == z.start || z.valid >= capacity_blocks()) continue;
+      if (job && &z == &zones[job->zone_index]) continue;
       const double u = static_cast<double>(z.valid) / cap;
       const double age = static_cast<double>(head.seq - std::min(head.seq, z.last_seq)) + 1;
       const double score = (1 - u) * age / (1 + u);
@@ -590,46 +592,82 @@ struct Store::Impl {
     return best;
   }
 
-  Status clean_zone(DataZone& victim) {
+  // Cleaning runs in slices: the zone being cleaned, and how far through its write list the
+  // copying has got. A slice re-checks what is live, so user writes between slices are safe.
+  struct CleanJob {
+    std::uint32_t zone_index = 0;
+    std::size_t next_owner = 0;
+  };
+  std::optional<CleanJob> job;
+
+  // Copies the live blocks of the job's next writes, about `budget` blocks (at least one
+  // write's worth). When the zone is done: commits, so it is reset. Returns whether it is done.
+  Result<bool> clean_slice(std::uint64_t budget) {
+    DataZone& victim = zones[job->zone_index];
     const std::uint64_t lo = victim.start, hi = victim.start + sb.zone_size;
     const Stream target = victim.origin == kCleanerStream || victim.origin == kColdStream ? kColdStream : kCleanerStream;
-    struct Live {
-      std::uint32_t ns;
-      std::uint64_t vblock, lba;
-      std::vector<std::uint32_t> sums;
-    };
-    std::vector<Live> live;
-    for (const auto& o : victim.owners) {
+    std::uint64_t copied = 0;
+    while (job && job->next_owner < victim.owners.size() && (copied == 0 || copied < budget)) {
+      const DataZone::Owner o = victim.owners[job->next_owner++];
       Namespace* s = ns(o.ns);
       if (s == nullptr) continue;
       // Still live: the namespace maps these blocks to exactly where this write put them.
-      for (const auto& p : s->map.lookup(o.vblock, o.blocks)) {
-        if (!p.mapped || p.lba != o.lba + (p.vblock - o.vblock) * per || p.lba < lo || p.lba >= hi) continue;
-        live.push_back({o.ns, p.vblock, p.lba, {p.checksums, p.checksums + p.blocks}});
+      std::vector<std::pair<std::uint64_t, std::uint64_t>> live;  // (vblock, blocks)
+      for (const auto& p : s->map.lookup(o.vblock, o.blocks))
+        if (p.mapped && p.lba == o.lba + (p.vblock - o.vblock) * per && p.lba >= lo && p.lba < hi) live.emplace_back(p.vblock, p.blocks);
+      for (const auto& [vblock, blocks] : live) {
+        std::vector<std::uint8_t> data(blocks * kBlock);
+        // read_blocks verifies every block: a damaged one stops the cleaner here, never moves.
+        NYADS_RETURN_IF_ERROR(read_blocks(*s, vblock, blocks, data.data()));
+        NYADS_RETURN_IF_ERROR(append_blocks(target, o.ns, vblock, data.data(), blocks));
+        copied += blocks;
       }
     }
-    for (const auto& l : live) {
-      Namespace* s = ns(l.ns);
-      std::vector<std::uint8_t> data(l.sums.size() * kBlock);
-      // read_blocks verifies every block: a damaged one stops the cleaner here, never moves.
-      NYADS_RETURN_IF_ERROR(read_blocks(*s, l.vblock, l.sums.size(), data.data()));
-      NYADS_RETURN_IF_ERROR(append_blocks(target, l.ns, l.vblock, data.data(), l.sums.size()));
-    }
+    if (!job) return true;  // the zone emptied and was reset meanwhile
+    if (job->next_owner < victim.owners.size()) return false;
+    job.reset();
     ++stats.zones_cleaned;
     if (victim.valid == 0) resets_after_commit.push_back(zone_number(victim));
-    return commit();
+    NYADS_RETURN_IF_ERROR(commit());
+    return true;
   }
 
+  // A slice of cleaning: goes on with the zone being cleaned, or starts on the best victim.
+  // kNotFound when no zone is worth cleaning.
+  Status clean_some(std::uint64_t budget) {
+    if (cleaning) return Status::Ok();
+    NYADS_RETURN_IF_ERROR(drain());
+    if (!job) {
+      DataZone* victim = pick_victim();
+      if (victim == nullptr) return Status(Code::kNotFound, "no zone is worth cleaning");
+      job = CleanJob{static_cast<std::uint32_t>(victim - zones.data()), 0};
+    }
+    cleaning = true;
+    auto done = clean_slice(budget);
+    cleaning = false;
+    return done.status();
+  }
+
+  // One whole zone cleaned (the one in progress, if any).
   Status clean_step() {
     if (cleaning) return Status::Ok();
     NYADS_RETURN_IF_ERROR(drain());
-    DataZone* victim = pick_victim();
-    if (victim == nullptr) return Status(Code::kNotFound, "no zone is worth cleaning");
+    if (!job) {
+      DataZone* victim = pick_victim();
+      if (victim == nullptr) return Status(Code::kNotFound, "no zone is worth cleaning");
+      job = CleanJob{static_cast<std::uint32_t>(victim - zones.data()), 0};
+    }
     cleaning = true;
-    Status st = clean_zone(*victim);
+    Result<bool> done = false;
+    while (done.ok() && !*done) done = clean_slice(UINT64_MAX);
     cleaning = false;
-    return st;
+    return done.ok() ? Status::Ok() : done.status();
   }
+
+  // Free zones below which cleaning runs in slices beside the writes (soft), and below which a
+  // write waits for whole zones to be cleaned (hard: clean_below_free_zones).
+  std::uint32_t hard_watermark() const { return options.clean_below_free_zones ? options.clean_below_free_zones : sb.reserved_data_zones + 2; }
+  std::uint32_t soft_watermark() const { return hard_watermark() + 2; }
 
   Status clean_until_free(std::uint32_t want) {
     for (int rounds = 0; rounds < 64 && free_zones() < want; ++rounds) {
@@ -920,6 +958,17 @@ struct Store::Impl {
     }
     Status st = drain();
     batch = nullptr;
+    // Few free zones: clean a slice, about twice what this batch wrote, so cleaning keeps pace
+    // with the writes in small steps instead of stopping one for a whole zone later.
+    if (st.ok() && free_zones() <= soft_watermark()) {
+      std::uint64_t written = 0;
+      for (const auto& r : requests)
+        if (r.op == StoreRequest::Op::kWrite) written += r.data.size() / kBlock;
+      if (written > 0) {
+        Status cleaned = clean_some(2 * written + 16);
+        if (!cleaned.ok() && cleaned.code() != Code::kNotFound) st = cleaned;
+      }
+    }
     if (st.ok() && commit_wanted) st = commit();
     if (!st.ok()) {
       for (auto& r : requests)
@@ -936,11 +985,10 @@ struct Store::Impl {
     if (data_unflushed || !pending.empty()) NYADS_RETURN_IF_ERROR(commit());
     if (journal_blocks_since_checkpoint > 0 && since >= interval) NYADS_RETURN_IF_ERROR(checkpoint());
     // Clean ahead of need, so a burst of writes finds free zones ready.
-    const std::uint32_t clean_below = options.clean_below_free_zones ? options.clean_below_free_zones : sb.reserved_data_zones + 2;
-    if (free_zones() <= clean_below + 1) {
-      Status cleaned = clean_step();
-      // One zone per call, then a pause: cleaning ahead takes a bounded share of the device.
-      if (cleaned.ok()) return 50u;
+    if (free_zones() <= soft_watermark()) {
+      Status cleaned = clean_some(capacity_blocks() / 8);
+      // An eighth of a zone per call, then a pause: cleaning ahead takes a bounded share.
+      if (cleaned.ok()) return 20u;
       if (cleaned.code() != Code::kNotFound) return cleaned;
     }
     if (journal_blocks_since_checkpoint == 0) return static_cast<std::uint32_t>(duration_cast<milliseconds>(interval).count());

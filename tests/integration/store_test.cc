@@ -4,6 +4,8 @@
 
 #include <fstream>
 
+#include <random>
+
 #include "fsck/fsck.h"
 #include "store_harness.h"
 #include "nyads/volume.h"
@@ -220,6 +222,28 @@ TEST(Store, InterleavedNamespacesKeepSeparateZonesSoDeleteCopiesNothing) {
     ASSERT_OK(st->read(b, i * 65536, got));
     ASSERT_TRUE(got == bytes_of(200 + i, 65536)) << "block run " << i;
   }
+}
+
+// Under sustained overwrites the cleaner works in slices beside the writes: no single write
+// waits while a whole zone is copied, yet zones keep getting cleaned.
+TEST(Store, CleaningRunsInSlicesBesideTheWrites) {
+  auto dev = test::formatted_memory_device(48);
+  auto st = test::open_store(*dev);
+  const StoreStats empty = st->stats();
+  const std::uint64_t usable = std::uint64_t(empty.data_zones - st->superblock().reserved_data_zones) * (768 << 10);
+  const std::uint64_t size = usable * 3 / 4 / 4096 * 4096;
+  const std::uint32_t id = st->create_namespace("hot", size)->id;
+  for (std::uint64_t off = 0; off < size; off += 65536) ASSERT_OK(st->write(id, off, bytes_of(off, std::min<std::uint64_t>(65536, size - off))));
+  std::mt19937_64 rng(5);
+  std::uint64_t worst = 0;
+  const std::uint64_t cleaned_before = st->stats().zones_cleaned;
+  for (int i = 0; i < 20000; ++i) {
+    const std::uint64_t before = st->stats().cleaner_bytes_written;
+    ASSERT_OK(st->write(id, rng() % (size / 4096) * 4096, bytes_of(static_cast<std::uint64_t>(i), 4096)));
+    worst = std::max(worst, st->stats().cleaner_bytes_written - before);
+  }
+  EXPECT_GT(st->stats().zones_cleaned - cleaned_before, 20u);
+  EXPECT_LE(worst, 128u << 10) << "a write waited while " << worst << " bytes were copied (a zone is 768 KiB)";
 }
 
 TEST(Store, TheCleanerReclaimsOverwrittenZones) {
