@@ -2,6 +2,7 @@
 // data is sent from the buffer it was read into, without a copy.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <span>
@@ -19,7 +20,12 @@ class OutputQueue {
       auto& small = segments_.back().small;
       small.insert(small.end(), bytes.begin(), bytes.end());
     } else {
-      segments_.push_back({std::vector<std::uint8_t>(bytes.begin(), bytes.end()), {}, 0});
+      // Small replies gather in blocks of up to kCoalesce bytes; start with a page, so a lone
+      // reply header costs little and a run of small replies reallocates rarely.
+      std::vector<std::uint8_t> small;
+      small.reserve(std::max<std::size_t>(bytes.size(), 4096));
+      small.assign(bytes.begin(), bytes.end());
+      segments_.push_back({std::move(small), {}, 0});
     }
     bytes_ += bytes.size();
   }
