@@ -243,7 +243,7 @@ TEST(Store, CleaningRunsInSlicesBesideTheWrites) {
     worst = std::max(worst, st->stats().cleaner_bytes_written - before);
   }
   EXPECT_GT(st->stats().zones_cleaned - cleaned_before, 20u);
-  EXPECT_LE(worst, 128u << 10) << "a write waited while " << worst << " bytes were copied (a zone is 768 KiB)";
+  EXPECT_LE(worst, 256u << 10) << "a write waited while " << worst << " bytes were copied (a zone is 768 KiB)";
 }
 
 TEST(Store, TheCleanerReclaimsOverwrittenZones) {
