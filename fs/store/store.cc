@@ -607,9 +607,9 @@ struct Store::Impl {
   std::optional<CleanJob> job;
 
   // Copies the live blocks of the job's next writes, about `budget` blocks (at least one
-  // write's worth). A done zone is reset after the next commit, or at once with commit_now.
+  // write's worth). A done zone is committed, so it is reset.
   // Returns whether the zone is done.
-  Result<bool> clean_slice(std::uint64_t budget, bool commit_now) {
+  Result<bool> clean_slice(std::uint64_t budget) {
     DataZone& victim = zones[job->zone_index];
     const std::uint64_t lo = victim.start, hi = victim.start + sb.zone_size;
     const Stream target = victim.origin == kCleanerStream || victim.origin == kColdStream ? kColdStream : kCleanerStream;
@@ -638,7 +638,6 @@ struct Store::Impl {
     // The zone is reset once the copies' records are durable. Measured: deferring that to the
     // next commit (one flush for several zones) made each flush of an emulated file longer by
     // as much, and 4 KiB QD32 writes slower (58k -> 24k IOPS through NBD): commit now.
-    (void)commit_now;
     NYADS_RETURN_IF_ERROR(commit());
     return true;
   }
@@ -661,7 +660,7 @@ struct Store::Impl {
       budget = static_cast<std::uint64_t>(static_cast<double>(written) * std::max(2.0, 1.5 * u / (1 - u))) + 16;
     }
     cleaning = true;
-    auto done = clean_slice(budget, false);
+    auto done = clean_slice(budget);
     cleaning = false;
     return done.status();
   }
@@ -677,7 +676,7 @@ struct Store::Impl {
     }
     cleaning = true;
     Result<bool> done = false;
-    while (done.ok() && !*done) done = clean_slice(UINT64_MAX, true);
+    while (done.ok() && !*done) done = clean_slice(UINT64_MAX);
     cleaning = false;
     return done.ok() ? Status::Ok() : done.status();
   }
