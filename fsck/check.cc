@@ -94,6 +94,16 @@ class Checker {
     return true;
   }
 
+  // Device blocks the rebuilt maps hold live, by zone.
+  std::map<std::uint32_t, std::uint64_t> mapped_per_zone() const {
+    std::map<std::uint32_t, std::uint64_t> per_zone;
+    for (const auto& [id, x] : namespaces_)
+      x.map.for_each([&](std::uint64_t, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+        per_zone[g_.zone_of(lba)] += sums.size() * (fmt::kStoreBlockSize / g_.block_size);
+      });
+    return per_zone;
+  }
+
   bool want_fix(const Problem& p) { return options_.repair || (options_.confirm && options_.confirm(p)); }
 
   // A problem that a new checkpoint, written from what fsck rebuilt, repairs by `action`.
@@ -153,12 +163,11 @@ class Checker {
     if (*w != 0) NYADS_RETURN_IF_ERROR(dev_.manage_zone(ZoneAction::kReset, *restart));
 
     CheckpointContent content;
-    std::map<std::uint32_t, std::uint64_t> per_zone;
     for (auto& [id, x] : namespaces_) {
       if (quarantine_.count(id)) x.flags |= fmt::kNamespaceQuarantined;
       content.namespaces.push_back({id, x.flags, x.block_size, x.size, x.map.mapped_blocks(), x.name});
-      x.map.for_each([&](std::uint64_t, std::uint64_t lba, std::span<const std::uint32_t> sums) { per_zone[g_.zone_of(lba)] += sums.size() * per; });
     }
+    std::map<std::uint32_t, std::uint64_t> per_zone = mapped_per_zone();
     content.extents_of = [&](const ExtentVisitor& visit) {
       for (const auto& entry : namespaces_) {
         const std::uint32_t id = entry.first;
@@ -279,11 +288,7 @@ class Checker {
                        "the count of blocks its extents map"),
                  "recounted");
     }
-    std::map<std::uint32_t, std::uint64_t> per_zone;
-    for (const auto& [id, x] : namespaces_)
-      x.map.for_each([&](std::uint64_t, std::uint64_t lba, std::span<const std::uint32_t> sums) {
-        per_zone[g_.zone_of(lba)] += sums.size() * (fmt::kStoreBlockSize / g_.block_size);
-      });
+    std::map<std::uint32_t, std::uint64_t> per_zone = mapped_per_zone();
     for (const auto& z : cp.zones) {
       const std::uint64_t mapped = per_zone.count(z.zone) ? per_zone[z.zone] : 0;
       if (sb_.data_zones.contains(z.zone) && mapped != z.valid_blocks)

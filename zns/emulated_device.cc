@@ -197,9 +197,7 @@ class Emulated final : public EmulatedDevice {
     const std::size_t bs = g_.block_size;
     if (r.op == IoOp::kRead) {
       NYADS_RETURN_IF_ERROR(rules_.check_read(r.lba, r.blocks));
-      // Blocks at or past the write pointer read as zeros, whatever the bytes underneath hold.
-      const ZoneInfo& z = rules_.zone(g_.zone_of(r.lba));
-      const std::uint64_t valid = r.lba >= z.write_pointer ? 0 : std::min<std::uint64_t>(r.blocks, z.write_pointer - r.lba);
+      const std::uint64_t valid = written_blocks(r.lba, r.blocks);
       std::memset(io.buffer + valid * bs, 0, (r.blocks - valid) * bs);
       if (valid == 0) {  // nothing to read: complete at once
         done_.push_back(std::move(io.completion));
@@ -304,10 +302,16 @@ class Emulated final : public EmulatedDevice {
     return InvalidArgument("unknown I/O operation");
   }
 
-  // Blocks at or past the write pointer read as zeros, whatever the bytes underneath hold.
+  // Of `blocks` from lba, how many lie below the zone's write pointer. Blocks at or past it
+  // read as zeros, whatever the bytes underneath hold.
+  std::uint64_t written_blocks(std::uint64_t lba, std::uint32_t blocks) const {
+    const ZoneInfo& z = rules_.zone(g_.zone_of(lba));
+    return lba >= z.write_pointer ? 0 : std::min<std::uint64_t>(blocks, z.write_pointer - lba);
+  }
+
   Status read_blocks(std::uint64_t lba, std::uint32_t blocks, std::uint8_t* out) {
     const ZoneInfo& z = rules_.zone(g_.zone_of(lba));
-    const std::uint64_t valid = lba >= z.write_pointer ? 0 : std::min<std::uint64_t>(blocks, z.write_pointer - lba);
+    const std::uint64_t valid = written_blocks(lba, blocks);
     const std::size_t bs = g_.block_size;
     if (valid > 0) {
       if (fd_ >= 0) {

@@ -642,6 +642,17 @@ struct Store::Impl {
     return true;
   }
 
+  // Makes sure a zone is being cleaned: the one in progress, or the best victim.
+  // kNotFound when no zone is worth cleaning.
+  Status start_job() {
+    NYADS_RETURN_IF_ERROR(drain());
+    if (job) return Status::Ok();
+    DataZone* victim = pick_victim();
+    if (victim == nullptr) return Status(Code::kNotFound, "no zone is worth cleaning");
+    job = CleanJob{static_cast<std::uint32_t>(victim - zones.data()), 0, victim->valid};
+    return Status::Ok();
+  }
+
   // A slice of cleaning: goes on with the zone being cleaned, or starts on the best victim.
   // With `written` blocks just written by users, the slice copies enough to keep pace: to free
   // a zone that is u live, u/(1-u) blocks are copied per block of room gained; half as much
@@ -649,12 +660,7 @@ struct Store::Impl {
   // (written = 0), it copies that. kNotFound when no zone is worth cleaning.
   Status clean_some(std::uint64_t budget, std::uint64_t written = 0) {
     if (cleaning) return Status::Ok();
-    NYADS_RETURN_IF_ERROR(drain());
-    if (!job) {
-      DataZone* victim = pick_victim();
-      if (victim == nullptr) return Status(Code::kNotFound, "no zone is worth cleaning");
-      job = CleanJob{static_cast<std::uint32_t>(victim - zones.data()), 0, victim->valid};
-    }
+    NYADS_RETURN_IF_ERROR(start_job());
     if (written > 0) {
       const double u = std::min(0.95, static_cast<double>(job->start_valid) / static_cast<double>(capacity_blocks()));
       budget = static_cast<std::uint64_t>(static_cast<double>(written) * std::max(2.0, 1.5 * u / (1 - u))) + 16;
@@ -668,12 +674,7 @@ struct Store::Impl {
   // One whole zone cleaned (the one in progress, if any).
   Status clean_step() {
     if (cleaning) return Status::Ok();
-    NYADS_RETURN_IF_ERROR(drain());
-    if (!job) {
-      DataZone* victim = pick_victim();
-      if (victim == nullptr) return Status(Code::kNotFound, "no zone is worth cleaning");
-      job = CleanJob{static_cast<std::uint32_t>(victim - zones.data()), 0, victim->valid};
-    }
+    NYADS_RETURN_IF_ERROR(start_job());
     cleaning = true;
     Result<bool> done = false;
     while (done.ok() && !*done) done = clean_slice(UINT64_MAX);
