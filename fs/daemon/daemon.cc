@@ -353,13 +353,19 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     }
   }
 
+  // An NBD connection whose input the loop may parse now: nothing taken yet this turn, and
+  // room for more replies.
+  bool may_parse(const Connection& c) const {
+    return !c.dead && !c.control && c.commands.empty() && c.out.bytes() < options_.max_queued_reply_bytes;
+  }
+
+  // Whether some connection holds a whole message that a previous turn's limit left unparsed
+  // (need is 0 then), so the loop must not sleep.
   bool has_unparsed_work() const {
-    for (const auto& [fd, c] : connections_)
-      if (!c->dead && !c->control && c->session.in_transmission() && c->out.bytes() < options_.max_queued_reply_bytes) {
-        // Bytes left because a turn's request limit was reached (need is 0), or a whole message.
-        const std::size_t avail = c->in.size();
-        if (avail > 0 && (c->need == 0 || avail >= c->need) && c->commands.empty()) return true;
-      }
+    for (const auto& [fd, c] : connections_) {
+      const std::size_t avail = c->in.size();
+      if (may_parse(*c) && c->session.in_transmission() && avail > 0 && (c->need == 0 || avail >= c->need)) return true;
+    }
     return false;
   }
 
@@ -395,7 +401,7 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
       }
       // Connections with parsed-but-untaken input (a previous turn's limit): parse on.
       for (auto& [fd, c] : connections_)
-        if (!c->dead && !c->control && c->commands.empty() && c->out.bytes() < options_.max_queued_reply_bytes) parse(*c);
+        if (may_parse(*c)) parse(*c);
       for (auto& [fd, c] : connections_)
         if (!c->dead && c->commands.empty() && !c->out.empty()) send(*c);
       NYADS_RETURN_IF_ERROR(run_batch());
