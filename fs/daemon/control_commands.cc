@@ -16,13 +16,14 @@ Result<std::uint64_t> number(const std::string& text, const char* what) {
   return v;
 }
 
-control::Record ns_record(const NamespaceInfo& info, std::size_t connections) {
+control::Record ns_record(const NamespaceInfo& info, const ControlContext& ctx) {
   return {{"name", info.name},
           {"id", n(info.id)},
           {"size", n(info.size_bytes)},
           {"block_size", n(info.block_size)},
           {"allocated", n(info.written_bytes)},
-          {"connections", n(connections)},
+          {"connections", n(ctx.connections_to(info.id))},
+          {"ublk", ctx.ublk_device(info.id).value_or("-")},
           {"state", info.quarantined ? "quarantined" : "ok"}};
 }
 
@@ -40,14 +41,14 @@ control::Response run_control(const control::Request& r, ControlContext& ctx) {
   if (c == "ns-list") {
     if (auto s = want_args(r, 0, 0, "ns-list"); !s.ok()) return fail(s);
     control::Response out;
-    for (const auto& info : store.list_namespaces()) out.records.push_back(ns_record(info, ctx.connections_to(info.id)));
+    for (const auto& info : store.list_namespaces()) out.records.push_back(ns_record(info, ctx));
     return out;
   }
   if (c == "ns-show") {
     if (auto s = want_args(r, 1, 1, "ns-show NAME"); !s.ok()) return fail(s);
     auto info = store.find_namespace(r.args[0]);
     if (!info.ok()) return fail(info.status());
-    return {Status::Ok(), {ns_record(*info, ctx.connections_to(info->id))}};
+    return {Status::Ok(), {ns_record(*info, ctx)}};
   }
   if (c == "ns-create") {
     if (auto s = want_args(r, 2, 3, "ns-create NAME SIZE_BYTES [BLOCK_SIZE]"); !s.ok()) return fail(s);
@@ -62,7 +63,7 @@ control::Response run_control(const control::Request& r, ControlContext& ctx) {
     if (bs != 512 && bs != 4096) return fail(InvalidArgument("block size " + n(bs) + " is not 512 or 4096"));
     auto info = store.create_namespace(r.args[0], *size, static_cast<std::uint32_t>(bs));
     if (!info.ok()) return fail(info.status());
-    return {Status::Ok(), {ns_record(*info, 0)}};
+    return {Status::Ok(), {ns_record(*info, ctx)}};
   }
   if (c == "ns-delete") {
     if (auto s = want_args(r, 1, 2, "ns-delete NAME [force]"); !s.ok()) return fail(s);
@@ -70,10 +71,13 @@ control::Response run_control(const control::Request& r, ControlContext& ctx) {
     if (r.args.size() == 2 && !force) return fail(InvalidArgument("ns-delete: the second argument can only be 'force'"));
     auto info = store.find_namespace(r.args[0]);
     if (!info.ok()) return fail(info.status());
-    if (const std::size_t k = ctx.connections_to(info->id); k > 0) {
+    const std::size_t k = ctx.connections_to(info->id);
+    const auto ublk = ctx.ublk_device(info->id);
+    if (k > 0 || ublk) {
       if (!force)
-        return fail(Status(Code::kBusy, "namespace '" + info->name + "' is attached by " + n(k) +
-                                            " NBD connection(s): detach it first, or delete with --force to disconnect them"));
+        return fail(Status(Code::kBusy, "namespace '" + info->name + "' is attached" + (k > 0 ? " by " + n(k) + " NBD connection(s)" : "") +
+                                            (ublk ? std::string(k > 0 ? " and" : "") + " as " + *ublk : "") +
+                                            ": detach it first, or delete with --force to disconnect it"));
       ctx.disconnect(info->id);
     }
     Status s = store.delete_namespace(r.args[0]);
@@ -85,12 +89,31 @@ control::Response run_control(const control::Request& r, ControlContext& ctx) {
     auto size = number(r.args[1], "size");
     if (!size.ok()) return fail(size.status());
     const bool discard = r.args.size() == 3 && r.args[2] == "discard";
+    if (auto found = store.find_namespace(r.args[0]); found.ok())
+      if (auto ublk = ctx.ublk_device(found->id))
+        return fail(Status(Code::kBusy, "namespace '" + found->name + "' is attached as " + *ublk + ", whose size is fixed while it exists: detach it, resize, attach again"));
     if (r.args.size() == 3 && !discard) return fail(InvalidArgument("ns-resize: the third argument can only be 'discard'"));
     Status s = store.resize_namespace(r.args[0], *size, discard);
     if (!s.ok()) return fail(s);
     auto info = store.find_namespace(r.args[0]);
     if (!info.ok()) return fail(info.status());
-    return {Status::Ok(), {ns_record(*info, ctx.connections_to(info->id))}};
+    return {Status::Ok(), {ns_record(*info, ctx)}};
+  }
+  if (c == "ns-attach" || c == "ns-detach") {
+    const bool attach = c == "ns-attach";
+    if (auto s = want_args(r, 2, 3, attach ? "ns-attach NAME ublk" : "ns-detach NAME ublk [force]"); !s.ok()) return fail(s);
+    if (r.args[1] != "ublk")
+      return fail(InvalidArgument("ns-" + std::string(attach ? "attach" : "detach") + ": only 'ublk' devices are attached by the daemon (NBD clients connect by name: nbd-client -N " +
+                                  r.args[0] + ")"));
+    const bool force = r.args.size() == 3 && r.args[2] == "force";
+    if (r.args.size() == 3 && (attach || !force)) return fail(InvalidArgument("ns-detach: the third argument can only be 'force'"));
+    auto info = store.find_namespace(r.args[0]);
+    if (!info.ok()) return fail(info.status());
+    Status s = attach ? ctx.attach_ublk(*info) : ctx.detach_ublk(*info, force);
+    if (!s.ok()) return fail(s);
+    control::Response later;
+    later.deferred = true;
+    return later;
   }
   if (c == "status") {
     if (auto s = want_args(r, 0, 0, "status"); !s.ok()) return fail(s);
@@ -127,7 +150,7 @@ control::Response run_control(const control::Request& r, ControlContext& ctx) {
               {"map_extents", n(st.map_extents)},
               {"map_memory_bytes", n(st.map_memory_bytes)}}}};
   }
-  return fail(InvalidArgument("unknown command '" + c + "' (ns-list, ns-show, ns-create, ns-delete, ns-resize, status, stats)"));
+  return fail(InvalidArgument("unknown command '" + c + "' (ns-list, ns-show, ns-create, ns-delete, ns-resize, ns-attach, ns-detach, status, stats)"));
 }
 
 }  // namespace nyads::daemon

@@ -27,6 +27,7 @@ struct Request {
 struct Response {
   Status status;                // OK, or the daemon's error
   std::vector<Record> records;
+  bool deferred = false;  // the daemon answers later (a ublk attach waits for the kernel)
 };
 
 // %XX for '%', spaces, '=', control bytes and non-ASCII; everything else as is.

@@ -19,6 +19,7 @@
 
 #include "fs/daemon/control_commands.h"
 #include "fs/daemon/sockets.h"
+#include "fs/daemon/ublk_exports.h"
 #include "fs/nbd/input_buffer.h"
 #include "fs/nbd/session.h"
 
@@ -82,6 +83,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     std::vector<nbd::Command> commands;  // taken this turn
     bool close_when_sent = false;
     bool dead = false;
+    bool awaiting_answer = false;  // a control request whose answer comes later (ublk)
+    std::uint64_t serial = 0;      // unique for the daemon's life (fds are reused)
     std::uint32_t events = 0;  // what epoll watches for it now
     explicit Connection(const ExportCatalog& c) : session(c) {}
   };
@@ -97,6 +100,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   std::map<int, std::unique_ptr<Connection>> connections_;  // by fd
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::string nbd_where_, control_where_;
+  std::unique_ptr<UblkExports> ublk_;
+  std::uint64_t control_serial_ = 0;  // the control connection whose request runs now
 
   ~Impl() {
     for (auto& [fd, c] : connections_) ::close(fd);
@@ -131,7 +136,26 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   void disconnect(std::uint32_t ns) override {
     for (auto& [fd, c] : connections_)
       if (c->session.in_transmission() && c->session.export_info() && c->session.export_info()->ns == ns) drop(*c, "its namespace was deleted (--force)");
+    ublk_->remove(ns);
   }
+  // The answer to a deferred control request goes to the connection that asked, if it is
+  // still there.
+  UblkExports::Waiter answer_later() {
+    const std::uint64_t serial = control_serial_;
+    return [this, serial](control::Response r) {
+      for (auto& [fd, c] : connections_) {
+        if (c->serial != serial || c->dead) continue;
+        log(std::string("control: ublk: ") + (r.status.ok() ? "ok" : r.status.to_string()));
+        c->out.append(as_bytes(control::encode_response(r)));
+        c->awaiting_answer = false;
+        c->close_when_sent = true;
+        send(*c);
+      }
+    };
+  }
+  Status attach_ublk(const NamespaceInfo& ns) override { return ublk_->attach(ns, -1, answer_later()); }
+  Status detach_ublk(const NamespaceInfo& ns, bool force) override { return ublk_->detach(ns, force, answer_later()); }
+  std::optional<std::string> ublk_device(std::uint32_t ns) const override { return ublk_->device_of(ns); }
   control::Record daemon_status() const override {
     using namespace std::chrono;
     std::size_t nbd_clients = 0;
@@ -142,6 +166,7 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
             {"nbd", nbd_where_},
             {"control", control_where_},
             {"nbd_connections", n(nbd_clients)},
+            {"ublk_devices", n(ublk_->live_count())},
             {"uptime_seconds", n(static_cast<std::uint64_t>(duration_cast<seconds>(steady_clock::now() - started_).count()))}};
   }
 
@@ -198,6 +223,7 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
         ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
       }
       static std::uint64_t next_id = 1;
+      c->serial = next_id;
       c->peer = (control ? "control#" : "nbd#") + n(next_id++);
       if (!control) c->session.start(c->out);
       c->events = EPOLLIN;
@@ -254,6 +280,7 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   }
 
   void parse_control(Connection& c) {
+    if (c.awaiting_answer) return;
     const auto bytes = c.in.unparsed();
     const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     const auto nl = text.find('\n');
@@ -271,7 +298,13 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     if (!request.ok()) {
       response.status = request.status();
     } else {
+      control_serial_ = c.serial;
       response = run_control(*request, *this);
+      if (response.deferred) {
+        log("control: " + request->command + " " + request->args[0] + ": started");
+        c.awaiting_answer = true;
+        return;
+      }
       log("control: " + request->command + (request->args.empty() ? "" : " " + request->args[0]) + ": " +
           (response.status.ok() ? "ok" : response.status.to_string()));
     }
@@ -315,6 +348,9 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   Status run_batch() {
     std::vector<StoreRequest> batch;
     std::vector<std::pair<Connection*, std::size_t>> owners;  // (connection, command) per request
+    // What the kernel sent through ublk devices joins the same batch, after the NBD requests.
+    std::vector<UblkExports::Pending> kernel;
+    ublk_->poll(kernel);
     for (auto& [fd, c] : connections_) {
       if (c->dead) continue;
       for (std::size_t i = 0; i < c->commands.size(); ++i) {
@@ -324,13 +360,19 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
         owners.emplace_back(c.get(), i);
       }
     }
+    const std::size_t nbd_count = batch.size();
+    for (const auto& p : kernel)
+      if (p.request.runnable) batch.push_back(p.request.store);
     Status st = Status::Ok();
     const auto t0 = std::chrono::steady_clock::now();
     if (!batch.empty()) st = store_->execute(batch);
     // Clients waited this long: worth a line for whoever watches latency.
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
     if (ms >= 500) log("slow turn: " + n(static_cast<std::uint64_t>(ms)) + " ms for " + n(batch.size()) + " requests (cleaning or a checkpoint)");
-    for (std::size_t i = 0; i < batch.size(); ++i) owners[i].first->commands[owners[i].second].store.result = std::move(batch[i].result);
+    for (std::size_t i = 0; i < nbd_count; ++i) owners[i].first->commands[owners[i].second].store.result = std::move(batch[i].result);
+    std::size_t next = nbd_count;
+    for (const auto& p : kernel) ublk_->answer(p, p.request.runnable ? batch[next++].result : Status::Ok());
+    ublk_->finish_turn();
     for (auto& [fd, c] : connections_) {
       if (c->commands.empty()) continue;
       if (!c->dead)
@@ -371,6 +413,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
 
   Status loop() {
     int idle_ms = 1000;
+    bool stopping = false;
+    auto stop_deadline = std::chrono::steady_clock::now();
     for (;;) {
       epoll_event events[64];
       const int timeout = has_unparsed_work() ? 0 : idle_ms;
@@ -407,7 +451,21 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
       NYADS_RETURN_IF_ERROR(run_batch());
       for (auto& [fd, c] : connections_) set_interest(*c);  // input consumed, replies queued
       reap_dead();
-      if (stop) return Status::Ok();
+      if (stop && !stopping) {
+        // ublk devices go first (the kernel deletes their disks through us); then we return.
+        stopping = true;
+        stop_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+        ublk_->remove_all();
+      }
+      if (stopping) {
+        if (ublk_->empty()) return Status::Ok();
+        if (std::chrono::steady_clock::now() > stop_deadline) {
+          log("stopping: ublk devices still being removed after 15 s; leaving them to the kernel");
+          return Status::Ok();
+        }
+        idle_ms = 100;
+        continue;
+      }
       // The store's idle work, only when the loop slept its full timeout: under load,
       // checkpoints come by journal size and cleaning by slices, so clients never wait for it.
       if (got == 0) {
@@ -430,6 +488,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(std::unique_ptr<Store> store, std
   impl->options_ = options;
   impl->epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (impl->epoll_ < 0) return ErrnoStatus(errno, "epoll_create1");
+  impl->ublk_ = std::make_unique<UblkExports>(options.run_dir + "/ublk", impl->epoll_, [](const std::string& line) { log(line); });
   const bool activated = inherited.nbd >= 0 || inherited.control >= 0;
   // NBD: inherited, or our own unix socket (only when nothing was inherited, or asked for).
   if (inherited.nbd >= 0) {
@@ -485,6 +544,8 @@ Status Daemon::run() {
   Impl& d = *impl_;
   log("serving NBD on " + d.nbd_where_ + (d.control_where_.empty() ? "" : ", control on " + d.control_where_) + " (" + n(d.store_->list_namespaces().size()) +
       " namespaces)");
+  // Devices a killed daemon left behind: freed, and their namespaces attached again.
+  d.ublk_->restore(*d.store_);
   notify_ready("serving " + n(d.store_->list_namespaces().size()) + " namespaces");
   Status st = d.loop();
   // Whatever ended the loop: answer what is queued, then make everything durable.

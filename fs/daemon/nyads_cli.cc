@@ -1,6 +1,7 @@
 // nyads: manage a running nyadsd over its control socket (doc/control.md).
 //   nyads ns create NAME --size 20G      nyads ns list       nyads ns show NAME
 //   nyads ns resize NAME --size 30G      nyads ns delete NAME [--force]
+//   nyads ns attach NAME --ublk          nyads ns detach NAME [--force]
 //   nyads status                         nyads stats
 // Human tables by default, --json for programs. Exit status 0 on success, 1 on an error the
 // daemon reported, 2 on a usage error, 3 when the daemon cannot be reached.
@@ -93,11 +94,11 @@ std::string human_bytes(const std::string& v) {
 }
 
 void print_namespaces(const std::vector<control::Record>& records) {
-  std::printf("%-24s %12s %6s %12s %6s %s\n", "NAME", "SIZE", "BLOCK", "ALLOCATED", "CONN", "STATE");
+  std::printf("%-24s %12s %6s %12s %6s %-12s %s\n", "NAME", "SIZE", "BLOCK", "ALLOCATED", "CONN", "UBLK", "STATE");
   for (const auto& r : records) {
     auto get = [&](const char* k) { const std::string* v = field(r, k); return v ? *v : std::string("-"); };
-    std::printf("%-24s %12s %6s %12s %6s %s\n", get("name").c_str(), human_bytes(get("size")).c_str(), get("block_size").c_str(),
-                human_bytes(get("allocated")).c_str(), get("connections").c_str(), get("state").c_str());
+    std::printf("%-24s %12s %6s %12s %6s %-12s %s\n", get("name").c_str(), human_bytes(get("size")).c_str(), get("block_size").c_str(),
+                human_bytes(get("allocated")).c_str(), get("connections").c_str(), get("ublk").c_str(), get("state").c_str());
   }
 }
 
@@ -118,6 +119,8 @@ int main(int argc, char** argv) {
       "Each namespace is one NBD export, named after it: attach it with\n"
       "  nbd-client -unix RUN_DIR/nbd.sock -N NAME /dev/nbd0\n"
       "or any NBD client with nbd+unix:///NAME?socket=RUN_DIR/nbd.sock.\n"
+      "Or as a kernel block device through ublk (modprobe ublk_drv):\n"
+      "  nyads ns attach NAME --ublk     (prints /dev/ublkbN)\n"
       "Exit status: 0 success, 1 the daemon refused, 2 usage error, 3 daemon not reachable."};
   app.set_version_flag("-V,--version", std::string("nyads ") + NYADS_VERSION);
   app.require_subcommand(1);
@@ -130,8 +133,8 @@ int main(int argc, char** argv) {
   control::Request request;
   std::string name, size_text;
   std::uint32_t block_size = 4096;
-  bool force = false, discard = false;
-  auto* ns = app.add_subcommand("ns", "Namespaces: create, list, show, resize, delete");
+  bool force = false, discard = false, use_ublk = false;
+  auto* ns = app.add_subcommand("ns", "Namespaces: create, list, show, resize, delete, attach, detach");
   ns->require_subcommand(1);
   auto* create = ns->add_subcommand("create", "Create a namespace (thin: space is used when written)");
   create->add_option("NAME", name, "1-64 bytes of [A-Za-z0-9._-], starting with a letter or digit")->required();
@@ -147,6 +150,15 @@ int main(int argc, char** argv) {
   auto* del = ns->add_subcommand("delete", "Delete a namespace and free its space");
   del->add_option("NAME", name)->required();
   del->add_flag("--force", force, "Delete even while clients are attached (they are disconnected)");
+  auto* attach = ns->add_subcommand("attach",
+                                    "Export a namespace as a kernel block device, /dev/ublkbN, through the ublk driver; returns once the "
+                                    "device exists. nyadsd attaches it again when it restarts after a crash");
+  attach->add_option("NAME", name)->required();
+  attach->add_flag("--ublk", use_ublk, "Through ublk (the only kind the daemon attaches: NBD clients connect by name)")->required();
+  auto* detach = ns->add_subcommand("detach", "Remove a namespace's ublk device (its data stays); refused while it is mounted");
+  detach->add_option("NAME", name)->required();
+  detach->add_flag("--ublk", use_ublk, "The ublk device (the default)");
+  detach->add_flag("--force", force, "Remove it even while mounted (the filesystem on it then gets I/O errors)");
   auto* status = app.add_subcommand("status", "The daemon and its volume");
   auto* stats = app.add_subcommand("stats", "Bytes written, write amplification, cleaning, checkpoints");
   try {
@@ -174,6 +186,10 @@ int main(int argc, char** argv) {
     request = {"ns-show", {name}};
   } else if (del->parsed()) {
     request = {"ns-delete", force ? std::vector<std::string>{name, "force"} : std::vector<std::string>{name}};
+  } else if (attach->parsed()) {
+    request = {"ns-attach", {name, "ublk"}};
+  } else if (detach->parsed()) {
+    request = {"ns-detach", force ? std::vector<std::string>{name, "ublk", "force"} : std::vector<std::string>{name, "ublk"}};
   } else if (status->parsed()) {
     request = {"status", {}};
   } else if (stats->parsed()) {
@@ -212,6 +228,10 @@ int main(int argc, char** argv) {
     print_namespaces(records);
   } else if (request.command == "ns-delete") {
     std::printf("deleted namespace '%s'\n", name.c_str());
+  } else if (request.command == "ns-attach" && !records.empty() && field(records[0], "ublk")) {
+    std::printf("%s\n", field(records[0], "ublk")->c_str());
+  } else if (request.command == "ns-detach") {
+    std::printf("detached namespace '%s'\n", name.c_str());
   } else if (!records.empty()) {
     print_fields(records[0]);
   }
