@@ -1,9 +1,16 @@
 // mkfs.nyads: make a nyads volume on a ZNS drive, an NVMe generic device, or a file (which
 // becomes an emulated zoned device). Exit status 0 on success, 1 on any failure (mkfs(8)).
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <span>
 #include <cerrno>
 #include <cstdio>
 #include <iostream>
@@ -28,11 +35,12 @@ int main(int argc, char** argv) {
       "mkfs.nyads: make a nyads volume.\n\n"
       "DEVICE is a host-managed zoned block device (/dev/nvme0n1), an NVMe ZNS generic device\n"
       "(/dev/ng0n1), or a file: a new file is created as an emulated zoned device (sparse) with\n"
-      "the geometry options below. mkfs.nyads refuses a device that holds a volume or any data\n"
+      "the geometry options below. With --emulate, DEVICE may be a plain (not zoned) block device,\n"
+      "laid out as an emulated zoned device the same way (--size defaults to the whole disk). mkfs.nyads refuses a device that holds a volume or any data\n"
       "unless -f is given. Exit status: 0 on success, 1 on failure."};
   app.set_version_flag("-V,--version", std::string("mkfs.nyads ") + NYADS_VERSION);
   std::string path, label, uuid_text;
-  bool force = false, dry_run = false, quiet = false;
+  bool force = false, dry_run = false, quiet = false, emulate = false;
   std::string size = "16G", zone_size = "64M", zone_cap, block = "4096", max_append = "1M";
   std::uint32_t max_open = 14, max_active = 14;
   LayoutOptions layout;
@@ -42,7 +50,8 @@ int main(int argc, char** argv) {
   app.add_flag("-f,--force", force, "Overwrite an existing volume, other data, or a file that is not an emulated device");
   app.add_flag("-n,--dry-run", dry_run, "Print what would be done; write nothing");
   app.add_flag("-q,--quiet", quiet, "Print only errors");
-  auto* geometry = app.add_option_group("Emulated device (new files only)");
+  app.add_flag("--emulate", emulate, "DEVICE is a plain block device: lay out emulated zones on it (geometry options apply)");
+  auto* geometry = app.add_option_group("Emulated device (new files, or a disk with --emulate)");
   std::vector<CLI::Option*> geometry_options = {
       geometry->add_option("--size", size, "Device size, rounded down to whole zones")->capture_default_str(),
       geometry->add_option("--zone-size", zone_size, "Zone size")->capture_default_str(),
@@ -90,8 +99,30 @@ int main(int argc, char** argv) {
     if (emulated && geometry_given && !force)
       return fail(path + " is an emulated zoned device already; its geometry is fixed. -f recreates it with the options given");
     create = !emulated || geometry_given;
+  } else if (exists && S_ISBLK(st.st_mode) && emulate) {
+    // A plain disk: emulated zones over the whole of it unless --size says less. Its old
+    // content is kept from harm: a disk that is not blank or an emulated device needs -f.
+    std::array<std::uint8_t, 4096> head{};
+    std::ifstream(path, std::ios::binary).read(reinterpret_cast<char*>(head.data()), head.size());
+    const bool blank = std::all_of(head.begin(), head.end(), [](std::uint8_t b) { return b == 0; });
+    if (!blank && !looks_like_emulated_device(std::span(head).first<8>()) && !force)
+      return fail(path + " holds data (its first 4 KiB are not zeros); -f lays out emulated zones over it");
+    if (geometry_options[0]->count() == 0) {
+      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      std::uint64_t bytes = 0;
+      if (fd < 0 || ::ioctl(fd, BLKGETSIZE64, &bytes) != 0) return fail(path + ": size: " + std::strerror(errno));
+      ::close(fd);
+      // Room for the emulated device's header and zone table: a zone's worth is plenty.
+      auto zone = parse_size(zone_size);
+      if (!zone.ok()) return fail(zone.status().message());
+      size = std::to_string(bytes > *zone ? bytes - *zone : 0);
+    }
+    create = true;
+  } else if (exists && emulate) {
+    return fail("--emulate is for a plain block device; " + path + " is not one");
   } else if (exists && geometry_given) {
-    return fail("--size, --zone-size and the other geometry options apply only when creating a file; " + path + " is a device");
+    return fail("--size, --zone-size and the other geometry options apply only when creating a file (or a disk with --emulate); " + path +
+                " is a device");
   }
 
   std::unique_ptr<ZonedDevice> device;
@@ -132,7 +163,7 @@ int main(int argc, char** argv) {
   };
   auto r = mkfs::format_volume(*device, options);
   if (!r.ok()) {
-    if (create && !dry_run) ::unlink(path.c_str());  // do not leave a half-made file behind
+    if (create && !dry_run && !(exists && S_ISBLK(st.st_mode))) ::unlink(path.c_str());  // do not leave a half-made file behind
     return fail(r.status().message());
   }
   if (!quiet) {

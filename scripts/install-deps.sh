@@ -12,6 +12,8 @@ packages=(
   qemu-system-x86 qemu-utils busybox-static kmod xz-utils cpio
   # tests: real NBD clients and zoned tools
   nbdkit libnbd-bin python3-libnbd fio nbd-client zbd-utils nvme-cli
+  # tests: filesystems on the exported devices, and process control for the power-cut driver
+  e2fsprogs util-linux procps
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -11,6 +11,8 @@
 // on a drive. Two table slots alternate with a generation number, so a torn table write
 // leaves the other slot valid.
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -399,6 +401,19 @@ Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::create_memory(const Emul
   return std::unique_ptr<EmulatedDevice>(std::move(dev));
 }
 
+namespace {
+// The bytes a file holds, or a block device's capacity (emulated zones on a plain disk).
+Result<std::uint64_t> bytes_of(int fd, const std::string& path, bool* block_device) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return ErrnoStatus(errno, "stat " + path);
+  *block_device = S_ISBLK(st.st_mode);
+  if (!*block_device) return static_cast<std::uint64_t>(st.st_size);
+  std::uint64_t bytes = 0;
+  if (::ioctl(fd, BLKGETSIZE64, &bytes) != 0) return ErrnoStatus(errno, path + ": BLKGETSIZE64");
+  return bytes;
+}
+}  // namespace
+
 Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::create_file(const std::string& path,
                                                                    const EmulatedConfig& config,
                                                                    bool overwrite) {
@@ -416,9 +431,17 @@ Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::create_file(const std::s
   }
   const ef::Layout layout = ef::layout_for(config);
   auto dev = std::make_unique<Emulated>(path, fd, layout, false);
-  // Start from an empty, sparse file of the full size.
-  if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(layout.file_bytes())) != 0)
+  bool block_device = false;
+  auto have = bytes_of(fd, path, &block_device);
+  if (!have.ok()) return have.status();
+  if (block_device) {
+    // A plain disk keeps its old bytes; reads past a zone's write pointer return zeros anyway.
+    if (*have < layout.file_bytes())
+      return InvalidArgument(path + " holds " + std::to_string(*have) + " bytes; this geometry needs " + std::to_string(layout.file_bytes()));
+  } else if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(layout.file_bytes())) != 0) {
+    // Start from an empty, sparse file of the full size.
     return ErrnoStatus(errno, "sizing " + path);
+  }
   AlignedBuffer header(ef::kHeaderBytes);
   ef::encode_header(layout, header.span());
   NYADS_RETURN_IF_ERROR(full_pwrite(fd, header.data(), header.size(), 0, path + ": writing the header"));
@@ -439,10 +462,11 @@ Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::open_file(const std::str
   if (!rs.ok()) return close_on_error(rs);
   auto layout = ef::decode_header(header.span());
   if (!layout.ok()) return close_on_error(layout.status().with_context(path));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return close_on_error(ErrnoStatus(errno, "stat " + path));
-  if (static_cast<std::uint64_t>(st.st_size) < layout->file_bytes())
-    return close_on_error(Corruption(path + ": file is " + std::to_string(st.st_size) + " bytes, its geometry needs " +
+  bool block_device = false;
+  auto have = bytes_of(fd, path, &block_device);
+  if (!have.ok()) return close_on_error(have.status());
+  if (*have < layout->file_bytes())
+    return close_on_error(Corruption(path + ": " + (block_device ? "device" : "file") + " is " + std::to_string(*have) + " bytes, its geometry needs " +
                                      std::to_string(layout->file_bytes())));
   auto dev = std::make_unique<Emulated>(path, fd, *layout, read_only);
   // Both table slots; the valid one with the higher generation wins.

@@ -46,8 +46,16 @@ Result<std::unique_ptr<ZonedDevice>> open_zoned_device(const std::string& path, 
   if (S_ISBLK(st.st_mode)) {
     const std::string model = sysfs_zoned_model(st);
     if (model == "host-managed") return open_zbd_device(path, options);
+    // A plain disk laid out as an emulated zoned device (mkfs.nyads --emulate).
+    std::array<std::uint8_t, 8> magic{};
+    std::ifstream(path, std::ios::binary).read(reinterpret_cast<char*>(magic.data()), magic.size());
+    if (looks_like_emulated_device(magic)) {
+      auto dev = EmulatedDevice::open_file(path, options.read_only);
+      if (!dev.ok()) return dev.status();
+      return std::unique_ptr<ZonedDevice>(std::move(dev.value()));
+    }
     return NotSupported(path + " is a block device whose zoned model is '" + (model.empty() ? "unknown" : model) +
-                        "', not host-managed. " + kSupported);
+                        "', not host-managed (mkfs.nyads --emulate lays out emulated zones on a plain disk). " + kSupported);
   }
   if (S_ISCHR(st.st_mode)) {
     const std::string base = std::filesystem::path(path).filename().string();

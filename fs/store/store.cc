@@ -335,7 +335,7 @@ struct Store::Impl {
           NYADS_RETURN_IF_ERROR(commit());
           continue;
         }
-        return Status(Code::kNoSpace, "no space: every data zone holds live data (" + n(free_zones()) + " free, " +
+        return Status(Code::kNoSpace, "every data zone holds live data (" + n(free_zones()) + " free, " +
                                           n(sb.reserved_data_zones) + " reserved for cleaning); trim or delete to free space");
       }
       // Too many namespaces writing at once for the device's zone limits: the stream used
@@ -751,6 +751,7 @@ struct Store::Impl {
     std::span<StoreRequest> requests;
     std::vector<Chunk> chunks;
     std::size_t applied = 0;  // chunks before this one are applied
+    std::uint64_t growth = 0;  // live blocks the batch's writes may add (not yet in the maps)
   };
   Batch* batch = nullptr;
 
@@ -914,6 +915,35 @@ struct Store::Impl {
     }
   }
 
+  // Thin provisioning's limit: live data may fill the data zones except a headroom — the
+  // cleaner's reserve, the unwritten rest of each open stream's zone, and one zone more — so
+  // that at least a zone's worth of dead blocks always exists and overwrites (which add no
+  // live data) can be placed by cleaning the blocks they kill. A write that would add live
+  // blocks past it gets ENOSPC; overwrites, trims and other namespaces' I/O keep working.
+  std::uint64_t live_limit_blocks() const {
+    const std::uint32_t headroom = sb.reserved_data_zones + 1 + static_cast<std::uint32_t>(std::max<std::size_t>(streams.size(), 1));
+    const std::uint32_t usable = sb.data_zones.count > headroom ? sb.data_zones.count - headroom : 0;
+    return std::uint64_t{usable} * (sb.zone_capacity / (kBlock / sb.block_size));
+  }
+  std::uint64_t live_blocks() const {
+    std::uint64_t live = 0;
+    for (const auto& [id, x] : namespaces) live += x.map.mapped_blocks();
+    return live;
+  }
+  // ENOSPC for a write of blocks [first, first+count) of x if it would pass the limit.
+  Status admit_growth(const Namespace& x, std::uint64_t first, std::uint64_t count) {
+    std::uint64_t added = 0;
+    for (const auto& p : x.map.lookup(first, count))
+      if (!p.mapped) added += p.blocks;
+    if (added == 0) return Status::Ok();
+    const std::uint64_t live = live_blocks() + (batch ? batch->growth : 0), limit = live_limit_blocks();
+    if (live + added > limit)
+      return Status(Code::kNoSpace, "the volume's live data would exceed its " + n(limit * kBlock >> 20) + " MiB (" + n(live * kBlock >> 20) +
+                                        " MiB live); overwrites still work; trim or delete to free space");
+    if (batch) batch->growth += added;
+    return Status::Ok();
+  }
+
   // One request of a batch: queued (aligned reads and writes) or done at once (the rest).
   void start_request(std::size_t i, bool& commit_wanted) {
     StoreRequest& r = batch->requests[i];
@@ -936,6 +966,8 @@ struct Store::Impl {
         if (r.result.ok()) r.result = read_unaligned(*x, r.offset, r.out);
         return;
       case Op::kWrite:
+        r.result = admit_growth(*x, r.offset / kBlock, (r.offset + length + kBlock - 1) / kBlock - r.offset / kBlock);
+        if (!r.result.ok()) return;
         if (aligned) {
           r.result = queue_write(i, *x, r.offset / kBlock, r.data.data(), length / kBlock);
         } else {
@@ -949,7 +981,8 @@ struct Store::Impl {
         if (r.result.ok()) r.result = trim_range(*x, r.offset, length);
         return;
       case Op::kWriteZeroes:
-        r.result = drain();
+        if (r.no_hole) r.result = admit_growth(*x, r.offset / kBlock, (r.offset + length + kBlock - 1) / kBlock - r.offset / kBlock);
+        if (r.result.ok()) r.result = drain();
         if (r.result.ok()) r.result = write_zeroes_range(*x, r.offset, length, r.no_hole);
         return;
       case Op::kFlush:

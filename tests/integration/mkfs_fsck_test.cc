@@ -238,10 +238,14 @@ TEST_F(MkfsFsck, JournalRecordsAreCrossChecked) {
   const std::string text = fsck::to_text(r, false);
   EXPECT_TRUE(has(r, "journal", 2, "journal block 3 (zone 2 block 2): namespace 2 does not exist")) << text;
   EXPECT_TRUE(has(r, "journal", 2, "runs to block 301")) << text;
-  EXPECT_TRUE(has(r, "journal", 2, "of zone 7")) << text;
+  EXPECT_TRUE(has(r, "map", 7, "of zone 7")) << text;  // judged on the final map
   EXPECT_TRUE(has(r, "journal", 2, "in journal zone 2")) << text;
   EXPECT_TRUE(has(r, "journal", 2, "namespace name 'web-db' is taken by namespace 1")) << text;
-  for (const auto& p : r.problems) EXPECT_GE(p.offset, 2 * 4096) << p.message;  // offsets name the blocks
+  for (const auto& p : r.problems) {
+    if (p.structure == "journal") {
+      EXPECT_GE(p.offset, 2 * 4096) << p.message;  // offsets name the blocks
+    }
+  }
 }
 
 TEST_F(MkfsFsck, ATornJournalTailIsAWarningAndMidJournalDamageAnError) {
