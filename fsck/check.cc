@@ -331,7 +331,7 @@ class Checker {
                  "the second one ignored");
         return;
       }
-    namespaces_.emplace(id, Namespace{name, size, ExtentMap(fmt::kStoreBlockSize / g_.block_size), block_size, flags});
+    namespaces_.emplace(id, Namespace{name, size, ExtentMap(fmt::kStoreBlockSize / g_.block_size, g_.zone_size), block_size, flags});
   }
 
   bool known_namespace(std::uint32_t id, const char* structure, std::int64_t zone, std::int64_t offset, const std::string& where) {

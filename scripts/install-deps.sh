@@ -14,6 +14,8 @@ packages=(
   nbdkit libnbd-bin python3-libnbd fio nbd-client zbd-utils nvme-cli
   # tests: filesystems on the exported devices, and process control for the power-cut driver
   e2fsprogs util-linux procps
+  # bench: the kernel's zoned filesystem, compared with ext4 on nyads (bench/vm_compare.sh)
+  btrfs-progs
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -117,6 +118,13 @@ void UblkExports::poll(std::vector<Pending>& out) {
 void UblkExports::answer(const Pending& p, const Status& result) {
   const ublk::UblkRequest& r = p.request;
   int value = 0;
+  // Failed requests are worth a line each, up to a bound (a full volume fails many).
+  if ((!r.runnable || !result.ok()) && failures_logged_ < 20) {
+    ++failures_logged_;
+    log_(p.device->block_path() + ": " + ublk::op_name(r.op) + " of " + n(r.store.length ? r.store.length : r.store.out.size() + r.store.data.size()) +
+         " bytes at " + n(r.store.offset) + " failed: " + (r.runnable ? result.to_string() : std::string(std::strerror(r.errno_result))) +
+         (failures_logged_ == 20 ? " (further failures not logged)" : ""));
+  }
   if (!r.runnable) {
     value = -r.errno_result;
   } else if (!result.ok()) {

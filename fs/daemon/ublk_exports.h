@@ -66,6 +66,7 @@ class UblkExports {
   int epoll_ = -1;
   Log log_;
   std::map<std::uint32_t, Attachment> devices_;  // by namespace id
+  unsigned failures_logged_ = 0;
 };
 
 // Whether a block device (e.g. /dev/ublkb0) is mounted anywhere: /proc/self/mountinfo names

@@ -44,7 +44,8 @@ std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint
   if (next != extents_.begin()) {
     auto prev = std::prev(next);
     const std::uint64_t prev_len = prev->second.checksums.size();
-    if (prev->first + prev_len == vblock && prev->second.lba + prev_len * per_ == lba && prev_len < kMaxExtentBlocks) {
+    const bool same_zone = zone_blocks_ == 0 || prev->second.lba / zone_blocks_ == lba / zone_blocks_;
+    if (prev->first + prev_len == vblock && prev->second.lba + prev_len * per_ == lba && prev_len < kMaxExtentBlocks && same_zone) {
       const std::size_t k = std::min<std::size_t>(checksums.size(), kMaxExtentBlocks - prev_len);
       prev->second.checksums.insert(prev->second.checksums.end(), checksums.begin(), checksums.begin() + static_cast<std::ptrdiff_t>(k));
       vblock += k;

@@ -17,8 +17,12 @@ class ExtentMap {
   // Extents are at most this long (1 MiB of data), so splitting one copies little.
   static constexpr std::size_t kMaxExtentBlocks = 256;
 
-  // device_blocks_per_block: device blocks per 4 KiB virtual block (1 or 8).
-  explicit ExtentMap(std::uint32_t device_blocks_per_block = 1) : per_(device_blocks_per_block) {}
+  // device_blocks_per_block: device blocks per 4 KiB virtual block (1 or 8). zone_blocks: the
+  // device's zone size in device blocks; an extent never spans two zones (a zone whose
+  // capacity is its size ends where the next begins, and a read may not cross them), 0: no
+  // zones.
+  explicit ExtentMap(std::uint32_t device_blocks_per_block = 1, std::uint64_t zone_blocks = 0)
+      : per_(device_blocks_per_block), zone_blocks_(zone_blocks) {}
 
   // Device blocks that stopped being referenced: lba .. lba + blocks * per - 1.
   struct Displaced {
@@ -56,6 +60,7 @@ class ExtentMap {
   std::vector<Displaced> cut(std::uint64_t vblock, std::uint64_t end);
 
   std::uint32_t per_;
+  std::uint64_t zone_blocks_;
   std::map<std::uint64_t, Extent> extents_;  // keyed by first virtual block
   std::uint64_t mapped_ = 0;
 };

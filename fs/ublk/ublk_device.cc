@@ -14,7 +14,7 @@ namespace {
 
 constexpr std::uint16_t kNoQueue = 0xffff;
 
-std::string op_name(std::uint32_t op) {
+std::string control_op_name(std::uint32_t op) {
   switch (_IOC_NR(op)) {
     case UBLK_CMD_ADD_DEV: return "ADD_DEV";
     case UBLK_CMD_DEL_DEV: return "DEL_DEV";
@@ -26,7 +26,7 @@ std::string op_name(std::uint32_t op) {
 }
 
 Status control_failure(int err, std::uint32_t op, int dev_id) {
-  std::string what = "ublk " + op_name(op) + (dev_id >= 0 ? " (device " + std::to_string(dev_id) + ")" : "");
+  std::string what = "ublk " + control_op_name(op) + (dev_id >= 0 ? " (device " + std::to_string(dev_id) + ")" : "");
   if (err == EPERM || err == EACCES) what += ": not permitted (adding ublk devices needs CAP_SYS_ADMIN)";
   if (err == EEXIST) what += ": that device number is taken";
   return ErrnoStatus(err, what);
@@ -72,6 +72,17 @@ Status open_control_ring(int* fd, io_uring* ring) {
 
 }  // namespace
 
+std::string op_name(std::uint8_t op) {
+  switch (op) {
+    case UBLK_IO_OP_READ: return "READ";
+    case UBLK_IO_OP_WRITE: return "WRITE";
+    case UBLK_IO_OP_FLUSH: return "FLUSH";
+    case UBLK_IO_OP_DISCARD: return "DISCARD";
+    case UBLK_IO_OP_WRITE_ZEROES: return "WRITE_ZEROES";
+    default: return "op " + std::to_string(op);
+  }
+}
+
 Status UblkDevice::open_control() {
   NYADS_RETURN_IF_ERROR(open_control_ring(&control_fd_, &control_ring_));
   control_ring_ready_ = true;
@@ -85,7 +96,7 @@ Status UblkDevice::control_sync(std::uint32_t op, void* buffer, std::uint16_t le
   io_uring_cqe* cqe = nullptr;
   int e = io_uring_submit_and_wait(&control_ring_, 1);
   if (e >= 0) e = io_uring_wait_cqe(&control_ring_, &cqe);
-  if (e < 0) return ErrnoStatus(-e, "ublk: io_uring " + op_name(op));
+  if (e < 0) return ErrnoStatus(-e, "ublk: io_uring " + control_op_name(op));
   const int res = cqe->res;
   io_uring_cqe_seen(&control_ring_, cqe);
   if (res < 0) return control_failure(-res, op, dev_id_);
@@ -98,7 +109,7 @@ Status UblkDevice::control_async(std::uint32_t op, std::uint64_t data0) {
   fill_control_sqe(sqe, control_fd_, op, dev_id_, nullptr, 0, data0);
   // The driver runs control commands on an io_uring worker thread (it answers -EAGAIN to the
   // non-blocking attempt), so this returns at once; the completion arrives in poll().
-  if (int e = io_uring_submit(&control_ring_); e < 0) return ErrnoStatus(-e, "ublk: io_uring " + op_name(op));
+  if (int e = io_uring_submit(&control_ring_); e < 0) return ErrnoStatus(-e, "ublk: io_uring " + control_op_name(op));
   return Status::Ok();
 }
 

@@ -49,6 +49,9 @@ struct UblkRequest {
   int errno_result = 0;
 };
 
+// "READ", "WRITE", "FLUSH", "DISCARD", "WRITE_ZEROES" or "op N", for logs.
+std::string op_name(std::uint8_t op);
+
 class UblkDevice {
  public:
   enum class State { kStarting, kLive, kFailed, kRemoving, kGone };

@@ -103,5 +103,22 @@ TEST(ExtentMap, AgreesWithAPerBlockModel) {
   EXPECT_EQ(live.size(), m.mapped_blocks());  // every live block is referenced exactly once
 }
 
+// A zone whose capacity is its size ends where the next zone begins: blocks contiguous on the
+// device across that boundary stay two extents, so no read crosses zones.
+TEST(ExtentMap, NeverJoinsAcrossAZoneBoundary) {
+  ExtentMap m(1, 64);  // zones of 64 device blocks
+  std::vector<std::uint32_t> sums(8, 7);
+  m.map(0, 56, sums);   // device blocks 56..63: the end of zone 0
+  m.map(8, 64, sums);   // 64..71: the start of zone 1, contiguous on the device
+  m.map(16, 72, sums);  // 72..79: joins the extent before it (same zone)
+  EXPECT_EQ(m.extent_count(), 2u);
+  auto pieces = m.lookup(0, 24);
+  ASSERT_EQ(pieces.size(), 2u);
+  EXPECT_EQ(pieces[0].lba, 56u);
+  EXPECT_EQ(pieces[0].blocks, 8u);
+  EXPECT_EQ(pieces[1].lba, 64u);
+  EXPECT_EQ(pieces[1].blocks, 16u);
+}
+
 }  // namespace
 }  // namespace nyads
