@@ -3,7 +3,7 @@
 # ZNS drive, each part starting from a fresh mkfs. Writes one fio JSON per job to the run's
 # shared work directory (results/).
 set -uo pipefail
-bin=$1 runtime=${2:-8} ramp=${3:-2}
+bin=$1 runtime=${2:-8} ramp=${3:-2} nyads_device=${4:-/dev/ng0n1}
 out=${NYADS_VM_WORK:?run inside tests/vm/run-vm.sh}/results  # the shared work dir reaches the host
 drive=/dev/nvme0n1
 mkfs=$bin/mkfs/mkfs.nyads nyadsd=$bin/fs/daemon/nyadsd nyads=$bin/fs/daemon/nyads
@@ -29,9 +29,9 @@ job raw-seqwrite-1M $drive write 1M 8 --zonemode=zbd --offset=$region --size=$re
 job raw-randread-4k-qd1 $drive randread 4k 1
 job raw-randread-4k-qd32 $drive randread 4k 32
 
-echo "=== nyads: one namespace, through ublk and through the kernel's NBD client"
-"$mkfs" -q -f $drive || fail "mkfs.nyads"
-"$nyadsd" --run-dir $run $drive 2>/tmp/nyadsd.log &
+echo "=== nyads on $nyads_device: one namespace, through ublk and through the kernel's NBD client"
+"$mkfs" -q -f $nyads_device || fail "mkfs.nyads"
+"$nyadsd" --run-dir $run $nyads_device 2>/tmp/nyadsd.log &
 pid=$!
 for _ in $(seq 100); do ctl status >/dev/null 2>&1 && break; sleep 0.1; done
 ctl ns create b --size 512M >/dev/null || fail "ns create"
