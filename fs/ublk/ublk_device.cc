@@ -293,6 +293,12 @@ void UblkDevice::poll(std::vector<UblkRequest>& out) {
       out.push_back(std::move(r));
     }
   }
+  // Every fetch came back aborted without our asking (the device was deleted behind our
+  // back, e.g. by another tool): nothing can reach us any more, so remove what is left.
+  if (state_ == State::kLive && !stop_sent_ && armed_ == 0 && unanswered_ == 0) {
+    if (error_.ok()) error_ = IoError("ublk device " + std::to_string(dev_id_) + " was stopped by someone else");
+    remove();
+  }
   // Removal: once STOP_DEV is done the disk is gone and every fetch came back aborted; close
   // our side (the kernel frees the device only then), and delete it.
   if (stop_done_ && !delete_sent_ && unanswered_ == 0 && armed_ == 0) {
