@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
                                     "device exists. nyadsd attaches it again when it restarts after a crash");
   attach->add_option("NAME", name)->required();
   attach->add_flag("--ublk", use_ublk, "Through ublk (the only kind the daemon attaches: NBD clients connect by name)")->required();
-  auto* detach = ns->add_subcommand("detach", "Remove a namespace's ublk device (its data stays); refused while it is mounted");
+  auto* detach = ns->add_subcommand("detach", "Remove a namespace's ublk device (its data stays); refused while it is mounted or held");
   detach->add_option("NAME", name)->required();
   detach->add_flag("--ublk", use_ublk, "The ublk device (the default)");
   detach->add_flag("--force", force, "Remove it even while mounted (the filesystem on it then gets I/O errors)");

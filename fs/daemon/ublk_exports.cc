@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -25,18 +26,61 @@ std::string read_line(const std::string& path) {
 }
 }  // namespace
 
-bool block_device_mounted(const std::string& name) {
-  const std::string devno = read_line("/sys/block/" + name + "/dev");
-  if (devno.empty()) return false;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, majmin;
-    fields >> id >> parent >> majmin;
-    if (majmin == devno) return true;
+namespace {
+// The device numbers ("major:minor") of a disk and of each of its partitions.
+std::vector<std::string> device_numbers(const std::string& name) {
+  std::vector<std::string> out;
+  const std::string disk = "/sys/block/" + name;
+  if (std::string d = read_line(disk + "/dev"); !d.empty()) out.push_back(d);
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(disk, ec)) {
+    const std::string part = entry.path().filename().string();
+    if (part.rfind(name, 0) != 0) continue;  // partitions are subdirectories named ublkbNpK
+    if (std::string d = read_line(entry.path().string() + "/dev"); !d.empty()) out.push_back(d);
   }
-  return false;
+  return out;
+}
+}  // namespace
+
+std::string block_device_user(const std::string& name) {
+  // Claimed by a device-mapper, md or other holder.
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/sys/block/" + name + "/holders", ec))
+    return "held by " + entry.path().filename().string();
+  // Mounted (the disk or a partition) in any mount namespace: one mountinfo per namespace. A
+  // filesystem that reports an anonymous device number (btrfs) still names its source.
+  const auto numbers = device_numbers(name);
+  const std::string source = "/dev/" + name;
+  std::set<std::string> namespaces_seen;
+  // Our own mount namespace first (its paths are the ones an operator sees), then the rest.
+  std::vector<std::filesystem::path> procs{"/proc/" + std::to_string(::getpid())};
+  for (const auto& proc : std::filesystem::directory_iterator("/proc", ec)) procs.push_back(proc.path());
+  for (const auto& path : procs) {
+    const std::filesystem::directory_entry proc(path);
+    const std::string pid = proc.path().filename().string();
+    if (pid.empty() || !std::all_of(pid.begin(), pid.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
+    std::error_code e2;
+    const std::string ns = std::filesystem::read_symlink(proc.path() / "ns" / "mnt", e2).string();
+    if (e2 || !namespaces_seen.insert(ns).second) continue;
+    std::ifstream in(proc.path() / "mountinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string id, parent, majmin, root, point;
+      fields >> id >> parent >> majmin >> root >> point;
+      // The mount source follows the " - fstype " separator.
+      std::string src;
+      if (const auto dash = line.find(" - "); dash != std::string::npos) {
+        std::istringstream tail(line.substr(dash + 3));
+        std::string fstype;
+        tail >> fstype >> src;
+      }
+      const bool ours = std::find(numbers.begin(), numbers.end(), majmin) != numbers.end() || src == source ||
+                        (src.rfind(source + "p", 0) == 0);
+      if (ours) return "mounted on " + point + (pid == std::to_string(::getpid()) ? "" : " (in the mount namespace of process " + pid + ")");
+    }
+  }
+  return "";
 }
 
 UblkExports::UblkExports(std::string state_dir, int epoll_fd, Log log) : state_dir_(std::move(state_dir)), epoll_(epoll_fd), log_(std::move(log)) {}
@@ -58,6 +102,7 @@ Status UblkExports::attach(const NamespaceInfo& ns, int dev_id, Waiter done) {
   if (auto it = devices_.find(ns.id); it != devices_.end())
     return Status(Code::kAlreadyExists, "namespace '" + ns.name + "' is already attached as " + it->second.device->block_path());
   if (ns.quarantined) return Status(Code::kBusy, "namespace '" + ns.name + "' is quarantined (see fsck.nyads)");
+  if (stopping_) return Status(Code::kBusy, "nyadsd is stopping");
   ublk::UblkConfig config;
   config.ns = ns.id;
   config.size_bytes = ns.size_bytes;
@@ -67,7 +112,13 @@ Status UblkExports::attach(const NamespaceInfo& ns, int dev_id, Waiter done) {
   config.max_io_bytes = 256 << 10;
   config.dev_id = dev_id;
   auto device = ublk::UblkDevice::create(config);
+  if (!device.ok() && dev_id >= 0 && device.status().code() != Code::kNotSupported) {
+    config.dev_id = -1;  // the old number is taken: any number will do
+    device = ublk::UblkDevice::create(config);
+  }
   if (!device.ok()) return device.status();
+  // Recorded from now on, so that a daemon killed before the device is live still frees it.
+  std::ofstream(state_file((*device)->dev_id())) << ns.name << "\n";
   Attachment& a = devices_[ns.id];
   a.ns = ns;
   a.device = std::move(*device);
@@ -81,8 +132,9 @@ Status UblkExports::detach(const NamespaceInfo& ns, bool force, Waiter done) {
   if (it == devices_.end()) return Status(Code::kNotFound, "namespace '" + ns.name + "' is not attached through ublk");
   ublk::UblkDevice& d = *it->second.device;
   const std::string name = "ublkb" + n(static_cast<std::uint64_t>(d.dev_id()));
-  if (!force && block_device_mounted(name))
-    return Status(Code::kBusy, "/dev/" + name + " (namespace '" + ns.name + "') is mounted: unmount it first, or detach with --force");
+  if (!force)
+    if (const std::string user = block_device_user(name); !user.empty())
+      return Status(Code::kBusy, "/dev/" + name + " (namespace '" + ns.name + "') is in use (" + user + "): unmount it first, or detach with --force");
   if (done) it->second.on_gone.push_back(std::move(done));
   d.remove();
   return Status::Ok();
@@ -93,6 +145,7 @@ void UblkExports::remove(std::uint32_t ns) {
 }
 
 void UblkExports::remove_all() {
+  stopping_ = true;
   for (auto& [id, a] : devices_) a.device->remove();
 }
 
@@ -143,7 +196,6 @@ void UblkExports::finish_turn() {
     d.submit();
     if (d.state() == State::kLive && !a.announced) {
       a.announced = true;
-      std::ofstream(state_file(d.dev_id())) << a.ns.name << "\n";
       log_("ublk: namespace '" + a.ns.name + "' is " + d.block_path() + " (" + n(d.config().queues) + " queues x " + n(d.config().depth) + ")");
       for (auto& w : a.on_live) w({Status::Ok(), {{{"name", a.ns.name}, {"ublk", d.block_path()}, {"queues", n(d.config().queues)}, {"depth", n(d.config().depth)}}}});
       a.on_live.clear();
@@ -155,12 +207,18 @@ void UblkExports::finish_turn() {
       d.remove();
     }
     if (d.state() == State::kGone) {
-      if (a.announced) {
-        ::unlink(state_file(d.dev_id()).c_str());
-        log_("ublk: " + d.block_path() + " (namespace '" + a.ns.name + "') removed" + (d.error().ok() ? "" : ": " + d.error().to_string()));
-      }
+      // The state file goes only when the kernel confirmed the deletion; otherwise the next
+      // start tries again.
+      if (d.deleted()) ::unlink(state_file(d.dev_id()).c_str());
+      log_("ublk: " + d.block_path() + " (namespace '" + a.ns.name + "') " + (d.deleted() ? "removed" : "not confirmed removed") +
+           (d.error().ok() ? "" : ": " + d.error().to_string()));
       for (auto& w : a.on_live) w({d.error().ok() ? Status(Code::kIoError, "the ublk device went away while starting") : d.error(), {}});
-      for (auto& w : a.on_gone) w({Status::Ok(), {{{"name", a.ns.name}, {"ublk", d.block_path()}, {"detached", "yes"}}}});
+      for (auto& w : a.on_gone) {
+        if (d.deleted())
+          w({Status::Ok(), {{{"name", a.ns.name}, {"ublk", d.block_path()}, {"detached", "yes"}}}});
+        else
+          w({d.error().ok() ? Status(Code::kIoError, "the kernel did not confirm deleting " + d.block_path()) : d.error(), {}});
+      }
       it = devices_.erase(it);
       continue;
     }
@@ -177,11 +235,13 @@ void UblkExports::restore(Store& store) {
   }
   for (const auto& entry : std::filesystem::directory_iterator(state_dir_, ec)) {
     const std::string file = entry.path().filename().string();
-    if (file.empty() || !std::all_of(file.begin(), file.end(), [](char c) { return c >= '0' && c <= '9'; }) || file.size() > 6) continue;
+    if (file.empty() || !std::all_of(file.begin(), file.end(), [](char c) { return c >= '0' && c <= '9'; }) || file.size() > 7) continue;
     const int dev_id = std::stoi(file);
     const std::string name = read_line(entry.path().string());
-    ::unlink(entry.path().c_str());
     Status freed = ublk::UblkDevice::remove_stale(dev_id, 3000);
+    // Gone (or no driver: nothing can be left): forget it. Otherwise the file stays, and the
+    // next start tries again; the namespace is attached under another number meanwhile.
+    if (freed.ok() || freed.code() == Code::kNotSupported) ::unlink(entry.path().c_str());
     if (!freed.ok()) {
       log_("ublk: device " + file + " left by an earlier daemon: " + freed.to_string());
       if (freed.code() != Code::kBusy) continue;

@@ -20,18 +20,19 @@ class UblkExports {
  public:
   using Waiter = std::function<void(control::Response)>;
   using Log = std::function<void(const std::string&)>;
-  // Queues and depth of each device: one queue per CPU, 64 requests in flight each.
+  // Queues and depth of each device: one queue per CPU (at most 16), 64 requests in flight each.
   UblkExports(std::string state_dir, int epoll_fd, Log log);
   ~UblkExports();
 
   // Starts exporting a namespace; `done` gets the answer once the kernel's disk is live (or
   // its start failed). dev_id -1 lets the kernel pick the number.
   Status attach(const NamespaceInfo& ns, int dev_id, Waiter done);
-  // Removes a namespace's device; refused while it is mounted unless force. `done` gets the
-  // answer once the kernel deleted it.
+  // Removes a namespace's device; refused while it is in use (block_device_user) unless
+  // force. `done` gets the answer once the kernel deleted it.
   Status detach(const NamespaceInfo& ns, bool force, Waiter done);
   // Removal without an answer (namespace deleted with --force, daemon stopping).
   void remove(std::uint32_t ns);
+  // The daemon is stopping: every device goes, and attach is refused from now on.
   void remove_all();
   bool empty() const { return devices_.empty(); }
   // "/dev/ublkbN" while attached (or starting), nullopt otherwise.
@@ -67,10 +68,11 @@ class UblkExports {
   Log log_;
   std::map<std::uint32_t, Attachment> devices_;  // by namespace id
   unsigned failures_logged_ = 0;
+  bool stopping_ = false;
 };
 
-// Whether a block device (e.g. /dev/ublkb0) is mounted anywhere: /proc/self/mountinfo names
-// its major:minor.
-bool block_device_mounted(const std::string& name);
+// Who uses a block device (name as in /sys/block, e.g. "ublkb0"), or "" when nobody does: a
+// holder (device-mapper, md), or a mount of it or of a partition in any mount namespace.
+std::string block_device_user(const std::string& name);
 
 }  // namespace nyads::daemon

@@ -18,6 +18,7 @@ std::string control_op_name(std::uint32_t op) {
   switch (_IOC_NR(op)) {
     case UBLK_CMD_ADD_DEV: return "ADD_DEV";
     case UBLK_CMD_DEL_DEV: return "DEL_DEV";
+    case 0x14: return "DEL_DEV_ASYNC";
     case UBLK_CMD_START_DEV: return "START_DEV";
     case UBLK_CMD_STOP_DEV: return "STOP_DEV";
     case UBLK_CMD_SET_PARAMS: return "SET_PARAMS";
@@ -94,8 +95,12 @@ Status UblkDevice::control_sync(std::uint32_t op, void* buffer, std::uint16_t le
   if (sqe == nullptr) return IoError("ublk: control ring full");
   fill_control_sqe(sqe, control_fd_, op, dev_id_, buffer, length, data0);
   io_uring_cqe* cqe = nullptr;
-  int e = io_uring_submit_and_wait(&control_ring_, 1);
-  if (e >= 0) e = io_uring_wait_cqe(&control_ring_, &cqe);
+  int e = io_uring_submit(&control_ring_);
+  if (e < 0) return ErrnoStatus(-e, "ublk: io_uring " + control_op_name(op));
+  // Submitted: the kernel may write into `buffer` until it answers, so wait for the answer.
+  do {
+    e = io_uring_wait_cqe(&control_ring_, &cqe);
+  } while (e == -EINTR || e == -EAGAIN);
   if (e < 0) return ErrnoStatus(-e, "ublk: io_uring " + control_op_name(op));
   const int res = cqe->res;
   io_uring_cqe_seen(&control_ring_, cqe);
@@ -244,8 +249,12 @@ void UblkDevice::poll(std::vector<UblkRequest>& out) {
       } else if (op == kCmdStopDev) {
         stop_done_ = true;
         if (res < 0) error_ = control_failure(-res, op, dev_id_);
-      } else if (op == kCmdDelDev) {
-        if (res < 0) error_ = control_failure(-res, op, dev_id_);
+      } else if (op == kCmdDelDevAsync && (res == -EOPNOTSUPP || res == -EINVAL)) {
+        delete_op_ = kCmdDelDev;  // a kernel before 6.9: the plain command, which may wait
+        delete_sent_ = false;
+      } else if (op == kCmdDelDev || op == kCmdDelDevAsync) {
+        if (res < 0 && res != -ENODEV) error_ = control_failure(-res, op, dev_id_);
+        deleted_ = res >= 0 || res == -ENODEV;
         state_ = State::kGone;
       }
     }
@@ -260,8 +269,13 @@ void UblkDevice::poll(std::vector<UblkRequest>& out) {
       --armed_;
       if (res != UBLK_IO_RES_OK) {
         // UBLK_IO_RES_ABORT: the device is going away and this tag retires. Anything else
-        // is a command the driver refused: keep the first such error for the log.
-        if (res != UBLK_IO_RES_ABORT && error_.ok()) error_ = ErrnoStatus(-res, "ublk: I/O command refused");
+        // is a command the driver refused: that tag is lost (its request, if any, hangs in
+        // the kernel until the device is removed), so the device is failed and removed.
+        if (res != UBLK_IO_RES_ABORT) {
+          error_ = ErrnoStatus(-res, "ublk device " + std::to_string(dev_id_) + ": queue " + std::to_string(queue) + " tag " + std::to_string(tag) +
+                                         ": the driver refused an I/O command");
+          if (state_ == State::kStarting || state_ == State::kLive) state_ = State::kFailed;
+        }
         continue;
       }
       const ublksrv_io_desc& d = descs_[queue][tag];
@@ -293,21 +307,34 @@ void UblkDevice::poll(std::vector<UblkRequest>& out) {
       out.push_back(std::move(r));
     }
   }
+  send_pending_control();
   // Every fetch came back aborted without our asking (the device was deleted behind our
   // back, e.g. by another tool): nothing can reach us any more, so remove what is left.
-  if (state_ == State::kLive && !stop_sent_ && armed_ == 0 && unanswered_ == 0) {
+  if (state_ == State::kLive && !stop_wanted_ && armed_ == 0 && unanswered_ == 0) {
     if (error_.ok()) error_ = IoError("ublk device " + std::to_string(dev_id_) + " was stopped by someone else");
     remove();
   }
   // Removal: once STOP_DEV is done the disk is gone and every fetch came back aborted; close
   // our side (the kernel frees the device only then), and delete it.
-  if (stop_done_ && !delete_sent_ && unanswered_ == 0 && armed_ == 0) {
+  if (stop_done_ && !delete_wanted_ && unanswered_ == 0 && armed_ == 0) {
     close_queues();
-    delete_sent_ = true;
-    if (Status s = control_async(kCmdDelDev, 0); !s.ok()) {
+    delete_wanted_ = true;
+  }
+  send_pending_control();
+}
+
+void UblkDevice::send_pending_control() {
+  if (stop_wanted_ && !stop_sent_) {
+    if (Status s = control_async(kCmdStopDev, 0); s.ok())
+      stop_sent_ = true;
+    else if (error_.ok())
+      error_ = s;  // tried again at the next poll
+  }
+  if (delete_wanted_ && !delete_sent_) {
+    if (Status s = control_async(delete_op_, 0); s.ok())
+      delete_sent_ = true;
+    else if (error_.ok())
       error_ = s;
-      state_ = State::kGone;
-    }
   }
 }
 
@@ -326,13 +353,10 @@ void UblkDevice::remove() {
     remove_wanted_ = true;
     return;
   }
-  if (stop_sent_ || state_ == State::kGone) return;
-  stop_sent_ = true;
+  if (stop_wanted_ || state_ == State::kGone) return;
+  stop_wanted_ = true;
   state_ = State::kRemoving;
-  if (Status s = control_async(kCmdStopDev, 0); !s.ok()) {
-    error_ = s;
-    stop_done_ = true;
-  }
+  send_pending_control();
 }
 
 void UblkDevice::close_queues() {
@@ -359,21 +383,28 @@ Status UblkDevice::remove_stale(int dev_id, int timeout_ms) {
   io_uring ring{};
   NYADS_RETURN_IF_ERROR(open_control_ring(&fd, &ring));
   Status out = Status::Ok();
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring);
-  fill_control_sqe(sqe, fd, kCmdDelDev, dev_id, nullptr, 0, 0);
-  io_uring_cqe* cqe = nullptr;
-  __kernel_timespec ts{};
-  ts.tv_sec = timeout_ms / 1000;
-  ts.tv_nsec = (timeout_ms % 1000) * 1000000L;
-  int e = io_uring_submit(&ring);
-  if (e >= 0) e = io_uring_wait_cqe_timeout(&ring, &cqe, &ts);
-  if (e == -ETIME) {
-    out = Status(Code::kBusy, "ublk device " + std::to_string(dev_id) + " is still in use (a mount or an open /dev/ublkb" + std::to_string(dev_id) + "?)");
-  } else if (e < 0) {
-    out = ErrnoStatus(-e, "ublk: io_uring DEL_DEV");
-  } else {
-    if (cqe->res < 0 && cqe->res != -ENODEV) out = control_failure(-cqe->res, kCmdDelDev, dev_id);
+  for (std::uint32_t op : {kCmdDelDevAsync, kCmdDelDev}) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+    fill_control_sqe(sqe, fd, op, dev_id, nullptr, 0, 0);
+    io_uring_cqe* cqe = nullptr;
+    __kernel_timespec ts{};
+    ts.tv_sec = timeout_ms / 1000;
+    ts.tv_nsec = (timeout_ms % 1000) * 1000000L;
+    int e = io_uring_submit(&ring);
+    if (e >= 0) e = io_uring_wait_cqe_timeout(&ring, &cqe, &ts);
+    if (e == -ETIME) {
+      out = Status(Code::kBusy, "ublk device " + std::to_string(dev_id) + " is still in use (a mount or an open /dev/ublkb" + std::to_string(dev_id) + "?)");
+      break;
+    }
+    if (e < 0) {
+      out = ErrnoStatus(-e, "ublk: io_uring " + control_op_name(op));
+      break;
+    }
+    const int res = cqe->res;
     io_uring_cqe_seen(&ring, cqe);
+    if (op == kCmdDelDevAsync && (res == -EOPNOTSUPP || res == -EINVAL)) continue;  // before 6.9
+    if (res < 0 && res != -ENODEV) out = control_failure(-res, op, dev_id);
+    break;
   }
   io_uring_queue_exit(&ring);
   ::close(fd);

@@ -2,16 +2,18 @@
 //
 // Lifecycle (all of it driven from the daemon's one thread, none of it blocking that thread
 // on the kernel's block layer):
-//   create(): ADD_DEV and SET_PARAMS on /dev/ublk-control (quick, answered at once), the
-//             char device /dev/ublkcN opened, its I/O descriptors mapped, a FETCH_REQ queued
-//             for every tag of every queue, then START_DEV sent *asynchronously*: the kernel
-//             runs it on an io_uring worker and, while adding the disk, reads the partition
-//             table through the very queues this thread serves. kStarting -> kLive (or kFailed).
+//   create(): ADD_DEV and SET_PARAMS on /dev/ublk-control, waited for (they touch no disk and
+//             are answered at once, though ADD_DEV takes the driver's global mutex), the char
+//             device /dev/ublkcN opened, its I/O descriptors mapped, a FETCH_REQ queued for
+//             every tag of every queue, then START_DEV sent *asynchronously*: the kernel runs
+//             it on an io_uring worker and, while adding the disk, reads the partition table
+//             through the very queues this thread serves. kStarting -> kLive (or kFailed).
 //   poll():   requests the kernel handed over (a FETCH completed) become StoreRequests;
 //             answer() commits each result and re-arms its tag (COMMIT_AND_FETCH_REQ).
-//   remove(): DEL_DEV, asynchronously: the kernel deletes the disk (serving what is in flight
-//             through us meanwhile), aborts our fetches, and, once we closed the char device
-//             after the last abort, frees the device. kRemoving -> kGone.
+//   remove(): STOP_DEV, asynchronously: the kernel deletes the disk (serving what is in flight
+//             through us meanwhile) and aborts our fetches; after the last abort we close the
+//             char device and send DEL_DEV_ASYNC (plain DEL_DEV before 6.9, which waits for
+//             the last opener of /dev/ublkbN). kRemoving -> kGone.
 // A daemon killed with the device live leaves it to the kernel: it fails I/O and stops the
 // disk; DEL_DEV by number (remove_stale) frees what is left.
 #pragma once
@@ -66,6 +68,8 @@ class UblkDevice {
 
   State state() const { return state_; }
   const Status& error() const { return error_; }  // why kFailed, or a failed removal
+  // Whether the kernel confirmed the device deleted (kGone after a DEL_DEV that succeeded).
+  bool deleted() const { return deleted_; }
   int dev_id() const { return dev_id_; }
   std::string block_path() const { return "/dev/ublkb" + std::to_string(dev_id_); }
   const UblkConfig& config() const { return config_; }
@@ -109,8 +113,11 @@ class UblkDevice {
   std::size_t buffer_bytes_ = 0;
   std::size_t armed_ = 0;       // tags waiting in the kernel (FETCH outstanding)
   std::size_t unanswered_ = 0;  // tags held by us
+  void send_pending_control();  // STOP/DEL that could not be submitted: tried again each poll
   bool remove_wanted_ = false;  // remove() came while starting: do it once started
-  bool stop_sent_ = false, stop_done_ = false, delete_sent_ = false;
+  bool stop_wanted_ = false, stop_sent_ = false, stop_done_ = false;
+  bool delete_wanted_ = false, delete_sent_ = false, deleted_ = false;
+  std::uint32_t delete_op_ = kCmdDelDevAsync;
 };
 
 }  // namespace nyads::ublk

@@ -19,6 +19,9 @@ inline constexpr std::uint32_t kCmdDelDev = _IOWR('u', UBLK_CMD_DEL_DEV, struct 
 inline constexpr std::uint32_t kCmdStartDev = _IOWR('u', UBLK_CMD_START_DEV, struct ublksrv_ctrl_cmd);
 inline constexpr std::uint32_t kCmdStopDev = _IOWR('u', UBLK_CMD_STOP_DEV, struct ublksrv_ctrl_cmd);
 inline constexpr std::uint32_t kCmdSetParams = _IOWR('u', UBLK_CMD_SET_PARAMS, struct ublksrv_ctrl_cmd);
+// Kernel 6.9+: DEL_DEV that answers without waiting for the last opener of /dev/ublkbN to go
+// (plain DEL_DEV waits for it: a mounted filesystem would hold the answer back forever).
+inline constexpr std::uint32_t kCmdDelDevAsync = _IOR('u', 0x14, struct ublksrv_ctrl_cmd);
 
 // I/O commands, sent to /dev/ublkcN.
 inline constexpr std::uint32_t kIoFetchReq = _IOWR('u', UBLK_IO_FETCH_REQ, struct ublksrv_io_cmd);

@@ -3,7 +3,7 @@
 # kernel's ZNS drive exports namespaces as /dev/ublkbN through the kernel's ublk driver.
 # Checks the block device the kernel made (size, block sizes, write cache and FUA, discard),
 # raw I/O and fio verify at QD32, ext4 with files across detach/attach, a detach refused while
-# mounted, a 512-byte namespace, kill -9 of the daemon (the restarted daemon frees the old
+# mounted (and forced), a 512-byte namespace, kill -9 of the daemon (the restarted daemon frees the old
 # device and attaches the namespace again at the same /dev/ublkbN: synced files intact), and
 # a SIGTERM that removes the devices and leaves a clean volume.
 set -uo pipefail
@@ -67,7 +67,7 @@ for i in $(seq 1 100); do echo "small file $i" > /tmp/mnt/tree/a/s$i; done
 (cd /tmp/mnt && find tree -type f -print0 | sort -z | xargs -0 sha256sum) > /tmp/sums
 sync
 ctl ns detach u1 2>/tmp/err && fail "detach of a mounted device was accepted"
-grep -q "is mounted" /tmp/err || fail "detach while mounted: $(cat /tmp/err)"
+grep -q "is in use (mounted on /tmp/mnt)" /tmp/err || fail "detach while mounted: $(cat /tmp/err)"
 umount /tmp/mnt || fail "umount"
 ctl ns detach u1 >/dev/null || fail "detach"
 [ -e "$dev" ] && fail "$dev still exists after detach"
@@ -104,6 +104,13 @@ for _ in $(seq 50); do [ "$(attr "$(basename "$dev2")" size)" -gt 0 ] && break; 
 mount "$dev2" /tmp/mnt || fail "mount after restart"
 (cd /tmp/mnt && sha256sum --quiet -c <(grep -v ' tree/a/' /tmp/sums)) || fail "synced files after kill -9"
 umount /tmp/mnt || fail "umount"
+
+step "detach --force of a mounted device answers (the mount keeps the dead disk, not the daemon)"
+mkfs.ext4 -q -F "$dev3" || fail "mkfs.ext4 on u2"
+mkdir -p /tmp/mnt2 && mount "$dev3" /tmp/mnt2 || fail "mount u2"
+timeout 30 "$nyads" --run-dir $run ns detach u2 --force >/dev/null || fail "detach --force of a mounted device did not answer"
+umount -l /tmp/mnt2 2>/dev/null
+ctl ns show u2 | grep -q "ublk *-" || fail "u2 still shows a ublk device"
 
 step "SIGTERM: ublk devices removed, clean exit, fsck clean"
 kill -TERM $pid
