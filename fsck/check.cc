@@ -375,6 +375,7 @@ class Checker {
   // Every live map entry points at written blocks of its zone (below the write pointer).
   void check_live_written() {
     const std::uint64_t per = fmt::kStoreBlockSize / g_.block_size;
+    auto written_end = [](const ZoneInfo& z) { return z.state == ZoneState::kFull ? z.start + z.capacity : z.write_pointer; };
     for (auto& entry : namespaces_) {
       const std::uint32_t id = entry.first;
       struct Dangling {
@@ -382,12 +383,10 @@ class Checker {
       };
       std::vector<Dangling> dangling;
       entry.second.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
-        const ZoneInfo& z = zones_[g_.zone_of(lba)];
-        const std::uint64_t written_end = z.state == ZoneState::kFull ? z.start + z.capacity : z.write_pointer;
-        const std::uint64_t end = lba + sums.size() * per;
-        if (end <= written_end) return;
+        const std::uint64_t written = written_end(zones_[g_.zone_of(lba)]);
+        if (lba + sums.size() * per <= written) return;
         // The part at or past the write pointer (all of it when lba is past it already).
-        const std::uint64_t skip = lba >= written_end ? 0 : (written_end - lba) / per;
+        const std::uint64_t skip = lba >= written ? 0 : (written - lba) / per;
         dangling.push_back({vblock + skip, sums.size() - skip, lba + skip * per});
       });
       for (const Dangling& d : dangling) {
@@ -396,7 +395,7 @@ class Checker {
         rebuilds(error("map", zone, static_cast<std::int64_t>((d.lba - z.start) * g_.block_size),
                        "namespace " + n(id) + " blocks " + n(d.vblock) + ".." + n(d.vblock + d.blocks - 1) + " live at device blocks " + n(d.lba) + ".." +
                            n(d.lba + d.blocks * per - 1) + " of zone " + n(zone),
-                       "written blocks (the zone's write pointer is " + n(z.state == ZoneState::kFull ? z.start + z.capacity : z.write_pointer) + ")"),
+                       "written blocks (the zone's write pointer is " + n(written_end(z)) + ")"),
                  "the blocks dropped (they read as zeros)");
         (void)entry.second.map.unmap(d.vblock, d.blocks);
       }

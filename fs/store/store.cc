@@ -110,6 +110,9 @@ struct Store::Impl {
     return f;
   }
 
+  // A namespace's map: extents of 4 KiB blocks, never across a zone boundary.
+  ExtentMap empty_map() const { return ExtentMap(per, dev->geometry().zone_size); }
+
   Namespace* ns(std::uint32_t id) {
     auto it = namespaces.find(id);
     return it == namespaces.end() ? nullptr : &it->second;
@@ -172,7 +175,7 @@ struct Store::Impl {
     for (std::uint32_t i = 0; i < zones.size(); ++i) zones[i].start = zones[i].wp = g.zone_start(sb.data_zones.first + i);
     for (const auto& z : cp.zones)
       if (sb.data_zones.contains(z.zone)) zones[z.zone - sb.data_zones.first].last_seq = z.last_write_seq;
-    for (const auto& e : cp.namespaces) namespaces.emplace(e.ns_id, Namespace{e.ns_id, e.name, e.size_bytes, e.block_size, e.flags, ExtentMap(per, dev->geometry().zone_size)});
+    for (const auto& e : cp.namespaces) namespaces.emplace(e.ns_id, Namespace{e.ns_id, e.name, e.size_bytes, e.block_size, e.flags, empty_map()});
     for (const auto& x : cp.extents) apply(x);
     // The journal after the checkpoint.
     JournalScan scan = scan_journal(*dev, sb, {cp.commit.journal_zone, cp.commit.journal_block, cp.commit.journal_seq},
@@ -231,7 +234,7 @@ struct Store::Impl {
           using T = std::decay_t<decltype(v)>;
           if constexpr (std::is_same_v<T, fmt::record::NamespaceCreate>) {
             namespaces.erase(v.ns_id);
-            namespaces.emplace(v.ns_id, Namespace{v.ns_id, v.name, v.size_bytes, v.block_size, 0, ExtentMap(per, dev->geometry().zone_size)});
+            namespaces.emplace(v.ns_id, Namespace{v.ns_id, v.name, v.size_bytes, v.block_size, 0, empty_map()});
             next_ns_id = std::max(next_ns_id, v.ns_id + 1);
           } else if constexpr (std::is_same_v<T, fmt::record::NamespaceDelete>) {
             namespaces.erase(v.ns_id);
@@ -931,10 +934,11 @@ struct Store::Impl {
     for (const auto& [id, x] : namespaces) live += x.map.mapped_blocks();
     return live;
   }
-  // ENOSPC for a write of blocks [first, first+count) of x if it would pass the limit.
-  Status admit_growth(const Namespace& x, std::uint64_t first, std::uint64_t count) {
+  // ENOSPC for a write of bytes [offset, offset+length) of x if it would pass the limit.
+  Status admit_growth(const Namespace& x, std::uint64_t offset, std::uint64_t length) {
+    const std::uint64_t first = offset / kBlock, end = (offset + length + kBlock - 1) / kBlock;
     std::uint64_t added = 0;
-    for (const auto& p : x.map.lookup(first, count))
+    for (const auto& p : x.map.lookup(first, end - first))
       if (!p.mapped) added += p.blocks;
     if (added == 0) return Status::Ok();
     const std::uint64_t live = live_blocks() + (batch ? batch->growth : 0), limit = live_limit_blocks();
@@ -967,7 +971,7 @@ struct Store::Impl {
         if (r.result.ok()) r.result = read_unaligned(*x, r.offset, r.out);
         return;
       case Op::kWrite:
-        r.result = admit_growth(*x, r.offset / kBlock, (r.offset + length + kBlock - 1) / kBlock - r.offset / kBlock);
+        r.result = admit_growth(*x, r.offset, length);
         if (!r.result.ok()) return;
         if (aligned) {
           r.result = queue_write(i, *x, r.offset / kBlock, r.data.data(), length / kBlock);
@@ -982,7 +986,7 @@ struct Store::Impl {
         if (r.result.ok()) r.result = trim_range(*x, r.offset, length);
         return;
       case Op::kWriteZeroes:
-        if (r.no_hole) r.result = admit_growth(*x, r.offset / kBlock, (r.offset + length + kBlock - 1) / kBlock - r.offset / kBlock);
+        if (r.no_hole) r.result = admit_growth(*x, r.offset, length);
         if (r.result.ok()) r.result = drain();
         if (r.result.ok()) r.result = write_zeroes_range(*x, r.offset, length, r.no_hole);
         return;
@@ -1013,7 +1017,8 @@ struct Store::Impl {
     // Zones emptied by overwrites are reset only after a commit makes the overwrites durable,
     // and a commit is a device flush. Left to the free-zone watermark, a sequential overwrite
     // would pay one flush per zone it empties; committing once several are waiting frees them
-    // in one flush (measured through NBD on an emulated file: see design.md).
+    // in one flush. (Through NBD on an emulated file this did not raise sequential write
+    // bandwidth, which the disk's writeback bounds there.)
     if (st.ok() && resets_after_commit.size() >= reset_batch_zones()) commit_wanted = true;
     // Few free zones: clean a slice sized to keep pace with what this batch wrote, in small
     // steps, instead of stopping one write for whole zones later.
@@ -1075,7 +1080,7 @@ Result<NamespaceInfo> Store::create_namespace(std::string_view name, std::uint64
   if (block_size != 512 && block_size != 4096) return InvalidArgument("block size " + n(block_size) + " is not 512 or 4096");
   if (size_bytes == 0 || size_bytes % kBlock != 0) return InvalidArgument("namespace size " + n(size_bytes) + " bytes is not a positive multiple of 4096");
   const std::uint32_t id = s.next_ns_id++;
-  s.namespaces.emplace(id, Impl::Namespace{id, std::string(name), size_bytes, block_size, 0, ExtentMap(s.per, s.dev->geometry().zone_size)});
+  s.namespaces.emplace(id, Impl::Namespace{id, std::string(name), size_bytes, block_size, 0, s.empty_map()});
   s.add(fmt::record::NamespaceCreate{id, block_size, size_bytes, std::string(name)});
   NYADS_RETURN_IF_ERROR(s.commit());
   return s.info(*s.ns(id));
