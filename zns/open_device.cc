@@ -29,31 +29,33 @@ std::string sysfs_zoned_model(const struct stat& st) {
   return model;
 }
 
+// Whether the file or disk at path starts with an emulated zoned device's header.
+bool holds_emulated_device(const std::string& path) {
+  std::array<std::uint8_t, 8> magic{};
+  std::ifstream(path, std::ios::binary).read(reinterpret_cast<char*>(magic.data()), magic.size());
+  return looks_like_emulated_device(magic);
+}
+
+Result<std::unique_ptr<ZonedDevice>> open_emulated(const std::string& path, const OpenOptions& options) {
+  auto dev = EmulatedDevice::open_file(path, options.read_only);
+  if (!dev.ok()) return dev.status();
+  return std::unique_ptr<ZonedDevice>(std::move(dev.value()));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<ZonedDevice>> open_zoned_device(const std::string& path, const OpenOptions& options) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, "opening " + path);
   if (S_ISREG(st.st_mode)) {
-    std::array<std::uint8_t, 8> magic{};
-    std::ifstream(path, std::ios::binary).read(reinterpret_cast<char*>(magic.data()), magic.size());
-    if (!looks_like_emulated_device(magic))
-      return NotSupported(path + " is a regular file but not an emulated zoned device. " + kSupported);
-    auto dev = EmulatedDevice::open_file(path, options.read_only);
-    if (!dev.ok()) return dev.status();
-    return std::unique_ptr<ZonedDevice>(std::move(dev.value()));
+    if (!holds_emulated_device(path)) return NotSupported(path + " is a regular file but not an emulated zoned device. " + kSupported);
+    return open_emulated(path, options);
   }
   if (S_ISBLK(st.st_mode)) {
     const std::string model = sysfs_zoned_model(st);
     if (model == "host-managed") return open_zbd_device(path, options);
     // A plain disk laid out as an emulated zoned device (mkfs.nyads --emulate).
-    std::array<std::uint8_t, 8> magic{};
-    std::ifstream(path, std::ios::binary).read(reinterpret_cast<char*>(magic.data()), magic.size());
-    if (looks_like_emulated_device(magic)) {
-      auto dev = EmulatedDevice::open_file(path, options.read_only);
-      if (!dev.ok()) return dev.status();
-      return std::unique_ptr<ZonedDevice>(std::move(dev.value()));
-    }
+    if (holds_emulated_device(path)) return open_emulated(path, options);
     return NotSupported(path + " is a block device whose zoned model is '" + (model.empty() ? "unknown" : model) +
                         "', not host-managed (mkfs.nyads --emulate lays out emulated zones on a plain disk). " + kSupported);
   }
