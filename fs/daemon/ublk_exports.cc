@@ -24,9 +24,11 @@ std::string read_line(const std::string& path) {
   std::getline(in, line);
   return line;
 }
-}  // namespace
 
-namespace {
+bool all_digits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
 // The device numbers ("major:minor") of a disk and of each of its partitions.
 std::vector<std::string> device_numbers(const std::string& name) {
   std::vector<std::string> out;
@@ -58,7 +60,7 @@ std::string block_device_user(const std::string& name) {
   for (const auto& path : procs) {
     const std::filesystem::directory_entry proc(path);
     const std::string pid = proc.path().filename().string();
-    if (pid.empty() || !std::all_of(pid.begin(), pid.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
+    if (!all_digits(pid)) continue;
     std::error_code e2;
     const std::string ns = std::filesystem::read_symlink(proc.path() / "ns" / "mnt", e2).string();
     if (e2 || !namespaces_seen.insert(ns).second) continue;
@@ -89,12 +91,13 @@ UblkExports::~UblkExports() = default;
 
 std::string UblkExports::state_file(int dev_id) const { return state_dir_ + "/" + n(static_cast<std::uint64_t>(dev_id)); }
 
-void UblkExports::watch(const ublk::UblkDevice& d, bool add) {
+// The device's rings join the daemon's epoll set; closing them takes them out again.
+void UblkExports::watch(const ublk::UblkDevice& d) {
   for (int fd : d.fds()) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
-    ::epoll_ctl(epoll_, add ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, &ev);
+    ::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev);
   }
 }
 
@@ -123,7 +126,7 @@ Status UblkExports::attach(const NamespaceInfo& ns, int dev_id, Waiter done) {
   a.ns = ns;
   a.device = std::move(*device);
   if (done) a.on_live.push_back(std::move(done));
-  watch(*a.device, true);
+  watch(*a.device);
   return Status::Ok();
 }
 
@@ -131,7 +134,7 @@ Status UblkExports::detach(const NamespaceInfo& ns, bool force, Waiter done) {
   auto it = devices_.find(ns.id);
   if (it == devices_.end()) return Status(Code::kNotFound, "namespace '" + ns.name + "' is not attached through ublk");
   ublk::UblkDevice& d = *it->second.device;
-  const std::string name = "ublkb" + n(static_cast<std::uint64_t>(d.dev_id()));
+  const std::string name = d.disk_name();
   if (!force)
     if (const std::string user = block_device_user(name); !user.empty())
       return Status(Code::kBusy, "/dev/" + name + " (namespace '" + ns.name + "') is in use (" + user + "): unmount it first, or detach with --force");
@@ -235,7 +238,7 @@ void UblkExports::restore(Store& store) {
   }
   for (const auto& entry : std::filesystem::directory_iterator(state_dir_, ec)) {
     const std::string file = entry.path().filename().string();
-    if (file.empty() || !std::all_of(file.begin(), file.end(), [](char c) { return c >= '0' && c <= '9'; }) || file.size() > 7) continue;
+    if (!all_digits(file) || file.size() > 7) continue;
     const int dev_id = std::stoi(file);
     const std::string name = read_line(entry.path().string());
     Status freed = ublk::UblkDevice::remove_stale(dev_id, 3000);

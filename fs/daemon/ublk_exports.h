@@ -60,7 +60,7 @@ class UblkExports {
     std::vector<Waiter> on_live, on_gone;
     bool announced = false;
   };
-  void watch(const ublk::UblkDevice& d, bool add);
+  void watch(const ublk::UblkDevice& d);
   std::string state_file(int dev_id) const;
 
   std::string state_dir_;

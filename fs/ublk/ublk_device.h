@@ -71,7 +71,8 @@ class UblkDevice {
   // Whether the kernel confirmed the device deleted (kGone after a DEL_DEV that succeeded).
   bool deleted() const { return deleted_; }
   int dev_id() const { return dev_id_; }
-  std::string block_path() const { return "/dev/ublkb" + std::to_string(dev_id_); }
+  std::string disk_name() const { return "ublkb" + std::to_string(dev_id_); }  // as in /sys/block
+  std::string block_path() const { return "/dev/" + disk_name(); }
   const UblkConfig& config() const { return config_; }
   // The file descriptors to watch for readiness (both rings): poll() when one is readable.
   std::vector<int> fds() const;
