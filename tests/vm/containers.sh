@@ -13,18 +13,7 @@
 #   6. (nvme0n1) fio --zonemode=zbd write and randwrite jobs with verify on the raw drive
 set -uo pipefail
 bin=$1 device=${2:-/dev/nvme0n1}
-mkfs=$bin/mkfs/mkfs.nyads fsck=$bin/fsck/fsck.nyads nyadsd=$bin/fs/daemon/nyadsd nyads=$bin/fs/daemon/nyads
-run=/run/nyads
-fail() { echo "FAIL: $*" >&2; [ -f /tmp/nyadsd.log ] && tail -20 /tmp/nyadsd.log >&2; exit 1; }
-step() { echo "--- $*"; }
-ctl() { "$nyads" --run-dir $run "$@"; }
-[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
-start_daemon() {
-  "$nyadsd" --run-dir $run "$device" 2>>/tmp/nyadsd.log &
-  pid=$!
-  for _ in $(seq 100); do ctl status >/dev/null 2>&1 && return 0; sleep 0.1; done
-  fail "nyadsd did not come up"
-}
+source "$(dirname "$0")/guest_lib.sh"
 nbd_attach() {  # NAME /dev/nbdX
   nbd-client -unix $run/nbd.sock -N "$1" -b 4096 "$2" >/tmp/nbd-client.log 2>&1 || fail "nbd-client $1: $(cat /tmp/nbd-client.log)"
   for _ in $(seq 50); do [ "$(cat /sys/block/$(basename "$2")/size)" -gt 0 ] && return 0; sleep 0.1; done

@@ -6,17 +6,12 @@
 set -uo pipefail
 bin=$1
 device=${2:-/dev/nvme0n1}
-mkfs=$bin/mkfs/mkfs.nyads fsck=$bin/fsck/fsck.nyads nyadsd=$bin/fs/daemon/nyadsd nyads=$bin/fs/daemon/nyads
-run=/run/nyads
-fail() { echo "FAIL: $*" >&2; [ -f /tmp/nyadsd.log ] && tail -20 /tmp/nyadsd.log >&2; exit 1; }
-step() { echo "--- $*"; }
+source "$(dirname "$0")/guest_lib.sh"
 
 step "mkfs.nyads $device, nyadsd, a namespace"
 "$mkfs" -q "$device" || fail "mkfs"
-"$nyadsd" --run-dir $run "$device" 2>/tmp/nyadsd.log &
-pid=$!
-for _ in $(seq 100); do [ -S $run/control.sock ] && break; sleep 0.1; done
-"$nyads" --run-dir $run ns create c1 --size 96M || fail "ns create"
+start_daemon
+ctl ns create c1 --size 96M || fail "ns create"
 
 attach() {
   nbd-client -unix $run/nbd.sock -N c1 -b 4096 "$@" /dev/nbd0 >/tmp/nbd-client.log 2>&1 || fail "nbd-client: $(cat /tmp/nbd-client.log)"
@@ -50,7 +45,7 @@ rm -rf /tmp/mnt/tree/a
 fstrim -v /tmp/mnt || fail "fstrim"
 umount /tmp/mnt
 detach
-"$nyads" --run-dir $run ns list
+ctl ns list
 
 step "SIGTERM; fsck.nyads clean"
 kill -TERM $pid

@@ -8,25 +8,16 @@
 #                                          its checksum; clean stop; fsck clean
 set -uo pipefail
 mode=$1 bin=$2 round=${3:-0}
-disk=/dev/vda
+device=/dev/vda
 work=${NYADS_VM_WORK:?run inside tests/vm/run-vm.sh}
-mkfs=$bin/mkfs/mkfs.nyads fsck=$bin/fsck/fsck.nyads nyadsd=$bin/fs/daemon/nyadsd nyads=$bin/fs/daemon/nyads
-run=/run/nyads
-fail() { echo "FAIL: $*" >&2; [ -f /tmp/nyadsd.log ] && tail -20 /tmp/nyadsd.log >&2; exit 1; }
-ctl() { "$nyads" --run-dir $run "$@"; }
-start_daemon() {
-  "$nyadsd" --run-dir $run $disk 2>>/tmp/nyadsd.log &
-  pid=$!
-  for _ in $(seq 100); do ctl status >/dev/null 2>&1 && return 0; sleep 0.1; done
-  fail "nyadsd did not come up"
-}
+source "$(dirname "$0")/guest_lib.sh"
 mkdir -p /tmp/mnt
-for _ in $(seq 100); do [ -b $disk ] && break; sleep 0.1; done  # virtio probes in the background
-[ -b $disk ] || fail "$disk did not appear"
+for _ in $(seq 100); do [ -b $device ] && break; sleep 0.1; done  # virtio probes in the background
+[ -b $device ] || fail "$device did not appear"
 
 if [ "$mode" = load ]; then
   if [ "$round" -eq 1 ]; then
-    "$mkfs" -q --emulate --zone-size 16M $disk || fail "mkfs.nyads --emulate $disk"
+    "$mkfs" -q --emulate --zone-size 16M $device || fail "mkfs.nyads --emulate $device"
     : > "$work/synced.sums"
   fi
   start_daemon
@@ -50,7 +41,7 @@ if [ "$mode" = load ]; then
 fi
 
 # verify
-"$fsck" -n $disk > /tmp/fsck.log 2>&1 || { cat /tmp/fsck.log; fail "fsck.nyads -n after the power cut"; }
+"$fsck" -n $device > /tmp/fsck.log 2>&1 || { cat /tmp/fsck.log; fail "fsck.nyads -n after the power cut"; }
 grep -E "^(WARNING|ERROR)" /tmp/fsck.log | head -3
 start_daemon
 dev=$(ctl ns attach pc --ublk) || fail "attach after the power cut: $dev"
@@ -61,5 +52,5 @@ umount /tmp/mnt || fail "umount"
 ctl ns detach pc >/dev/null || fail "detach"
 kill -TERM $pid
 wait $pid || fail "nyadsd exited $? on SIGTERM"
-"$fsck" -n $disk > /tmp/fsck.log 2>&1 || { cat /tmp/fsck.log; fail "fsck.nyads after a clean stop"; }
+"$fsck" -n $device > /tmp/fsck.log 2>&1 || { cat /tmp/fsck.log; fail "fsck.nyads after a clean stop"; }
 echo "power cut: verify passed"

@@ -9,19 +9,8 @@
 set -uo pipefail
 bin=$1
 device=${2:-/dev/nvme0n1}
-mkfs=$bin/mkfs/mkfs.nyads fsck=$bin/fsck/fsck.nyads nyadsd=$bin/fs/daemon/nyadsd nyads=$bin/fs/daemon/nyads
-run=/run/nyads
-fail() { echo "FAIL: $*" >&2; [ -f /tmp/nyadsd.log ] && tail -20 /tmp/nyadsd.log >&2; exit 1; }
-step() { echo "--- $*"; }
-ctl() { "$nyads" --run-dir $run "$@"; }
-start_daemon() {
-  "$nyadsd" --run-dir $run "$device" 2>>/tmp/nyadsd.log &
-  pid=$!
-  for _ in $(seq 100); do [ -S $run/control.sock ] && ctl status >/dev/null 2>&1 && return 0; sleep 0.1; done
-  fail "nyadsd did not come up"
-}
+source "$(dirname "$0")/guest_lib.sh"
 attr() { cat "/sys/block/$1/$2"; }
-[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd  # the guest's devtmpfs has no /dev/fd (for <(...))
 
 step "mkfs.nyads $device, nyadsd, namespace u1 attached through ublk"
 "$mkfs" -q "$device" || fail "mkfs"
