@@ -482,7 +482,7 @@ class Checker {
                   rebuilds(error("journal", zone, off, where + ": namespace " + n(v.ns_id) + " is created again", "an id at or above " + n(next_ns_id_)),
                            "the next id raised");
                 next_ns_id_ = std::max(next_ns_id_, v.ns_id + 1);
-                create_namespace(v.ns_id, v.name, v.size_bytes, v.block_size, 0, "journal", zone, off, where);
+                create_namespace(v.ns_id, v.name, v.size_bytes, v.block_size, v.thin ? fmt::kNamespaceThin : 0, "journal", zone, off, where);
               } else if constexpr (std::is_same_v<T, fmt::record::NamespaceDelete>) {
                 if (known_namespace(v.ns_id, "journal", zone, off, where)) namespaces_.erase(v.ns_id);
               } else if constexpr (std::is_same_v<T, fmt::record::NamespaceResize>) {

@@ -22,6 +22,7 @@ control::Record ns_record(const NamespaceInfo& info, const ControlContext& ctx) 
           {"size", n(info.size_bytes)},
           {"block_size", n(info.block_size)},
           {"allocated", n(info.written_bytes)},
+          {"provisioning", info.thin ? "thin" : "promised"},
           {"connections", n(ctx.connections_to(info.id))},
           {"ublk", ctx.ublk_device(info.id).value_or("-")},
           {"state", info.quarantined ? "quarantined" : "ok"}};
@@ -51,17 +52,19 @@ control::Response run_control(const control::Request& r, ControlContext& ctx) {
     return {Status::Ok(), {ns_record(*info, ctx)}};
   }
   if (c == "ns-create") {
-    if (auto s = want_args(r, 2, 3, "ns-create NAME SIZE_BYTES [BLOCK_SIZE]"); !s.ok()) return fail(s);
+    if (auto s = want_args(r, 2, 4, "ns-create NAME SIZE_BYTES [BLOCK_SIZE] [thin]"); !s.ok()) return fail(s);
     auto size = number(r.args[1], "size");
     if (!size.ok()) return fail(size.status());
+    const bool thin = r.args.back() == "thin" && r.args.size() > 2;
+    if (r.args.size() == 4 && !thin) return fail(InvalidArgument("ns-create: the fourth argument can only be 'thin'"));
     std::uint64_t bs = 4096;
-    if (r.args.size() == 3) {
+    if (r.args.size() - thin == 3) {
       auto b = number(r.args[2], "block size");
       if (!b.ok()) return fail(b.status());
       bs = *b;
     }
     if (bs != 512 && bs != 4096) return fail(InvalidArgument("block size " + n(bs) + " is not 512 or 4096"));
-    auto info = store.create_namespace(r.args[0], *size, static_cast<std::uint32_t>(bs));
+    auto info = store.create_namespace(r.args[0], *size, static_cast<std::uint32_t>(bs), thin);
     if (!info.ok()) return fail(info.status());
     return {Status::Ok(), {ns_record(*info, ctx)}};
   }
@@ -126,6 +129,10 @@ control::Response run_control(const control::Request& r, ControlContext& ctx) {
     rec.emplace_back("data_zones", n(st.data_zones));
     rec.emplace_back("free_zones", n(st.free_zones));
     rec.emplace_back("zone_capacity_bytes", n(sb.zone_capacity * sb.block_size));
+    rec.emplace_back("space_bytes", n(st.space_bytes));
+    rec.emplace_back("promised_bytes", n(st.claimed_bytes));
+    rec.emplace_back("unpromised_bytes", n(st.space_bytes - std::min(st.space_bytes, st.claimed_bytes)));
+    rec.emplace_back("live_bytes", n(st.live_bytes));
     return {Status::Ok(), {rec}};
   }
   if (c == "stats") {

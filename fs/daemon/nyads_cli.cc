@@ -94,11 +94,12 @@ std::string human_bytes(const std::string& v) {
 }
 
 void print_namespaces(const std::vector<control::Record>& records) {
-  std::printf("%-24s %12s %6s %12s %6s %-12s %s\n", "NAME", "SIZE", "BLOCK", "ALLOCATED", "CONN", "UBLK", "STATE");
+  std::printf("%-24s %12s %-8s %6s %12s %6s %-12s %s\n", "NAME", "SIZE", "SPACE", "BLOCK", "ALLOCATED", "CONN", "UBLK", "STATE");
   for (const auto& r : records) {
     auto get = [&](const char* k) { const std::string* v = field(r, k); return v ? *v : std::string("-"); };
-    std::printf("%-24s %12s %6s %12s %6s %-12s %s\n", get("name").c_str(), human_bytes(get("size")).c_str(), get("block_size").c_str(),
-                human_bytes(get("allocated")).c_str(), get("connections").c_str(), get("ublk").c_str(), get("state").c_str());
+    std::printf("%-24s %12s %-8s %6s %12s %6s %-12s %s\n", get("name").c_str(), human_bytes(get("size")).c_str(), get("provisioning").c_str(),
+                get("block_size").c_str(), human_bytes(get("allocated")).c_str(), get("connections").c_str(), get("ublk").c_str(),
+                get("state").c_str());
   }
 }
 
@@ -133,13 +134,18 @@ int main(int argc, char** argv) {
   control::Request request;
   std::string name, size_text;
   std::uint32_t block_size = 4096;
-  bool force = false, discard = false, use_ublk = false;
+  bool force = false, discard = false, use_ublk = false, thin = false;
   auto* ns = app.add_subcommand("ns", "Namespaces: create, list, show, resize, delete, attach, detach");
   ns->require_subcommand(1);
-  auto* create = ns->add_subcommand("create", "Create a namespace (thin: space is used when written)");
+  auto* create = ns->add_subcommand("create",
+                                    "Create a namespace. Space is used when written, but the volume promises the namespace its whole size "
+                                    "(refused when it cannot), so it can always be filled whatever the others do; --thin promises nothing");
   create->add_option("NAME", name, "1-64 bytes of [A-Za-z0-9._-], starting with a letter or digit")->required();
   create->add_option("--size", size_text, "Size, e.g. 20G (K, M, G, T: powers of 1024); a multiple of 4096")->required();
   create->add_option("--block-size", block_size, "Logical block size exported: 512 or 4096")->capture_default_str();
+  create->add_flag("--thin", thin,
+                   "Promise it no space: it may be larger than the volume, and its writes of new blocks get 'no space' once the space "
+                   "promised to no namespace is used up (overwrites still work)");
   auto* list = ns->add_subcommand("list", "List namespaces");
   auto* show = ns->add_subcommand("show", "Show one namespace");
   show->add_option("NAME", name)->required();
@@ -179,6 +185,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (create->parsed()) request = {"ns-create", {name, *s, std::to_string(block_size)}};
+    if (create->parsed() && thin) request.args.push_back("thin");
     if (resize->parsed()) request = {"ns-resize", discard ? std::vector<std::string>{name, *s, "discard"} : std::vector<std::string>{name, *s}};
   } else if (list->parsed()) {
     request = {"ns-list", {}};

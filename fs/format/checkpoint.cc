@@ -9,7 +9,7 @@ namespace {
 
 constexpr char kMagic[8] = {'N', 'Y', 'A', 'D', 'S', 'C', 'K', 'P'};
 constexpr std::size_t kCommitFixedBytes = 40;
-constexpr std::uint32_t kKnownNamespaceFlags = kNamespaceQuarantined;
+constexpr std::uint32_t kKnownNamespaceFlags = kNamespaceQuarantined | kNamespaceThin;
 constexpr std::uint32_t kStreamMask = 0x3;
 
 Status validate_namespace_entry(const NamespaceEntry& e) {

@@ -42,6 +42,13 @@ std::size_t body_size(const JournalRecord& r) {
       r);
 }
 
+// A record's flags byte: only namespace create has one (bit 0: thin).
+constexpr std::uint8_t kThinFlag = 1;
+std::uint8_t record_flags(const JournalRecord& r) {
+  const auto* create = std::get_if<record::NamespaceCreate>(&r);
+  return create && create->thin ? kThinFlag : 0;
+}
+
 }  // namespace
 
 void write_extent(Writer& w, const record::Extent& e) {
@@ -133,7 +140,7 @@ Status encode_journal_block(const JournalBlock& b, std::uint64_t seed, std::span
   w.u64(0);
   for (const auto& r : b.records) {
     w.u8(static_cast<std::uint8_t>(r.index() + 1));
-    w.u8(0);
+    w.u8(record_flags(r));
     w.u16(static_cast<std::uint16_t>(body_size(r)));
     std::visit(
         [&](const auto& v) {
@@ -197,7 +204,8 @@ Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std:
     const std::uint8_t type = r.u8();
     const std::uint8_t flags = r.u8();
     const std::uint16_t len = r.u16();
-    if (flags != 0) return bad(rec + ": flags " + hex(flags) + ", expected 0");
+    const std::uint8_t known_flags = type == kNamespaceCreate ? kThinFlag : 0;
+    if (flags & ~known_flags) return bad(rec + ": flags " + hex(flags) + ", expected " + (known_flags ? "only bit 0" : "0"));
     if (r.pos() + len > end) return bad(rec + ": body of " + num(len) + " bytes runs past the payload");
     const std::size_t body_start = r.pos();
     JournalRecord out;
@@ -211,6 +219,7 @@ Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std:
         const std::uint8_t name_len = r.u8();
         if (len != 17u + name_len) return bad(rec + ": namespace-create body of " + num(len) + " bytes, its name needs " + num(17u + name_len));
         v.name = r.str(name_len);
+        v.thin = (flags & kThinFlag) != 0;
         out = std::move(v);
         break;
       }

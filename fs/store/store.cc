@@ -123,7 +123,7 @@ struct Store::Impl {
     return nullptr;
   }
   NamespaceInfo info(const Namespace& x) const {
-    return {x.id, x.name, x.size, x.block_size, x.map.mapped_blocks() * kBlock, (x.flags & fmt::kNamespaceQuarantined) != 0};
+    return {x.id, x.name, x.size, x.block_size, x.map.mapped_blocks() * kBlock, (x.flags & fmt::kNamespaceQuarantined) != 0, is_thin(x)};
   }
 
   // Blocks that stopped being referenced: the zone loses them; an emptied zone is reset once
@@ -234,7 +234,7 @@ struct Store::Impl {
           using T = std::decay_t<decltype(v)>;
           if constexpr (std::is_same_v<T, fmt::record::NamespaceCreate>) {
             namespaces.erase(v.ns_id);
-            namespaces.emplace(v.ns_id, Namespace{v.ns_id, v.name, v.size_bytes, v.block_size, 0, empty_map()});
+            namespaces.emplace(v.ns_id, Namespace{v.ns_id, v.name, v.size_bytes, v.block_size, v.thin ? fmt::kNamespaceThin : 0u, empty_map()});
             next_ns_id = std::max(next_ns_id, v.ns_id + 1);
           } else if constexpr (std::is_same_v<T, fmt::record::NamespaceDelete>) {
             namespaces.erase(v.ns_id);
@@ -756,6 +756,7 @@ struct Store::Impl {
     std::vector<Chunk> chunks;
     std::size_t applied = 0;  // chunks before this one are applied
     std::uint64_t growth = 0;  // live blocks the batch's writes may add (not yet in the maps)
+    std::map<std::uint32_t, std::uint64_t> thin_growth;  // ... of it, by thin namespace
   };
   Batch* batch = nullptr;
 
@@ -934,7 +935,49 @@ struct Store::Impl {
     for (const auto& [id, x] : namespaces) live += x.map.mapped_blocks();
     return live;
   }
-  // ENOSPC for a write of bytes [offset, offset+length) of x if it would pass the limit.
+
+  // Space promises. A namespace is promised its whole size (it can always be filled, whatever
+  // the others do), unless it is thin: then it is promised nothing and grows only into space
+  // promised to no one. Promises are kept against a limit that holds however many streams are
+  // open (each namespace opens at most one, the cleaner two), so live data never passes
+  // live_limit_blocks() on the way to a promise. With no promise outstanding (all written, or
+  // only thin namespaces), thin ones grow up to live_limit_blocks() itself.
+  static bool is_thin(const Namespace& x) { return (x.flags & fmt::kNamespaceThin) != 0; }
+  std::uint64_t promise_limit_blocks(std::size_t namespace_count) const {
+    const std::size_t streams_max = std::min<std::size_t>(namespace_count, user_stream_budget()) + 2;
+    const std::uint64_t headroom = sb.reserved_data_zones + 1 + streams_max;
+    const std::uint64_t usable = sb.data_zones.count > headroom ? sb.data_zones.count - headroom : 0;
+    return usable * (sb.zone_capacity / (kBlock / sb.block_size));
+  }
+  // What a namespace takes of the volume: its promise, or what it has written if that is more.
+  std::uint64_t claimed_blocks(const Namespace& x, std::uint64_t unapplied = 0) const {
+    return std::max(x.map.mapped_blocks() + unapplied, is_thin(x) ? 0 : x.size / kBlock);
+  }
+  std::uint64_t claimed_total() const {
+    std::uint64_t total = 0;
+    for (const auto& [id, x] : namespaces) total += claimed_blocks(x, batch && batch->thin_growth.contains(id) ? batch->thin_growth.at(id) : 0);
+    return total;
+  }
+  // Promised blocks not written yet: while there are any, thin namespaces keep out of them.
+  std::uint64_t outstanding_promises() const {
+    std::uint64_t total = 0;
+    for (const auto& [id, x] : namespaces) total += claimed_blocks(x) - x.map.mapped_blocks();
+    return total;
+  }
+  static std::string mib(std::uint64_t blocks) { return n(blocks * kBlock >> 20) + " MiB"; }
+  // ENOSPC unless a namespace can be promised `blocks` (replacing a claim of `was`, for a
+  // resize; 0 for a new thin one, which still takes headroom for its stream while promises
+  // are outstanding).
+  Status admit_promise(std::string_view name, std::uint64_t blocks, std::uint64_t was, std::size_t namespace_count) const {
+    const std::uint64_t claimed = claimed_total() - was, limit = promise_limit_blocks(namespace_count);
+    if (claimed + blocks <= limit || (blocks == 0 && outstanding_promises() == 0)) return Status::Ok();
+    return Status(Code::kNoSpace, "namespace '" + std::string(name) + "' needs " + mib(blocks) + ", but only " + mib(limit - std::min(limit, claimed)) +
+                                      " of the volume's " + mib(limit) + " are neither promised to other namespaces nor written by thin ones; "
+                                      "make it smaller, or thin (--thin: promised nothing, it competes for free space)");
+  }
+
+  // ENOSPC for a write of bytes [offset, offset+length) of x if it would pass the limit, or,
+  // for a thin namespace, take space promised to others.
   Status admit_growth(const Namespace& x, std::uint64_t offset, std::uint64_t length) {
     const std::uint64_t first = offset / kBlock, end = (offset + length + kBlock - 1) / kBlock;
     std::uint64_t added = 0;
@@ -943,8 +986,15 @@ struct Store::Impl {
     if (added == 0) return Status::Ok();
     const std::uint64_t live = live_blocks() + (batch ? batch->growth : 0), limit = live_limit_blocks();
     if (live + added > limit)
-      return Status(Code::kNoSpace, "the volume's live data would exceed its " + n(limit * kBlock >> 20) + " MiB (" + n(live * kBlock >> 20) +
-                                        " MiB live); overwrites still work; trim or delete to free space");
+      return Status(Code::kNoSpace, "the volume's live data would exceed its " + mib(limit) + " (" + mib(live) +
+                                        " live); overwrites still work; trim or delete to free space");
+    if (is_thin(x) && outstanding_promises() > 0) {
+      const std::uint64_t claimed = claimed_total(), promise_limit = promise_limit_blocks(namespaces.size());
+      if (claimed + added > promise_limit)
+        return Status(Code::kNoSpace, "thin namespace '" + x.name + "' has no more room: of the volume's " + mib(promise_limit) + ", " + mib(claimed) +
+                                          " are promised to namespaces or written by thin ones; overwrites still work; trim or delete to free space");
+      if (batch) batch->thin_growth[x.id] += added;
+    }
     if (batch) batch->growth += added;
     return Status::Ok();
   }
@@ -1073,15 +1123,17 @@ Result<std::unique_ptr<Store>> Store::open(std::unique_ptr<ZonedDevice> device, 
 
 Status Store::close() { return impl_->checkpoint(); }
 
-Result<NamespaceInfo> Store::create_namespace(std::string_view name, std::uint64_t size_bytes, std::uint32_t block_size) {
+Result<NamespaceInfo> Store::create_namespace(std::string_view name, std::uint64_t size_bytes, std::uint32_t block_size, bool thin) {
   Impl& s = *impl_;
   NYADS_RETURN_IF_ERROR(fmt::validate_namespace_name(name));
   if (s.ns_by_name(name)) return Status(Code::kAlreadyExists, "namespace '" + std::string(name) + "' exists already");
   if (block_size != 512 && block_size != 4096) return InvalidArgument("block size " + n(block_size) + " is not 512 or 4096");
   if (size_bytes == 0 || size_bytes % kBlock != 0) return InvalidArgument("namespace size " + n(size_bytes) + " bytes is not a positive multiple of 4096");
+  // Even a thin namespace takes something: room for its write stream, in the headroom.
+  NYADS_RETURN_IF_ERROR(s.admit_promise(name, thin ? 0 : size_bytes / kBlock, 0, s.namespaces.size() + 1));
   const std::uint32_t id = s.next_ns_id++;
-  s.namespaces.emplace(id, Impl::Namespace{id, std::string(name), size_bytes, block_size, 0, s.empty_map()});
-  s.add(fmt::record::NamespaceCreate{id, block_size, size_bytes, std::string(name)});
+  s.namespaces.emplace(id, Impl::Namespace{id, std::string(name), size_bytes, block_size, thin ? fmt::kNamespaceThin : 0u, s.empty_map()});
+  s.add(fmt::record::NamespaceCreate{id, block_size, size_bytes, std::string(name), thin});
   NYADS_RETURN_IF_ERROR(s.commit());
   return s.info(*s.ns(id));
 }
@@ -1110,6 +1162,8 @@ Status Store::resize_namespace(std::string_view name, std::uint64_t size_bytes, 
     if (holds_data && !discard)
       return InvalidArgument("shrinking '" + x->name + "' to " + n(size_bytes) + " bytes would cut off data; pass discard to drop it");
     s.release(x->map.unmap(from, count));
+  } else if (!Impl::is_thin(*x)) {
+    NYADS_RETURN_IF_ERROR(s.admit_promise(x->name, size_bytes / kBlock, s.claimed_blocks(*x), s.namespaces.size()));
   }
   x->size = size_bytes;
   s.add(fmt::record::NamespaceResize{x->id, size_bytes});
@@ -1216,6 +1270,9 @@ StoreStats Store::stats() const {
   StoreStats s = impl_->stats;
   s.data_zones = impl_->sb.data_zones.count;
   s.free_zones = impl_->free_zones();
+  s.space_bytes = impl_->promise_limit_blocks(impl_->namespaces.size()) * kBlock;
+  s.claimed_bytes = impl_->claimed_total() * kBlock;
+  s.live_bytes = impl_->live_blocks() * kBlock;
   for (const auto& [id, x] : impl_->namespaces) {
     s.map_extents += x.map.extent_count();
     s.map_memory_bytes += x.map.memory_bytes();

@@ -109,6 +109,8 @@ struct NamespaceCreate {
   std::uint32_t block_size = 4096;  // 512 or 4096: the block size the namespace exports
   std::uint64_t size_bytes = 0;
   std::string name;
+  // Thin: promised no space, it may grow only into space promised to no one (record flag bit 0).
+  bool thin = false;
   bool operator==(const NamespaceCreate&) const = default;
 };
 struct NamespaceDelete {
@@ -177,7 +179,7 @@ Status validate_record(const JournalRecord& r);
 
 struct NamespaceEntry {
   std::uint32_t ns_id = 0;
-  std::uint32_t flags = 0;         // kNamespaceQuarantined
+  std::uint32_t flags = 0;         // kNamespaceQuarantined, kNamespaceThin
   std::uint32_t block_size = 4096;
   std::uint64_t size_bytes = 0;
   std::uint64_t written_blocks = 0;  // virtual blocks mapped (kStoreBlockSize each)
@@ -185,6 +187,7 @@ struct NamespaceEntry {
   bool operator==(const NamespaceEntry&) const = default;
 };
 inline constexpr std::uint32_t kNamespaceQuarantined = 1u << 0;
+inline constexpr std::uint32_t kNamespaceThin = 1u << 1;  // as record::NamespaceCreate::thin
 
 struct ZoneEntry {
   std::uint32_t zone = 0;

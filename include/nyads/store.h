@@ -38,6 +38,7 @@ struct NamespaceInfo {
   std::uint32_t block_size = 4096;
   std::uint64_t written_bytes = 0;  // mapped 4 KiB blocks x 4096
   bool quarantined = false;
+  bool thin = false;  // promised no space: it grows only into space promised to no namespace
 };
 
 struct StoreStats {
@@ -53,6 +54,9 @@ struct StoreStats {
   std::uint64_t checksum_errors = 0;
   std::uint32_t data_zones = 0;
   std::uint32_t free_zones = 0;
+  std::uint64_t space_bytes = 0;        // what the volume can promise (the promise limit)
+  std::uint64_t claimed_bytes = 0;      // promised to namespaces, or written by thin ones
+  std::uint64_t live_bytes = 0;         // mapped blocks of every namespace
   std::uint64_t map_extents = 0;       // extents in all namespaces' maps
   std::uint64_t map_memory_bytes = 0;  // what the maps hold in memory
   // Device bytes written for every user byte: (data + cleaner + metadata) / user.
@@ -90,9 +94,13 @@ class Store {
   Status close();
 
   // Names: see format::validate_namespace_name. Sizes: positive multiples of 4096 bytes.
-  Result<NamespaceInfo> create_namespace(std::string_view name, std::uint64_t size_bytes, std::uint32_t block_size = 4096);
+  // A namespace is promised its size: kNoSpace when the volume cannot promise it (sizes of
+  // other namespaces and what thin ones wrote). A thin one is promised nothing and may be
+  // larger than the volume; its writes get kNoSpace when no unpromised space is left.
+  Result<NamespaceInfo> create_namespace(std::string_view name, std::uint64_t size_bytes, std::uint32_t block_size = 4096, bool thin = false);
   Status delete_namespace(std::string_view name);
-  // Growing always works; shrinking only when the cut range holds no data, or with discard.
+  // Growing works while the volume can promise the new size (always, for a thin namespace);
+  // shrinking only when the cut range holds no data, or with discard.
   Status resize_namespace(std::string_view name, std::uint64_t size_bytes, bool discard = false);
   std::vector<NamespaceInfo> list_namespaces() const;
   Result<NamespaceInfo> find_namespace(std::string_view name) const;

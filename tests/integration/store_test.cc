@@ -157,8 +157,8 @@ TEST(Store, ACorruptDataBlockIsAnErrorNeverData) {
 TEST(Store, OutOfSpaceIsPerWriteOverwritesGoOnAndTrimBringsSpaceBack) {
   auto dev = test::formatted_memory_device(16);  // few data zones
   auto st = test::open_store(*dev);
-  const std::uint32_t a = st->create_namespace("a", 64 << 20)->id;  // thin: larger than the device
-  const std::uint32_t b = st->create_namespace("b", 1 << 20)->id;
+  const std::uint32_t a = st->create_namespace("a", 64 << 20, 4096, true)->id;  // thin: larger than the device
+  const std::uint32_t b = st->create_namespace("b", 1 << 20)->id;                // promised its 1 MiB
   ASSERT_OK(st->write(b, 0, bytes_of(8, 65536)));
   auto chunk = bytes_of(9, 256 << 10);
   std::uint64_t off = 0;
@@ -168,7 +168,7 @@ TEST(Store, OutOfSpaceIsPerWriteOverwritesGoOnAndTrimBringsSpaceBack) {
   EXPECT_EQ(s.to_errno(), ENOSPC);
   // The other namespace still reads, and overwrites what it has (that adds no live data),
   // again and again: the cleaner places them in the headroom kept for it. New blocks of b
-  // would add live data: ENOSPC for them too.
+  // work too: the volume promised b its whole size, and a, thin, could not take it.
   std::vector<std::uint8_t> got(65536);
   ASSERT_OK(st->read(b, 0, got));
   EXPECT_EQ(got, bytes_of(8, 65536));
@@ -177,7 +177,7 @@ TEST(Store, OutOfSpaceIsPerWriteOverwritesGoOnAndTrimBringsSpaceBack) {
     ASSERT_OK(st->write(b, 0, bytes_of(static_cast<std::uint8_t>(20 + round), 65536)));
   }
   ASSERT_OK(st->write(a, 0, chunk));  // and so does the full one
-  EXPECT_EQ(st->write(b, 65536, bytes_of(7, 4096)).code(), Code::kNoSpace);
+  ASSERT_OK(st->write(b, 65536, bytes_of(7, (1 << 20) - 65536)));  // all the rest of b
   ASSERT_OK(st->read(b, 0, got));
   EXPECT_EQ(got, bytes_of(59, 65536));
   ASSERT_OK(st->flush());
@@ -185,6 +185,60 @@ TEST(Store, OutOfSpaceIsPerWriteOverwritesGoOnAndTrimBringsSpaceBack) {
   ASSERT_OK(st->trim(a, 0, off / 2));
   ASSERT_OK(st->flush());
   EXPECT_OK(st->write(a, off, chunk));
+  ASSERT_OK(st->close());
+  EXPECT_EQ(fsck::check_volume(*dev, {false, true, nullptr}).exit_code(), 0);
+}
+
+// A namespace is promised its size: one that the volume cannot promise is refused, and a thin
+// one filling the volume cannot take what was promised, so the promised namespace can still
+// be filled to its end. Promises and thinness survive a reopen.
+TEST(Store, PromisedSpaceStaysWithItsNamespaceWhenAThinOneFillsTheVolume) {
+  auto dev = test::formatted_memory_device(24);
+  auto st = test::open_store(*dev);
+  Status big = st->create_namespace("huge", 64 << 20).status();
+  EXPECT_EQ(big.code(), Code::kNoSpace) << big.to_string();
+  EXPECT_NE(big.message().find("namespace 'huge' needs 64 MiB, but only"), std::string::npos) << big.message();
+  EXPECT_NE(big.message().find("--thin"), std::string::npos) << big.message();
+  auto kept = st->create_namespace("kept", 512 << 10);
+  ASSERT_TRUE(kept.ok()) << kept.status().to_string();
+  EXPECT_FALSE(kept->thin);
+  auto thin = st->create_namespace("thin", 64 << 20, 4096, true);
+  ASSERT_TRUE(thin.ok()) << thin.status().to_string();
+  EXPECT_TRUE(thin->thin);
+  // Growing a promised namespace past what the volume can promise is refused; shrinking is not.
+  EXPECT_EQ(st->resize_namespace("kept", 64 << 20).code(), Code::kNoSpace);
+  ASSERT_OK(st->resize_namespace("kept", 256 << 10));
+  ASSERT_OK(st->resize_namespace("kept", 512 << 10));
+  // The thin one fills what no one was promised.
+  auto chunk = bytes_of(3, 64 << 10);
+  std::uint64_t off = 0;
+  Status s;
+  while ((s = st->write(thin->id, off, chunk)).ok()) off += chunk.size();
+  EXPECT_EQ(s.code(), Code::kNoSpace) << s.to_string();
+  EXPECT_NE(s.message().find("thin namespace 'thin' has no more room"), std::string::npos) << s.message();
+  EXPECT_GT(off, 0u);
+  // Now nothing more can be promised, and the promised namespace fills to its end.
+  EXPECT_EQ(st->create_namespace("late", 64 << 10).status().code(), Code::kNoSpace);
+  ASSERT_OK(st->write(kept->id, 0, bytes_of(4, 512 << 10)));
+  ASSERT_OK(st->flush());
+  // After a crash (no close), the same promises hold.
+  st.reset();
+  st = test::open_store(*dev);
+  ASSERT_NE(st, nullptr);
+  auto again = st->find_namespace("thin");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->thin);
+  EXPECT_FALSE(st->find_namespace("kept")->thin);
+  std::vector<std::uint8_t> got(512 << 10);
+  ASSERT_OK(st->read(kept->id, 0, got));
+  EXPECT_EQ(got, bytes_of(4, 512 << 10));
+  // With every promise written, the thin one may grow up to the volume's own limit.
+  while ((s = st->write(thin->id, off, chunk)).ok()) off += chunk.size();
+  EXPECT_EQ(s.code(), Code::kNoSpace) << s.to_string();
+  EXPECT_NE(s.message().find("the volume's live data would exceed"), std::string::npos) << s.message();
+  // Deleting the promised namespace gives its space to the thin one.
+  ASSERT_OK(st->delete_namespace("kept"));
+  EXPECT_OK(st->write(thin->id, off, chunk));
   ASSERT_OK(st->close());
   EXPECT_EQ(fsck::check_volume(*dev, {false, true, nullptr}).exit_code(), 0);
 }

@@ -47,8 +47,12 @@ rc=0; cli ns create gamma --size lots 2>"$T/err" || rc=$?
 [ $rc -eq 2 ] || fail "an unparsable size gave exit $rc"
 rc=0; cli ns show nosuch 2>"$T/err" || rc=$?
 [ $rc -eq 1 ] && grep -q "no namespace 'nosuch'" "$T/err" || fail "show of a missing namespace: rc $rc $(cat "$T/err")"
-cli --json ns list | $PY -c 'import json,sys; l=json.load(sys.stdin); assert [(x["name"],x["size"],x["block_size"]) for x in l]==[("alpha",268435456,4096),("beta",134217728,512)], l'
-cli --json status | $PY -c 'import json,sys; s=json.load(sys.stdin); assert s["namespaces"]==2 and s["backend"]=="emulated", s'
+rc=0; cli ns create huge --size 8G 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "namespace 'huge' needs 8192 MiB, but only" "$T/err" || fail "a namespace the volume cannot promise: rc $rc $(cat "$T/err")"
+cli ns create huge --size 8G --thin >/dev/null || fail "a thin namespace larger than the volume was refused"
+cli --json ns list | $PY -c 'import json,sys; l=json.load(sys.stdin); assert [(x["name"],x["size"],x["block_size"],x["provisioning"]) for x in l]==[("alpha",268435456,4096,"promised"),("beta",134217728,512,"promised"),("huge",8589934592,4096,"thin")], l'
+cli ns delete huge >/dev/null
+cli --json status | $PY -c 'import json,sys; s=json.load(sys.stdin); assert s["namespaces"]==2 and s["backend"]=="emulated" and s["promised_bytes"]==384<<20 and s["unpromised_bytes"]==s["space_bytes"]-(384<<20), s'
 rc=0; "$NYADS" --run-dir "$T/nowhere" ns list 2>"$T/err" || rc=$?
 [ $rc -eq 3 ] && grep -q "cannot reach nyadsd" "$T/err" || fail "no daemon: rc $rc $(cat "$T/err")"
 

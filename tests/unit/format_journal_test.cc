@@ -25,12 +25,12 @@ TEST(Journal, RoundTripsEveryRecordType) {
 TEST(Journal, GoldenBytes) {
   JournalBlock b;
   b.seq = 9;
-  b.records = {record::NamespaceCreate{3, 512, 8192, "ab"}, record::Extent{3, 1, 4096, {0x11223344}}};
+  b.records = {record::NamespaceCreate{3, 512, 8192, "ab"}, record::Extent{3, 1, 4096, {0x11223344}}, record::NamespaceCreate{4, 4096, 1 << 30, "t", true}};
   const auto x = encoded(b);
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(x.data()), 8), "NYADSJNL");
   EXPECT_EQ(get_le16(&x[8]), 1u);             // version
-  EXPECT_EQ(get_le16(&x[10]), 2u);            // records
-  EXPECT_EQ(get_le32(&x[12]), 4u + 19 + 4 + 28);  // payload bytes
+  EXPECT_EQ(get_le16(&x[10]), 3u);            // records
+  EXPECT_EQ(get_le32(&x[12]), 4u + 19 + 4 + 28 + 4 + 18);  // payload bytes
   EXPECT_EQ(get_le64(&x[16]), 9u);            // seq
   EXPECT_EQ(get_le64(&x[24]), block_checksum(x, kSeed));
   // record 1: type 1, flags 0, length 19, ns 3, block size 512, size 8192, name "ab"
@@ -39,7 +39,10 @@ TEST(Journal, GoldenBytes) {
   // record 2: type 4, length 28, ns 3, 1 block, vblock 1, lba 4096, checksum
   const std::uint8_t r2[] = {4, 0, 28, 0, 3, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0x44, 0x33, 0x22, 0x11};
   EXPECT_EQ(0, std::memcmp(&x[32 + sizeof r1], r2, sizeof r2));
-  for (std::size_t i = 32 + sizeof r1 + sizeof r2; i < x.size(); ++i) ASSERT_EQ(x[i], 0) << i;
+  // record 3: type 1, flags 1 (thin), length 18, ns 4, block size 4096, size 1 GiB, name "t"
+  const std::uint8_t r3[] = {1, 1, 18, 0, 4, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0x40, 0, 0, 0, 0, 1, 't'};
+  EXPECT_EQ(0, std::memcmp(&x[32 + sizeof r1 + sizeof r2], r3, sizeof r3));
+  for (std::size_t i = 32 + sizeof r1 + sizeof r2 + sizeof r3; i < x.size(); ++i) ASSERT_EQ(x[i], 0) << i;
 }
 
 TEST(Journal, EncodeRefusesWhatDoesNotFitOrIsInvalid) {
@@ -117,7 +120,7 @@ INSTANTIATE_TEST_SUITE_P(
         ByteCase{"payload_short", [](auto& x) { put_le32(&x[12], get_le32(&x[12]) - 4); }, "runs past the payload"},
         ByteCase{"payload_long", [](auto& x) { put_le32(&x[12], get_le32(&x[12]) + 8); }, "the header says"},
         ByteCase{"count_more", [](auto& x) { put_le16(&x[10], 8); }, "record 7 at byte"},
-        ByteCase{"flags", [](auto& x) { x[33] = 1; }, "flags 0x0000000000000001, expected 0"},
+        ByteCase{"flags", [](auto& x) { x[33] = 2; }, "flags 0x0000000000000002, expected only bit 0"},
         ByteCase{"type", [](auto& x) { x[32] = 99; }, "unknown record type 99"},
         ByteCase{"create_len", [](auto& x) { put_le16(&x[34], 12); }, "namespace-create body of 12 bytes, expected at least 17"},
         ByteCase{"create_namelen", [](auto& x) { x[32 + 4 + 16] = 9; }, "its name needs 26"},
