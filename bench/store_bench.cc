@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
     double ckpt_ms = 0;
     {
       auto st = fresh(path, gib);
-      const std::uint32_t id = st->create_namespace("data", (gib << 30) + (128 << 20))->id;
+      const std::uint32_t id = st->create_namespace("data", (gib << 30) + (128 << 20), 4096, true)->id;
       for (std::uint64_t off = 0; off < (gib << 30); off += chunk.size()) {
         std::memcpy(chunk.data(), &off, 8);
         check(st->write(id, off, chunk));
@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
   std::printf("\n2. map memory per TiB of written data (1 GiB written, extrapolated x1024)\n");
   for (const char* layout : {"sequential", "4k-random"}) {
     auto st = fresh(path, 1);
-    const std::uint32_t id = st->create_namespace("data", 1ull << 30)->id;
+    const std::uint32_t id = st->create_namespace("data", 1ull << 30, 4096, true)->id;
     if (std::strcmp(layout, "sequential") == 0) {
       for (std::uint64_t off = 0; off < (1ull << 30); off += chunk.size()) check(st->write(id, off, chunk));
     } else {

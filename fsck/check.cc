@@ -372,6 +372,42 @@ class Checker {
     if (fit > 0) (void)namespaces_.at(x.ns_id).map.map(x.vblock, x.lba, std::span(x.checksums).first(fit));
   }
 
+  // The cleaner's moves: the blocks must hold data to move (their checksums go with them), and
+  // land within one data zone's capacity.
+  void check_moved(const fmt::record::Moved& x, std::int64_t zone, std::int64_t offset, const std::string& where) {
+    const std::string what = where + ": move of " + n(x.total_blocks()) + " blocks of namespace " + n(x.ns_id) + " to block " + n(x.lba);
+    if (!known_namespace(x.ns_id, "journal", zone, offset, where)) return;
+    const std::uint64_t per = fmt::kStoreBlockSize / g_.block_size;
+    const std::uint32_t data_zone = g_.zone_of(x.lba);
+    if (!sb_.data_zones.contains(data_zone) || data_zone >= zones_.size()) {
+      rebuilds(error("journal", zone, offset, what + " points into " + role(std::min(data_zone, sb_.zone_count - 1)) + " zone " + n(data_zone), "a data zone"),
+               "the move dropped (the blocks stay where they were)");
+      return;
+    }
+    const ZoneInfo& z = zones_[data_zone];
+    if ((x.lba - z.start) % per != 0 || x.lba + x.total_blocks() * per > z.start + z.capacity) {
+      rebuilds(error("journal", zone, offset, what + " runs to block " + n(x.lba + x.total_blocks() * per - 1), "4096-byte blocks within one zone's capacity"),
+               "the move dropped (the blocks stay where they were)");
+      return;
+    }
+    Namespace& ns = namespaces_.at(x.ns_id);
+    std::uint64_t lba = x.lba;
+    for (const auto& run : x.runs) {
+      ++r_.extents;
+      for (const auto& p : ns.map.lookup(run.vblock, run.blocks)) {
+        if (!p.mapped) {
+          rebuilds(error("journal", zone, offset, what + ": blocks " + n(p.vblock) + ".." + n(p.vblock + p.blocks - 1) + " hold no data to move",
+                         "blocks that hold data"),
+                   "those blocks stay unmapped (they read as zeros)");
+          continue;
+        }
+        const std::vector<std::uint32_t> sums(p.checksums, p.checksums + p.blocks);
+        (void)ns.map.map(p.vblock, lba + (p.vblock - run.vblock) * per, sums);
+      }
+      lba += run.blocks * per;
+    }
+  }
+
   // Every live map entry points at written blocks of its zone (below the write pointer).
   void check_live_written() {
     const std::uint64_t per = fmt::kStoreBlockSize / g_.block_size;
@@ -493,6 +529,8 @@ class Checker {
                 }
               } else if constexpr (std::is_same_v<T, fmt::record::Extent>) {
                 check_extent(v, "journal", zone, off, where);
+              } else if constexpr (std::is_same_v<T, fmt::record::Moved>) {
+                check_moved(v, zone, off, where);
               } else if constexpr (std::is_same_v<T, fmt::record::Trim>) {
                 if (known_namespace(v.ns_id, "journal", zone, off, where)) {
                   if (v.vblock + v.blocks > namespaces_.at(v.ns_id).size / fmt::kStoreBlockSize)

@@ -35,6 +35,7 @@ inline format::JournalBlock sample_journal_block() {
                r::NamespaceResize{7, 2ull << 30},
                r::ZoneReset{9},
                r::CheckpointDone{5, 4, 12},
+               r::Moved{7, 7 * 16384, {{100, 2}, {300, 1}}},
                r::NamespaceDelete{7}};
   return b;
 }

@@ -18,7 +18,10 @@ enum RecordType : std::uint8_t {
   kTrim = 5,
   kZoneReset = 6,
   kCheckpointDone = 7,
+  kMoved = 8,
 };
+// A moved run is one u64: the virtual block in the low 52 bits, blocks - 1 in the high 12.
+constexpr int kRunBlocksShift = 52;
 
 Status check_size(std::uint64_t size, const char* what) {
   if (size == 0 || size % kStoreBlockSize != 0)
@@ -38,6 +41,7 @@ std::size_t body_size(const JournalRecord& r) {
         if constexpr (std::is_same_v<T, record::Trim>) return 24;
         if constexpr (std::is_same_v<T, record::ZoneReset>) return 4;
         if constexpr (std::is_same_v<T, record::CheckpointDone>) return 16;
+        if constexpr (std::is_same_v<T, record::Moved>) return 16 + 8 * v.runs.size();
       },
       r);
 }
@@ -113,6 +117,18 @@ Status validate_record(const JournalRecord& r) {
           if (v.checkpoint_seq == 0) return InvalidArgument("checkpoint sequence 0");
           if (v.blocks == 0) return InvalidArgument("checkpoint of 0 blocks");
           return Status::Ok();
+        } else if constexpr (std::is_same_v<T, record::Moved>) {
+          NYADS_RETURN_IF_ERROR(ns(v.ns_id));
+          if (v.runs.empty()) return InvalidArgument("move of 0 runs");
+          if (v.runs.size() > kMaxMovedRunsPerRecord)
+            return InvalidArgument("move of " + num(v.runs.size()) + " runs exceeds " + num(kMaxMovedRunsPerRecord) + " per record");
+          for (const auto& run : v.runs) {
+            if (run.blocks == 0 || run.blocks > kMaxMovedRunBlocks)
+              return InvalidArgument("moved run of " + num(run.blocks) + " blocks (1.." + num(kMaxMovedRunBlocks) + ")");
+            if (run.vblock >= kMaxVblock || run.blocks > kMaxVblock - run.vblock)
+              return InvalidArgument("moved run at virtual block " + num(run.vblock) + " runs past 2^52 blocks");
+          }
+          return Status::Ok();
         }
       },
       r);
@@ -170,6 +186,12 @@ Status encode_journal_block(const JournalBlock& b, std::uint64_t seed, std::span
             w.u32(v.first_zone);
             w.u32(v.blocks);
             w.u64(v.checkpoint_seq);
+          } else if constexpr (std::is_same_v<T, record::Moved>) {
+            w.u32(v.ns_id);
+            w.u16(static_cast<std::uint16_t>(v.runs.size()));
+            w.u16(0);
+            w.u64(v.lba);
+            for (const auto& run : v.runs) w.u64(run.vblock | (std::uint64_t{run.blocks - 1} << kRunBlocksShift));
           }
         },
         r);
@@ -265,6 +287,23 @@ Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std:
         v.blocks = r.u32();
         v.checkpoint_seq = r.u64();
         out = v;
+        break;
+      }
+      case kMoved: {
+        if (len < 16 || (len - 16) % 8 != 0) return bad(rec + ": moved body of " + num(len) + " bytes, expected 16 + 8 per run");
+        record::Moved v;
+        v.ns_id = r.u32();
+        const std::uint16_t runs = r.u16();
+        if (r.u16() != 0) return bad(rec + ": reserved field is not zero");
+        v.lba = r.u64();
+        if (len != 16u + 8u * runs) return bad(rec + ": moved body of " + num(len) + " bytes, its " + num(runs) + " runs need " + num(16u + 8u * runs));
+        v.runs.resize(runs);
+        for (auto& run : v.runs) {
+          const std::uint64_t x = r.u64();
+          run.vblock = x & ((1ull << kRunBlocksShift) - 1);
+          run.blocks = static_cast<std::uint32_t>(x >> kRunBlocksShift) + 1;
+        }
+        out = std::move(v);
         break;
       }
       default:

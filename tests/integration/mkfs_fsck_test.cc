@@ -248,6 +248,30 @@ TEST_F(MkfsFsck, JournalRecordsAreCrossChecked) {
   }
 }
 
+// The cleaner's moved records: blocks keep their checksums at the new place; moving blocks
+// that hold no data, or to anywhere but within one data zone, is reported.
+TEST_F(MkfsFsck, MovedRecordsAreCrossChecked) {
+  const auto sb = make();
+  const std::uint64_t lba = data(7, 4), to = data(8, 3);
+  journal(sb, {{fmt::record::NamespaceCreate{1, 4096, 1 << 20, "web-db"}},
+               {fmt::record::Extent{1, 0, lba, {1, 2, 3, 4}}, fmt::record::Moved{1, to, {{2, 2}, {0, 1}}}}});
+  auto clean = check();
+  EXPECT_EQ(clean.exit_code(), 0) << fsck::to_text(clean, true);
+  EXPECT_EQ(clean.extents, 3u);  // one extent, two moved runs
+
+  const std::uint64_t zone_end = dev_->geometry().zone_start(8) + dev_->geometry().zone_capacity;
+  journal(sb, {{fmt::record::Moved{1, to, {{9, 1}}}},  // appended to the journal above                               // holds no data
+               {fmt::record::Moved{1, dev_->geometry().zone_start(2), {{0, 1}}}},  // into a journal zone
+               {fmt::record::Moved{1, zone_end - 1, {{1, 2}}}}});                  // past the zone's capacity
+  auto r = check();
+  EXPECT_EQ(r.exit_code(), 4);
+  const std::string text = fsck::to_text(r, false);
+  EXPECT_TRUE(has(r, "journal", 2, "blocks 9..9 hold no data to move")) << text;
+  EXPECT_TRUE(has(r, "journal", 2, "points into journal zone 2")) << text;
+  EXPECT_TRUE(has(r, "journal", 2, "runs to block " + std::to_string(zone_end))) << text;
+  EXPECT_EQ(r.problems.size(), 3u) << text;
+}
+
 TEST_F(MkfsFsck, ATornJournalTailIsAWarningAndMidJournalDamageAnError) {
   const auto sb = make();
   journal(sb, {{fmt::record::NamespaceCreate{1, 4096, 1 << 20, "a"}}, {fmt::record::NamespaceCreate{2, 4096, 1 << 20, "b"}}});

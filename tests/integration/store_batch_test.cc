@@ -248,5 +248,33 @@ TEST(StoreBatch, IdleWorkCommitsAndCheckpoints) {
   EXPECT_TRUE(got == data);
 }
 
+// Opening after a long journal replay writes no checkpoint (that would cost as much as every
+// map); the first idle moment takes it, so the next open replays nothing.
+TEST(StoreBatch, ALongReplayIsCheckpointedWhenIdleNotAtOpen) {
+  auto dev = test::formatted_memory_device();
+  StoreOptions o;
+  o.checkpoint_after_journal_blocks = 64;  // a replay of 16 blocks or more is long
+  o.checkpoint_interval_seconds = 3600;    // so only the long replay makes idle_work checkpoint
+  auto st = test::open_store(*dev, o);
+  auto info = st->create_namespace("replay", 1 << 20);
+  ASSERT_TRUE(info.ok());
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_OK(st->write(info->id, static_cast<std::uint64_t>(i % 256) * 4096, test::bytes_of(static_cast<std::uint8_t>(i), 4096)));
+    ASSERT_OK(st->flush());  // a journal block each
+  }
+  st.reset();  // crash
+  st = test::open_store(*dev, o);
+  ASSERT_NE(st, nullptr);
+  EXPECT_EQ(st->stats().checkpoints, 0u);
+  EXPECT_EQ(st->stats().metadata_bytes_written, 0u);  // opening wrote nothing
+  ASSERT_TRUE(st->idle_work().ok());
+  EXPECT_EQ(st->stats().checkpoints, 1u);
+  ASSERT_TRUE(st->idle_work().ok());
+  EXPECT_EQ(st->stats().checkpoints, 1u);  // once
+  std::vector<std::uint8_t> got(4096);
+  ASSERT_OK(st->read(info->id, 39 * 4096, got));
+  EXPECT_EQ(got, test::bytes_of(39, 4096));
+}
+
 }  // namespace
 }  // namespace nyads

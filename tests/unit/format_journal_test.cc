@@ -45,6 +45,19 @@ TEST(Journal, GoldenBytes) {
   for (std::size_t i = 32 + sizeof r1 + sizeof r2 + sizeof r3; i < x.size(); ++i) ASSERT_EQ(x[i], 0) << i;
 }
 
+// A moved record: runs packed as vblock | (blocks - 1) << 52, no checksums.
+TEST(Journal, MovedGoldenBytes) {
+  JournalBlock b{3, {record::Moved{3, 4096, {{1, 1}, {0x10, 256}}}}};
+  const auto x = encoded(b);
+  EXPECT_EQ(get_le32(&x[12]), 4u + 32);
+  const std::uint8_t r[] = {8, 0, 32, 0, 3, 0, 0, 0, 2, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0,
+                            1, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0xf0, 0x0f};
+  EXPECT_EQ(0, std::memcmp(&x[32], r, sizeof r));
+  auto d = decode_journal_block(x, kSeed, "j");
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(*d, b);
+}
+
 TEST(Journal, EncodeRefusesWhatDoesNotFitOrIsInvalid) {
   JournalBlock b;
   b.seq = 1;
@@ -89,7 +102,12 @@ INSTANTIATE_TEST_SUITE_P(
         RecordRule{"trim_empty", record::Trim{1, 0, 0}, "trim of 0 blocks"},
         RecordRule{"trim_far", record::Trim{1, 1ull << 52, 1}, "runs past 2^52 blocks"},
         RecordRule{"checkpoint_seq", record::CheckpointDone{0, 4, 1}, "checkpoint sequence 0"},
-        RecordRule{"checkpoint_blocks", record::CheckpointDone{1, 4, 0}, "checkpoint of 0 blocks"}),
+        RecordRule{"checkpoint_blocks", record::CheckpointDone{1, 4, 0}, "checkpoint of 0 blocks"},
+        RecordRule{"moved_empty", record::Moved{1, 0, {}}, "move of 0 runs"},
+        RecordRule{"moved_run0", record::Moved{1, 0, {{5, 0}}}, "moved run of 0 blocks (1..4096)"},
+        RecordRule{"moved_run_long", record::Moved{1, 0, {{5, 4097}}}, "moved run of 4097 blocks"},
+        RecordRule{"moved_far", record::Moved{1, 0, {{(1ull << 52) - 1, 2}}}, "runs past 2^52 blocks"},
+        RecordRule{"moved_many", record::Moved{1, 0, std::vector<record::Moved::Run>(kMaxMovedRunsPerRecord + 1, {1, 1})}, "per record"}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
 
 // Byte-level damage the decoder must name: each case edits an encoded block and reseals it.
@@ -119,13 +137,18 @@ INSTANTIATE_TEST_SUITE_P(
         ByteCase{"payload_big", [](auto& x) { put_le32(&x[12], 5000); }, "payload of 5000 bytes exceeds 4064"},
         ByteCase{"payload_short", [](auto& x) { put_le32(&x[12], get_le32(&x[12]) - 4); }, "runs past the payload"},
         ByteCase{"payload_long", [](auto& x) { put_le32(&x[12], get_le32(&x[12]) + 8); }, "the header says"},
-        ByteCase{"count_more", [](auto& x) { put_le16(&x[10], 8); }, "record 7 at byte"},
+        ByteCase{"count_more", [](auto& x) { put_le16(&x[10], 9); }, "record 8 at byte"},
         ByteCase{"flags", [](auto& x) { x[33] = 2; }, "flags 0x0000000000000002, expected only bit 0"},
         ByteCase{"type", [](auto& x) { x[32] = 99; }, "unknown record type 99"},
         ByteCase{"create_len", [](auto& x) { put_le16(&x[34], 12); }, "namespace-create body of 12 bytes, expected at least 17"},
         ByteCase{"create_namelen", [](auto& x) { x[32 + 4 + 16] = 9; }, "its name needs 26"},
         ByteCase{"create_invalid", [](auto& x) { put_le32(&x[32 + 8], 100); }, "block size 100"},
-        // The sample's records start at 32 (create: 27 bytes), 59 (extent: 40), 99 (trim: 28), 127 (resize).
+        // The sample's records start at 32 (create: 27 bytes), 59 (extent: 40), 99 (trim: 28), 127 (resize),
+        // and the moved record at 175 (36 bytes: ns at 179, runs at 183, reserved at 185).
+        ByteCase{"moved_reserved", [](auto& x) { put_le16(&x[185], 1); }, "record 6 at byte 175: reserved field is not zero"},
+        ByteCase{"moved_runs", [](auto& x) { put_le16(&x[183], 3); }, "moved body of 32 bytes, its 3 runs need 40"},
+        ByteCase{"moved_len", [](auto& x) { put_le16(&x[177], 20); }, "moved body of 20 bytes, expected 16 + 8 per run"},
+        ByteCase{"moved_ns0", [](auto& x) { put_le32(&x[179], 0); }, "namespace id 0 is reserved"},
         ByteCase{"trim_reserved", [](auto& x) { put_le32(&x[99 + 8], 1); }, "record 2 at byte 99: reserved field is not zero"},
         ByteCase{"resize_reserved", [](auto& x) { put_le32(&x[127 + 8], 1); }, "record 3 at byte 127: reserved field is not zero"},
         ByteCase{"extent_len", [](auto& x) { put_le16(&x[59 + 2], 44); }, "record 1 at byte 59: extent of 3 blocks takes 36 bytes, the record says 44"}),
