@@ -149,7 +149,7 @@ Status encode_journal_block(const JournalBlock& b, std::uint64_t seed, std::span
   std::fill(out.begin(), out.end(), 0);
   Writer w(out);
   w.bytes(kMagic, 8);
-  w.u16(static_cast<std::uint16_t>(kVersion));
+  w.u16(static_cast<std::uint16_t>(kJournalVersion));
   w.u16(static_cast<std::uint16_t>(b.records.size()));
   w.u32(static_cast<std::uint32_t>(total));
   w.u64(b.seq);
@@ -211,7 +211,8 @@ Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std:
   Reader r(in);
   r.skip(8);
   const std::uint16_t version = r.u16();
-  if (version != kVersion) return NotSupported(w + ": journal version " + num(version) + ", this build reads version " + num(kVersion));
+  if (version < 1 || version > kJournalVersion)
+    return NotSupported(w + ": journal version " + num(version) + ", this build reads versions 1 to " + num(kJournalVersion) + " (written by a newer nyads?)");
   const std::uint16_t count = r.u16();
   const std::uint32_t payload = r.u32();
   JournalBlock b;
@@ -226,6 +227,8 @@ Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std:
     const std::uint8_t type = r.u8();
     const std::uint8_t flags = r.u8();
     const std::uint16_t len = r.u16();
+    if (version < 2 && (type == kMoved || flags != 0))
+      return bad(rec + ": " + (type == kMoved ? std::string("a moved record") : "record flags " + hex(flags)) + " in a version 1 block");
     const std::uint8_t known_flags = type == kNamespaceCreate ? kThinFlag : 0;
     if (flags & ~known_flags) return bad(rec + ": flags " + hex(flags) + ", expected " + (known_flags ? "only bit 0" : "0"));
     if (r.pos() + len > end) return bad(rec + ": body of " + num(len) + " bytes runs past the payload");

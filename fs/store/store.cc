@@ -860,6 +860,9 @@ struct Store::Impl {
       z.wp = z.start + sb.zone_capacity;
       if (z.valid == 0) resets_after_commit.push_back(zone_number(z));
     }
+    // Everything admitted so far is in the maps now (or failed): admission counts from them.
+    batch->growth = 0;
+    batch->thin_growth.clear();
     return Status::Ok();
   }
 
@@ -1036,8 +1039,8 @@ struct Store::Impl {
   // the others do), unless it is thin: then it is promised nothing and grows only into space
   // promised to no one. Promises are kept against a limit that holds however many streams are
   // open (each namespace opens at most one, the cleaner two), so live data never passes
-  // live_limit_blocks() on the way to a promise. With no promise outstanding (all written, or
-  // only thin namespaces), thin ones grow up to live_limit_blocks() itself.
+  // live_limit_blocks() on the way to a promise. With only thin namespaces, they grow up to
+  // live_limit_blocks() itself.
   static bool is_thin(const Namespace& x) { return (x.flags & fmt::kNamespaceThin) != 0; }
   std::uint64_t promise_limit_blocks(std::size_t namespace_count) const {
     const std::size_t streams_max = std::min<std::size_t>(namespace_count, user_stream_budget()) + 2;
@@ -1054,11 +1057,13 @@ struct Store::Impl {
     for (const auto& [id, x] : namespaces) total += claimed_blocks(x, batch && batch->thin_growth.contains(id) ? batch->thin_growth.at(id) : 0);
     return total;
   }
-  // Promised blocks not written yet: while there are any, thin namespaces keep out of them.
-  std::uint64_t outstanding_promises() const {
-    std::uint64_t total = 0;
-    for (const auto& [id, x] : namespaces) total += claimed_blocks(x) - x.map.mapped_blocks();
-    return total;
+  // While any namespace holds a promise, thin ones stay under the promise limit (even once the
+  // promised space is all written: a trim and a rewrite there, or one more stream open, must
+  // still find room).
+  bool any_promised() const {
+    for (const auto& [id, x] : namespaces)
+      if (!is_thin(x)) return true;
+    return false;
   }
   static std::string mib(std::uint64_t blocks) { return n(blocks * kBlock >> 20) + " MiB"; }
   // ENOSPC unless a namespace can be promised `blocks` (replacing a claim of `was`, for a
@@ -1066,7 +1071,7 @@ struct Store::Impl {
   // are outstanding).
   Status admit_promise(std::string_view name, std::uint64_t blocks, std::uint64_t was, std::size_t namespace_count) const {
     const std::uint64_t claimed = claimed_total() - was, limit = promise_limit_blocks(namespace_count);
-    if (claimed + blocks <= limit || (blocks == 0 && outstanding_promises() == 0)) return Status::Ok();
+    if (claimed + blocks <= limit || (blocks == 0 && !any_promised())) return Status::Ok();
     return Status(Code::kNoSpace, "namespace '" + std::string(name) + "' needs " + mib(blocks) + ", but only " + mib(limit - std::min(limit, claimed)) +
                                       " of the volume's " + mib(limit) + " are neither promised to other namespaces nor written by thin ones; "
                                       "make it smaller, or thin (--thin: promised nothing, it competes for free space)");
@@ -1074,7 +1079,16 @@ struct Store::Impl {
 
   // ENOSPC for a write of bytes [offset, offset+length) of x if it would pass the limit, or,
   // for a thin namespace, take space promised to others.
+  // A batch counts the growth of writes it has admitted but not applied yet; that count can be
+  // too high (a block written twice, or a synchronous write applied at once), so a refusal is
+  // only final once the batch is drained and the count is exact.
   Status admit_growth(const Namespace& x, std::uint64_t offset, std::uint64_t length) {
+    Status admitted = admit_growth_once(x, offset, length);
+    if (admitted.code() != Code::kNoSpace || batch == nullptr || (batch->growth == 0 && batch->thin_growth.empty())) return admitted;
+    NYADS_RETURN_IF_ERROR(drain());
+    return admit_growth_once(x, offset, length);
+  }
+  Status admit_growth_once(const Namespace& x, std::uint64_t offset, std::uint64_t length) {
     const std::uint64_t first = offset / kBlock, end = (offset + length + kBlock - 1) / kBlock;
     std::uint64_t added = 0;
     for (const auto& p : x.map.lookup(first, end - first))
@@ -1084,7 +1098,7 @@ struct Store::Impl {
     if (live + added > limit)
       return Status(Code::kNoSpace, "the volume's live data would exceed its " + mib(limit) + " (" + mib(live) +
                                         " live); overwrites still work; trim or delete to free space");
-    if (is_thin(x) && outstanding_promises() > 0) {
+    if (is_thin(x) && any_promised()) {
       const std::uint64_t claimed = claimed_total(), promise_limit = promise_limit_blocks(namespaces.size());
       if (claimed + added > promise_limit)
         return Status(Code::kNoSpace, "thin namespace '" + x.name + "' has no more room: of the volume's " + mib(promise_limit) + ", " + mib(claimed) +

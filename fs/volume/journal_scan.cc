@@ -33,7 +33,9 @@ JournalScan scan_journal(ZonedDevice& device, const fmt::Superblock& sb, Journal
           problem = Corruption(where + ": sequence " + std::to_string(b->seq) + ", expected " + std::to_string(pos.seq));
         if (!problem.ok()) {
           // The last written block of the journal may be torn by a crash; anything after it is not.
-          const bool last = pos.index + 1 == *written && *written < per_zone;
+          // A block of a version this build does not read is never taken for a torn one: what
+          // it says would be lost without a word.
+          const bool last = pos.index + 1 == *written && *written < per_zone && problem.code() != Code::kNotSupported;
           if (last) scan.torn_tail = problem.message();
           else scan.corruption = problem.message() + " (" + std::to_string(*written - pos.index - 1) + " written blocks follow it in the zone)";
           scan.end = pos;

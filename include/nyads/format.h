@@ -178,6 +178,9 @@ struct JournalBlock {
 };
 
 inline constexpr std::size_t kJournalHeaderBytes = 32;
+// Journal blocks are written as version 2 (moved records, the create record's thin flag);
+// version 1 blocks, which have neither, are read too.
+inline constexpr std::uint16_t kJournalVersion = 2;
 inline constexpr std::size_t kJournalPayloadBytes = kMetaBlockSize - kJournalHeaderBytes;
 // Encoded size of a record (its 4-byte header included).
 std::size_t encoded_size(const JournalRecord& r);

@@ -2,6 +2,7 @@
 // structure is found, named by zone and offset, and repaired where it can be.
 #include <fstream>
 
+#include "fs/format/codec.h"
 #include "fsck/fsck.h"
 #include "mkfs/mkfs.h"
 #include "nyads/faulty_device.h"
@@ -270,6 +271,23 @@ TEST_F(MkfsFsck, MovedRecordsAreCrossChecked) {
   EXPECT_TRUE(has(r, "journal", 2, "points into journal zone 2")) << text;
   EXPECT_TRUE(has(r, "journal", 2, "runs to block " + std::to_string(zone_end))) << text;
   EXPECT_EQ(r.problems.size(), 3u) << text;
+}
+
+// A last journal block of a version this build does not read is not taken for a torn commit
+// (which recovery would drop without a word): it is an error.
+TEST_F(MkfsFsck, ANewerJournalVersionIsNeverATornTail) {
+  const auto sb = make();
+  journal(sb, {{fmt::record::NamespaceCreate{1, 4096, 1 << 20, "a"}}});
+  AlignedBuffer b(fmt::kMetaBlockSize);
+  ASSERT_OK(fmt::encode_journal_block({2, {fmt::record::NamespaceCreate{2, 4096, 1 << 20, "b"}}}, sb.seed(), b.span()));
+  put_le16(b.data() + 8, fmt::kJournalVersion + 1);
+  fmt::seal_block(b.span(), sb.seed());
+  MetaIo io(*dev_);
+  ASSERT_TRUE(io.write(sb.journal_zones.first, b).ok());
+  ASSERT_OK(io.flush());
+  auto r = check();
+  EXPECT_EQ(r.exit_code(), 4) << fsck::to_text(r, true);
+  EXPECT_TRUE(has(r, "journal", 2, "journal version 3, this build reads versions 1 to 2")) << fsck::to_text(r, true);
 }
 
 TEST_F(MkfsFsck, ATornJournalTailIsAWarningAndMidJournalDamageAnError) {

@@ -28,7 +28,7 @@ TEST(Journal, GoldenBytes) {
   b.records = {record::NamespaceCreate{3, 512, 8192, "ab"}, record::Extent{3, 1, 4096, {0x11223344}}, record::NamespaceCreate{4, 4096, 1 << 30, "t", true}};
   const auto x = encoded(b);
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(x.data()), 8), "NYADSJNL");
-  EXPECT_EQ(get_le16(&x[8]), 1u);             // version
+  EXPECT_EQ(get_le16(&x[8]), 2u);             // version
   EXPECT_EQ(get_le16(&x[10]), 3u);            // records
   EXPECT_EQ(get_le32(&x[12]), 4u + 19 + 4 + 28 + 4 + 18);  // payload bytes
   EXPECT_EQ(get_le64(&x[16]), 9u);            // seq
@@ -145,6 +145,8 @@ INSTANTIATE_TEST_SUITE_P(
         ByteCase{"create_invalid", [](auto& x) { put_le32(&x[32 + 8], 100); }, "block size 100"},
         // The sample's records start at 32 (create: 27 bytes), 59 (extent: 40), 99 (trim: 28), 127 (resize),
         // and the moved record at 175 (36 bytes: ns at 179, runs at 183, reserved at 185).
+        ByteCase{"version_newer", [](auto& x) { put_le16(&x[8], 3); }, "journal version 3, this build reads versions 1 to 2"},
+        ByteCase{"version1_moved", [](auto& x) { put_le16(&x[8], 1); }, "record 6 at byte 175: a moved record in a version 1 block"},
         ByteCase{"moved_reserved", [](auto& x) { put_le16(&x[185], 1); }, "record 6 at byte 175: reserved field is not zero"},
         ByteCase{"moved_runs", [](auto& x) { put_le16(&x[183], 3); }, "moved body of 32 bytes, its 3 runs need 40"},
         ByteCase{"moved_len", [](auto& x) { put_le16(&x[177], 20); }, "moved body of 20 bytes, expected 16 + 8 per run"},
