@@ -649,7 +649,9 @@ struct Store::Impl {
       std::vector<std::pair<std::uint64_t, std::uint64_t>> live;  // (vblock, blocks)
       for (const auto& p : s->map.lookup(o.vblock, o.blocks))
         if (p.mapped && p.lba == o.lba + (p.vblock - o.vblock) * per && p.lba >= lo && p.lba < hi) live.emplace_back(p.vblock, p.blocks);
-      for (const auto& [vblock, blocks] : live) {
+      for (const auto& run : live) {
+        // (no structured binding: clang before 16 cannot capture one in the lambda below)
+        const std::uint64_t vblock = run.first, blocks = run.second;
         if (moves.ns != o.ns || moves.blocks() + blocks > kMoveBatchBlocks) NYADS_RETURN_IF_ERROR(flush_moves(target, moves));
         // read_blocks verifies every block: a damaged one stops the cleaner here, never moves.
         NYADS_RETURN_IF_ERROR(moves.add(*s, vblock, blocks, [&](std::uint8_t* out) { return read_blocks(*s, vblock, blocks, out); }));
