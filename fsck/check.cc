@@ -394,16 +394,9 @@ class Checker {
     std::uint64_t lba = x.lba;
     for (const auto& run : x.runs) {
       ++r_.extents;
-      for (const auto& p : ns.map.lookup(run.vblock, run.blocks)) {
-        if (!p.mapped) {
-          rebuilds(error("journal", zone, offset, what + ": blocks " + n(p.vblock) + ".." + n(p.vblock + p.blocks - 1) + " hold no data to move",
-                         "blocks that hold data"),
-                   "those blocks stay unmapped (they read as zeros)");
-          continue;
-        }
-        const std::vector<std::uint32_t> sums(p.checksums, p.checksums + p.blocks);
-        (void)ns.map.map(p.vblock, lba + (p.vblock - run.vblock) * per, sums);
-      }
+      for (const auto& [from, blocks] : ns.map.relocate(run.vblock, run.blocks, lba))
+        rebuilds(error("journal", zone, offset, what + ": blocks " + n(from) + ".." + n(from + blocks - 1) + " hold no data to move", "blocks that hold data"),
+                 "those blocks stay unmapped (they read as zeros)");
       lba += run.blocks * per;
     }
   }

@@ -68,6 +68,19 @@ std::vector<ExtentMap::Displaced> ExtentMap::unmap(std::uint64_t vblock, std::ui
   return blocks == 0 ? std::vector<Displaced>{} : cut(vblock, vblock + blocks);
 }
 
+std::vector<std::pair<std::uint64_t, std::uint64_t>> ExtentMap::relocate(std::uint64_t vblock, std::uint64_t blocks, std::uint64_t lba) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> unmapped;
+  for (const Piece& p : lookup(vblock, blocks)) {
+    if (!p.mapped) {
+      unmapped.emplace_back(p.vblock, p.blocks);
+      continue;
+    }
+    const std::vector<std::uint32_t> sums(p.checksums, p.checksums + p.blocks);  // map() may free them
+    (void)map(p.vblock, lba + (p.vblock - vblock) * per_, sums);
+  }
+  return unmapped;
+}
+
 std::vector<ExtentMap::Piece> ExtentMap::lookup(std::uint64_t vblock, std::uint64_t blocks) const {
   std::vector<Piece> out;
   const std::uint64_t end = vblock + blocks;

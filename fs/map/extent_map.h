@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace nyads {
@@ -33,6 +34,10 @@ class ExtentMap {
   std::vector<Displaced> map(std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums);
   // Unmaps vblock .. vblock + blocks - 1 (they read as zeros).
   std::vector<Displaced> unmap(std::uint64_t vblock, std::uint64_t blocks);
+  // Moves the mapped blocks of vblock .. vblock + blocks - 1 to consecutive blocks from lba
+  // (block i to lba + i * per), keeping their checksums; unmapped ones stay unmapped.
+  // Returns the unmapped pieces, as (vblock, blocks).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> relocate(std::uint64_t vblock, std::uint64_t blocks, std::uint64_t lba);
 
   // The range vblock .. vblock + blocks - 1 as mapped and unmapped pieces, in order.
   struct Piece {

@@ -267,11 +267,7 @@ struct Store::Impl {
     if (s == nullptr) return;
     std::uint64_t lba = x.lba;
     for (const auto& run : x.runs) {
-      for (const auto& p : s->map.lookup(run.vblock, run.blocks)) {
-        if (!p.mapped) continue;
-        const std::vector<std::uint32_t> sums(p.checksums, p.checksums + p.blocks);
-        (void)s->map.map(p.vblock, lba + (p.vblock - run.vblock) * per, sums);
-      }
+      (void)s->map.relocate(run.vblock, run.blocks, lba);
       lba += run.blocks * per;
     }
   }

@@ -120,5 +120,22 @@ TEST(ExtentMap, NeverJoinsAcrossAZoneBoundary) {
   EXPECT_EQ(pieces[1].blocks, 16u);
 }
 
+// What the cleaner's moved records do: mapped blocks go to the new place with their
+// checksums; unmapped ones are returned and stay unmapped.
+TEST(ExtentMap, RelocateKeepsChecksumsAndReportsUnmappedBlocks) {
+  ExtentMap m;
+  m.map(10, 1000, std::vector<std::uint32_t>{1, 2, 3});
+  const auto unmapped = m.relocate(9, 5, 5000);  // 9 and 13 hold nothing
+  ASSERT_EQ(unmapped.size(), 2u);
+  EXPECT_EQ(unmapped[0], std::make_pair(std::uint64_t{9}, std::uint64_t{1}));
+  EXPECT_EQ(unmapped[1], std::make_pair(std::uint64_t{13}, std::uint64_t{1}));
+  const auto pieces = m.lookup(10, 3);
+  ASSERT_EQ(pieces.size(), 1u);
+  EXPECT_TRUE(pieces[0].mapped);
+  EXPECT_EQ(pieces[0].lba, 5001u);
+  EXPECT_EQ(std::vector<std::uint32_t>(pieces[0].checksums, pieces[0].checksums + 3), (std::vector<std::uint32_t>{1, 2, 3}));
+  EXPECT_EQ(m.mapped_blocks(), 3u);
+}
+
 }  // namespace
 }  // namespace nyads
