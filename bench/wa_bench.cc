@@ -4,7 +4,7 @@
 // a flush: the group commit of a QD32 client). Steady state: the device is filled, overwritten twice to
 // settle, then measured over two more overwrites.
 //
-//   wa_bench [--zones N] [--zone-mib M] [--rounds R]
+//   wa_bench [--zones N] [--zone-mib M] [--rounds R] [--skew uniform|80/20|90/10] [--journal-zones J]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -25,7 +25,7 @@ struct Measured {
   std::uint64_t writes, cleaned, journal_blocks, checkpoints, flushes;
 };
 
-Measured run(const char* skew, std::uint32_t zones, std::uint32_t zone_mib, double rounds) {
+Measured run(const char* skew, std::uint32_t zones, std::uint32_t zone_mib, double rounds, std::uint32_t journal_zones) {
   EmulatedConfig c;
   c.zone_size_bytes = std::uint64_t{zone_mib} << 20;
   c.zone_capacity_bytes = c.zone_size_bytes;
@@ -37,7 +37,9 @@ Measured run(const char* skew, std::uint32_t zones, std::uint32_t zone_mib, doub
     std::fprintf(stderr, "device: %s\n", dev.status().to_string().c_str());
     std::abort();
   }
-  auto made = mkfs::format_volume(**dev, {});
+  mkfs::Options layout;
+  layout.layout.journal_zones = journal_zones;
+  auto made = mkfs::format_volume(**dev, layout);
   if (!made.ok()) {
     std::fprintf(stderr, "mkfs: %s\n", made.status().to_string().c_str());
     std::abort();
@@ -106,11 +108,15 @@ Measured run(const char* skew, std::uint32_t zones, std::uint32_t zone_mib, doub
 int main(int argc, char** argv) {
   std::uint32_t zones = 128, zone_mib = 4;
   double rounds = 2;
+  std::string only;  // one skew, or all
+  std::uint32_t journal_zones = 0;  // mkfs's default
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--zones") zones = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
     else if (a == "--zone-mib") zone_mib = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
     else if (a == "--rounds") rounds = std::atof(argv[i + 1]);
+    else if (a == "--skew") only = argv[i + 1];
+    else if (a == "--journal-zones") journal_zones = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
   }
   std::printf("device: %u zones of %u MiB, 20%% over-provisioning, 4 KiB random overwrite, flush every 32 writes\n", zones, zone_mib);
   std::printf("%-8s %8s %8s %8s %12s %14s %8s %10s %10s %8s %8s\n", "skew", "WA", "data WA", "target", "zones clnd", "meta B/write", "meta %", "writes/s",
@@ -120,7 +126,8 @@ int main(int argc, char** argv) {
     double target;
   } cases[] = {{"uniform", 3.3}, {"80/20", 2.6}, {"90/10", 2.0}};
   for (const auto& k : cases) {
-    Measured r = run(k.skew, zones, zone_mib, rounds);
+    if (!only.empty() && only != k.skew) continue;
+    Measured r = run(k.skew, zones, zone_mib, rounds, journal_zones);
     std::printf("%-8s %8.2f %8.2f %8.2f %12llu %14.1f %7.1f%% %10.0f %10llu %8llu %8llu\n", k.skew, r.wa, r.data_wa, k.target,
                 static_cast<unsigned long long>(r.cleaned), r.meta_per_write, 100 * r.meta_per_write / 4096, static_cast<double>(r.writes) / r.seconds,
                 static_cast<unsigned long long>(r.journal_blocks), static_cast<unsigned long long>(r.checkpoints), static_cast<unsigned long long>(r.flushes));

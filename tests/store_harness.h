@@ -38,13 +38,24 @@ inline EmulatedConfig store_config(std::uint32_t zones = 40) {
   return c;
 }
 
-inline std::unique_ptr<EmulatedDevice> formatted_memory_device(std::uint32_t zones = 40) {
-  auto d = EmulatedDevice::create_memory(store_config(zones));
+// A store_config() device whose zone limits leave room for every stream the store sorts
+// data into (see Store's shared streams).
+inline EmulatedConfig store_config_with_every_stream(std::uint32_t zones = 40) {
+  EmulatedConfig c = store_config(zones);
+  c.max_open_zones = 14;
+  c.max_active_zones = 14;
+  return c;
+}
+
+inline std::unique_ptr<EmulatedDevice> formatted_memory_device(const EmulatedConfig& config) {
+  auto d = EmulatedDevice::create_memory(config);
   EXPECT_TRUE(d.ok()) << d.status().to_string();
   auto r = mkfs::format_volume(**d, {});
   EXPECT_TRUE(r.ok()) << r.status().to_string();
   return std::move(*d);
 }
+
+inline std::unique_ptr<EmulatedDevice> formatted_memory_device(std::uint32_t zones = 40) { return formatted_memory_device(store_config(zones)); }
 
 inline std::unique_ptr<Store> open_store(ZonedDevice& d, const StoreOptions& o = {}) {
   auto s = Store::open(std::make_unique<BorrowedDevice>(d), o);

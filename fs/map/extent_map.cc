@@ -23,18 +23,19 @@ std::vector<ExtentMap::Displaced> ExtentMap::cut(std::uint64_t vblock, std::uint
     it = extents_.erase(it);
     // Keep what lies before and after the cut.
     if (start < lo) {
-      extents_.emplace(start, Extent{old.lba, std::vector<std::uint32_t>(old.checksums.begin(), old.checksums.begin() + static_cast<std::ptrdiff_t>(lo - start))});
+      extents_.emplace(start, Extent{old.lba, std::vector<std::uint32_t>(old.checksums.begin(), old.checksums.begin() + static_cast<std::ptrdiff_t>(lo - start)), old.born});
     }
     if (hi < stop) {
       it = extents_.emplace(hi, Extent{old.lba + (hi - start) * per_,
-                                       std::vector<std::uint32_t>(old.checksums.begin() + static_cast<std::ptrdiff_t>(hi - start), old.checksums.end())}).first;
+                                       std::vector<std::uint32_t>(old.checksums.begin() + static_cast<std::ptrdiff_t>(hi - start), old.checksums.end()), old.born}).first;
       ++it;
     }
   }
   return out;
 }
 
-std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums) {
+std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums, std::uint32_t born,
+                                                 std::uint32_t join_within) {
   if (checksums.empty()) return {};
   auto displaced = cut(vblock, vblock + checksums.size());
   mapped_ += checksums.size();
@@ -45,7 +46,9 @@ std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint
     auto prev = std::prev(next);
     const std::uint64_t prev_len = prev->second.checksums.size();
     const bool same_zone = zone_blocks_ == 0 || prev->second.lba / zone_blocks_ == lba / zone_blocks_;
-    if (prev->first + prev_len == vblock && prev->second.lba + prev_len * per_ == lba && prev_len < kMaxExtentBlocks && same_zone) {
+    const std::uint32_t apart = std::min<std::uint32_t>(prev->second.born - born, born - prev->second.born);  // (the clock wraps)
+    if (prev->first + prev_len == vblock && prev->second.lba + prev_len * per_ == lba && prev_len < kMaxExtentBlocks && same_zone &&
+        apart <= join_within) {
       const std::size_t k = std::min<std::size_t>(checksums.size(), kMaxExtentBlocks - prev_len);
       prev->second.checksums.insert(prev->second.checksums.end(), checksums.begin(), checksums.begin() + static_cast<std::ptrdiff_t>(k));
       vblock += k;
@@ -56,7 +59,7 @@ std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint
   // The rest in extents of at most kMaxExtentBlocks: a later split copies at most that much.
   while (!checksums.empty()) {
     const std::size_t k = std::min<std::size_t>(checksums.size(), kMaxExtentBlocks);
-    extents_.emplace(vblock, Extent{lba, std::vector<std::uint32_t>(checksums.begin(), checksums.begin() + static_cast<std::ptrdiff_t>(k))});
+    extents_.emplace(vblock, Extent{lba, std::vector<std::uint32_t>(checksums.begin(), checksums.begin() + static_cast<std::ptrdiff_t>(k)), born});
     vblock += k;
     lba += k * per_;
     checksums = checksums.subspan(k);
@@ -76,7 +79,7 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> ExtentMap::relocate(std::ui
       continue;
     }
     const std::vector<std::uint32_t> sums(p.checksums, p.checksums + p.blocks);  // map() may free them
-    (void)map(p.vblock, lba + (p.vblock - vblock) * per_, sums);
+    (void)map(p.vblock, lba + (p.vblock - vblock) * per_, sums, p.born);
   }
   return unmapped;
 }
@@ -96,7 +99,7 @@ std::vector<ExtentMap::Piece> ExtentMap::lookup(std::uint64_t vblock, std::uint6
       at = start;
     }
     const std::uint64_t hi = std::min(stop, end);
-    out.push_back({at, hi - at, true, it->second.lba + (at - start) * per_, it->second.checksums.data() + (at - start)});
+    out.push_back({at, hi - at, true, it->second.lba + (at - start) * per_, it->second.checksums.data() + (at - start), it->second.born});
     at = hi;
   }
   if (at < end) out.push_back({at, end - at, false, 0, nullptr});

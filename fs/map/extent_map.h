@@ -30,12 +30,16 @@ class ExtentMap {
     std::uint64_t lba;
     std::uint64_t blocks;  // virtual blocks
   };
-  // Maps vblock .. vblock + checksums.size() - 1 to consecutive blocks from lba.
-  std::vector<Displaced> map(std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums);
+  // Maps vblock .. vblock + checksums.size() - 1 to consecutive blocks from lba. `born`: the
+  // caller's clock when the data was written, kept with it (through splits and relocations) so
+  // the caller can tell how long data lives. Data continuing the extent before it joins it
+  // (taking its birth) only when their births differ by at most `join_within`.
+  std::vector<Displaced> map(std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums, std::uint32_t born = 0,
+                             std::uint32_t join_within = UINT32_MAX);
   // Unmaps vblock .. vblock + blocks - 1 (they read as zeros).
   std::vector<Displaced> unmap(std::uint64_t vblock, std::uint64_t blocks);
   // Moves the mapped blocks of vblock .. vblock + blocks - 1 to consecutive blocks from lba
-  // (block i to lba + i * per), keeping their checksums; unmapped ones stay unmapped.
+  // (block i to lba + i * per), keeping their checksums and birth; unmapped ones stay unmapped.
   // Returns the unmapped pieces, as (vblock, blocks).
   std::vector<std::pair<std::uint64_t, std::uint64_t>> relocate(std::uint64_t vblock, std::uint64_t blocks, std::uint64_t lba);
 
@@ -46,6 +50,7 @@ class ExtentMap {
     bool mapped = false;
     std::uint64_t lba = 0;               // when mapped
     const std::uint32_t* checksums = nullptr;  // when mapped: one per block
+    std::uint32_t born = 0;              // when mapped: the caller's clock when it was written
   };
   std::vector<Piece> lookup(std::uint64_t vblock, std::uint64_t blocks) const;
 
@@ -60,6 +65,7 @@ class ExtentMap {
   struct Extent {
     std::uint64_t lba;
     std::vector<std::uint32_t> checksums;
+    std::uint32_t born = 0;  // see map()
   };
   // Cuts the extents overlapping [vblock, end) out of the map, returning what they held there.
   std::vector<Displaced> cut(std::uint64_t vblock, std::uint64_t end);

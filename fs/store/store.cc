@@ -4,6 +4,7 @@
 #include "nyads/store.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -21,11 +22,21 @@ namespace fmt = format;
 namespace {
 std::string n(std::uint64_t v) { return std::to_string(v); }
 constexpr std::uint64_t kBlock = fmt::kStoreBlockSize;
-// Append streams, by how hot their data is: what users write (hot), what the cleaner copied
-// out of user zones (cooler: it outlived its zone), and what it copied out of its own zones
-// (cold: it outlived cleaning twice). Data of different temperature in different zones means
-// zones empty out at different rates, so the cleaner finds nearly empty zones to clean.
-enum Stream : std::uint8_t { kNoStream = 0, kUserStream = 1, kCleanerStream = 2, kColdStream = 3 };
+// Append streams, by how long their data is expected to live. Data of different lifetimes in
+// different zones means zones empty out at different rates, so the cleaner finds nearly empty
+// zones to clean. Users write new data, and overwrites of data that lived briefly, into their
+// namespace's own stream (hot); overwrites of data that lived long go to one user-cold stream
+// shared by every namespace. The cleaner sorts what it copies by age into three streams:
+// young, cold, frozen. (See lifetimes, below.)
+enum Stream : std::uint8_t {
+  kNoStream = 0,
+  kUserStream = 1,
+  kCleanerStream = 2,  // copies of young data
+  kColdStream = 3,
+  kFrozenStream = 4,
+  kUserColdStream = 5,
+};
+bool is_user(Stream s) { return s == kUserStream || s == kUserColdStream; }
 }  // namespace
 
 double StoreStats::write_amplification() const {
@@ -48,7 +59,6 @@ struct Store::Impl {
     std::uint64_t valid = 0;       // live 4 KiB blocks
     std::uint64_t last_seq = 0;    // journal sequence of its newest data: its age
     std::uint8_t stream = kNoStream;
-    std::uint8_t origin = kNoStream;  // the stream that filled it (kept after it leaves it)
     std::uint64_t stream_key = 0;  // which open stream appends here (when stream is set)
     // What was written into the zone, by whom: the cleaner checks each against the maps to
     // find the live blocks, without walking every namespace's map.
@@ -79,6 +89,26 @@ struct Store::Impl {
   std::map<std::uint64_t, OpenStream> streams;  // by stream_key()
   std::uint64_t stream_clock = 0;
   static std::uint64_t stream_key(Stream kind, std::uint32_t ns) { return (std::uint64_t(kind) << 32) | (kind == kUserStream ? ns : 0); }
+  // How many streams besides the users' own the device's open/active zone limits allow: the
+  // cleaner's young stream always; its cold one when a user stream is left beside it and the
+  // metadata's three zones; the user-cold and frozen streams only with room for five user
+  // streams more (each measured: see doc/design.md).
+  std::size_t shared_streams() const {
+    const Geometry& g = dev->geometry();
+    std::uint32_t limit = 0;
+    for (std::uint32_t l : {g.max_open_zones, g.max_active_zones})
+      if (l != 0) limit = limit == 0 ? l : std::min(limit, l);
+    if (limit == 0 || limit >= 12) return 4;
+    return limit >= 6 ? 2 : 1;
+  }
+  // The stream to use for `s`, as far as shared_streams() allows it (else the next best).
+  Stream available(Stream s) const {
+    const std::size_t k = shared_streams();
+    if (s == kFrozenStream && k < 4) s = kColdStream;
+    if (s == kUserColdStream && k < 3) s = kUserStream;
+    if (s == kColdStream && k < 2) s = kCleanerStream;
+    return s;
+  }
   std::vector<std::uint32_t> resets_after_commit;
   // Journal.
   JournalPosition head;  // where the next journal block goes
@@ -89,6 +119,12 @@ struct Store::Impl {
   std::vector<std::uint32_t> newest_checkpoint_zones;
   std::uint64_t last_checkpoint_blocks = 0;
   StoreStats stats;
+  // Lifetimes. The clock counts the user blocks written since open; each extent keeps the clock
+  // (in units of 16 blocks, ExtentMap's `born`) at which its data was written, through the
+  // cleaner's moves. Not on disk: after a restart every block starts at 0 (young at first, old
+  // once the clock has run), which only makes the first sorting after it coarser.
+  std::uint64_t write_clock = 0;
+  std::uint64_t live_estimate = 0, live_estimate_clock = 0;
   bool cleaning = false;
   std::chrono::steady_clock::time_point last_checkpoint_time = std::chrono::steady_clock::now();
 
@@ -281,7 +317,6 @@ struct Store::Impl {
     z.wp = z.start;
     z.valid = 0;
     z.stream = kNoStream;
-    z.origin = kNoStream;
     z.last_seq = 0;
     z.stream_key = 0;
     z.owners.clear();
@@ -292,14 +327,15 @@ struct Store::Impl {
 
   // How many user streams may be open at once: the device's open and active zone limits,
   // less what the metadata holds (the journal head, the last zone of each of the two newest
-  // checkpoints) and the two cleaner streams.
+  // checkpoints) and the shared streams.
   std::size_t user_stream_budget() const {
     const Geometry& g = dev->geometry();
     std::uint32_t limit = 0;
     for (std::uint32_t l : {g.max_open_zones, g.max_active_zones})
       if (l != 0) limit = limit == 0 ? l : std::min(limit, l);
     if (limit == 0) return 64;
-    return limit > 6 ? limit - 5 : 1;
+    const std::size_t others = 3 + shared_streams();
+    return limit > others ? limit - others : 1;
   }
 
   // Takes a zone out of its stream. Finishing a partly written zone releases its open and
@@ -327,6 +363,43 @@ struct Store::Impl {
     return close_stream_zone(z, z.valid != 0);
   }
 
+  // ----- lifetimes -------------------------------------------------------------------------
+  // By Little's law a block lives, on average, as many user writes as there are live blocks
+  // (N): that is the unit. An overwrite of data that lived less than 1.5 N is hot (it goes to
+  // the namespace's own stream), of data that lived longer, cold (the user-cold stream); the
+  // cleaner copies data younger than N/2 into its young stream, younger than 2 N into the cold
+  // one, older into the frozen one. Measured (wa_bench, 1024 zones, 80/20): user split at
+  // 1, 1.5, 2 N: 2.69 (with the cleaner at 0.5 / 2 N), 2.66, 2.69; cleaner split 0.5 / 2 N
+  // beside 0.35 / 2 N, 0.5 / 3 N, 0.5 / 4 N: 2.66, 2.71, 2.67, 2.68 (details in doc/design.md).
+  static constexpr double kHotLifetimes = 1.5, kYoungAge = 0.5, kColdAge = 2;
+  std::uint32_t clock_now() const { return static_cast<std::uint32_t>(write_clock >> 4); }
+  // How long ago (in user blocks written) data born at `born` was written; wraps after 2^36
+  // blocks (256 TiB), when very old data looks young once.
+  std::uint64_t age_of(std::uint32_t born) const { return std::uint64_t{static_cast<std::uint32_t>(clock_now() - born)} << 4; }
+  // N, refreshed every N/16 blocks written (at most every 4096: it sums every namespace's count).
+  double lifetime_unit() {
+    if (live_estimate == 0 || write_clock - live_estimate_clock >= std::min<std::uint64_t>(4096, live_estimate / 16 + 1)) {
+      live_estimate = std::max<std::uint64_t>(1, live_blocks());
+      live_estimate_clock = write_clock;
+    }
+    return static_cast<double>(live_estimate);
+  }
+  // Data written one after the other joins one extent (saving map memory) only when their
+  // births are within N/16 blocks: close enough to share a lifetime class.
+  std::uint32_t join_within() { return static_cast<std::uint32_t>(lifetime_unit() / 256); }
+  // The stream for a user write at vblock: by how long the data it replaces lived.
+  Stream user_stream_for(const Namespace& s, std::uint64_t vblock) {
+    const auto old = s.map.lookup(vblock, 1);
+    if (!old.front().mapped) return kUserStream;  // new data: its lifetime is unknown
+    const bool hot = static_cast<double>(age_of(old.front().born)) < kHotLifetimes * lifetime_unit();
+    return hot ? kUserStream : available(kUserColdStream);
+  }
+  // The stream the cleaner copies data born at `born` into.
+  Stream cleaner_stream_for(std::uint32_t born) {
+    const double age = static_cast<double>(age_of(born)), unit = lifetime_unit();
+    return available(age < kYoungAge * unit ? kCleanerStream : age < kColdAge * unit ? kColdStream : kFrozenStream);
+  }
+
   // A zone of the stream with room, and how many 4 KiB blocks fit in it (up to `want`).
   Result<std::pair<DataZone*, std::uint64_t>> place(Stream stream, std::uint32_t ns_id, std::uint64_t want) {
     const std::uint32_t clean_below = hard_watermark();
@@ -343,7 +416,7 @@ struct Store::Impl {
       }
       // A new zone. Users may not take the cleaner's reserve; the cleaner may.
       const std::uint32_t free = free_zones();
-      if (stream == kUserStream && free <= clean_below && !cleaning) {
+      if (is_user(stream) && free <= clean_below && !cleaning) {
         if (!resets_after_commit.empty()) {  // cleaned zones wait for a commit: cheaper than cleaning more
           NYADS_RETURN_IF_ERROR(commit());
           if (free_zones() > clean_below) continue;
@@ -351,7 +424,7 @@ struct Store::Impl {
         Status cleaned = clean_until_free(clean_below + 1);
         if (!cleaned.ok() && cleaned.code() != Code::kNotFound) return cleaned;
       }
-      const std::uint32_t floor = stream == kUserStream ? sb.reserved_data_zones : 0;
+      const std::uint32_t floor = is_user(stream) ? sb.reserved_data_zones : 0;
       if (free_zones() <= floor) {
         if (!resets_after_commit.empty()) {  // zones emptied but not yet reset: commit frees them
           NYADS_RETURN_IF_ERROR(commit());
@@ -377,7 +450,6 @@ struct Store::Impl {
       for (std::uint32_t i = 0; i < zones.size(); ++i) {
         if (!is_free(zones[i])) continue;
         zones[i].stream = stream;
-        zones[i].origin = stream;
         zones[i].stream_key = key;
         streams[key] = {i, ++stream_clock};
         break;
@@ -447,12 +519,13 @@ struct Store::Impl {
   Status write_range(Namespace& s, std::uint64_t offset, const std::uint8_t* data, std::uint64_t length) {
     const std::uint64_t first = offset / kBlock, last = (offset + length - 1) / kBlock;
     const std::uint64_t blocks = last - first + 1;
-    if (offset % kBlock == 0 && length % kBlock == 0) return append_blocks(kUserStream, s.id, first, data, blocks);
+    const Stream stream = user_stream_for(s, first);
+    if (offset % kBlock == 0 && length % kBlock == 0) return append_blocks(stream, s.id, first, data, blocks);
     std::vector<std::uint8_t> buf(blocks * kBlock);
     NYADS_RETURN_IF_ERROR(read_blocks(s, first, 1, buf.data()));
     if (blocks > 1) NYADS_RETURN_IF_ERROR(read_blocks(s, last, 1, buf.data() + (blocks - 1) * kBlock));
     std::memcpy(buf.data() + offset % kBlock, data, length);
-    return append_blocks(kUserStream, s.id, first, buf.data(), blocks);
+    return append_blocks(stream, s.id, first, buf.data(), blocks);
   }
 
   // ----- journal: group commit -------------------------------------------------------------
@@ -569,8 +642,8 @@ struct Store::Impl {
       }
     };
     for (const auto& z : zones) {
-      // The format knows hot and cold streams; both cleaner streams are cold.
-      const std::uint8_t stream_flag = std::min<std::uint8_t>(z.stream, kCleanerStream);
+      // The format knows hot and cold streams: the users' own are hot, the rest cold.
+      const std::uint8_t stream_flag = z.stream == kNoStream ? 0 : z.stream == kUserStream ? 1 : 2;
       content.zones.push_back({zone_number(z), stream_flag, static_cast<std::uint32_t>(z.valid * per), z.last_seq});
     }
     const std::vector<CheckpointBody> bodies = pack_checkpoint(content, per);
@@ -634,27 +707,32 @@ struct Store::Impl {
   Result<bool> clean_slice(std::uint64_t budget) {
     DataZone& victim = zones[job->zone_index];
     const std::uint64_t lo = victim.start, hi = victim.start + sb.zone_size;
-    const Stream target = victim.origin == kCleanerStream || victim.origin == kColdStream ? kColdStream : kCleanerStream;
     std::uint64_t copied = 0;
-    MoveBatch moves;
+    std::array<MoveBatch, 3> batches;  // by target stream: young, cold, frozen
     while (job && job->next_owner < victim.owners.size() && (copied == 0 || copied < budget)) {
       const DataZone::Owner o = victim.owners[job->next_owner++];
       Namespace* s = ns(o.ns);
       if (s == nullptr) continue;
       // Still live: the namespace maps these blocks to exactly where this write put them.
-      std::vector<std::pair<std::uint64_t, std::uint64_t>> live;  // (vblock, blocks)
+      // (Only values: moving a run changes the map, which would leave a Piece's checksum pointer dangling.)
+      struct LiveRun {
+        std::uint64_t vblock, blocks;
+        std::uint32_t born;
+      };
+      std::vector<LiveRun> live;
       for (const auto& p : s->map.lookup(o.vblock, o.blocks))
-        if (p.mapped && p.lba == o.lba + (p.vblock - o.vblock) * per && p.lba >= lo && p.lba < hi) live.emplace_back(p.vblock, p.blocks);
+        if (p.mapped && p.lba == o.lba + (p.vblock - o.vblock) * per && p.lba >= lo && p.lba < hi) live.push_back({p.vblock, p.blocks, p.born});
       for (const auto& run : live) {
-        // (no structured binding: clang before 16 cannot capture one in the lambda below)
-        const std::uint64_t vblock = run.first, blocks = run.second;
+        const std::uint64_t vblock = run.vblock, blocks = run.blocks;
+        const Stream target = cleaner_stream_for(run.born);
+        MoveBatch& moves = batches[target - kCleanerStream];
         if (moves.ns != o.ns || moves.blocks() + blocks > kMoveBatchBlocks) NYADS_RETURN_IF_ERROR(flush_moves(target, moves));
         // read_blocks verifies every block: a damaged one stops the cleaner here, never moves.
-        NYADS_RETURN_IF_ERROR(moves.add(*s, vblock, blocks, [&](std::uint8_t* out) { return read_blocks(*s, vblock, blocks, out); }));
+        NYADS_RETURN_IF_ERROR(moves.add(*s, vblock, blocks, run.born, [&](std::uint8_t* out) { return read_blocks(*s, vblock, blocks, out); }));
         copied += blocks;
       }
     }
-    NYADS_RETURN_IF_ERROR(flush_moves(target, moves));
+    for (std::size_t t = 0; t < batches.size(); ++t) NYADS_RETURN_IF_ERROR(flush_moves(static_cast<Stream>(kCleanerStream + t), batches[t]));
     if (!job) return true;  // the zone emptied and was reset meanwhile
     if (job->next_owner < victim.owners.size()) return false;
     job.reset();
@@ -872,16 +950,18 @@ struct Store::Impl {
     std::uint32_t ns = 0;
     std::vector<fmt::record::Moved::Run> runs;
     std::vector<std::uint32_t> sums;
+    std::vector<std::uint32_t> borns;  // per run
     std::vector<std::uint8_t> data;
     std::uint64_t blocks() const { return sums.size(); }
-    // Adds the live run vblock.. of namespace x, its data read by `read`.
+    // Adds the live run vblock.. of namespace x, born at `born`, its data read by `read`.
     template <typename Read>
-    Status add(const Namespace& x, std::uint64_t vblock, std::uint64_t n_blocks, Read read) {
+    Status add(const Namespace& x, std::uint64_t vblock, std::uint64_t n_blocks, std::uint32_t born, Read read) {
       ns = x.id;
       data.resize((blocks() + n_blocks) * kBlock);
       NYADS_RETURN_IF_ERROR(read(data.data() + blocks() * kBlock));
       for (const auto& p : x.map.lookup(vblock, n_blocks)) sums.insert(sums.end(), p.checksums, p.checksums + p.blocks);
       runs.push_back({vblock, static_cast<std::uint32_t>(n_blocks)});
+      borns.push_back(born);
       return Status::Ok();
     }
   };
@@ -907,9 +987,9 @@ struct Store::Impl {
         const fmt::record::Moved::Run& r = b.runs[run];
         const std::uint64_t take = std::min<std::uint64_t>(r.blocks - into_run, k - at);
         const std::uint64_t vblock = r.vblock + into_run;
-        account_appended(kCleanerStream, b.ns, vblock, *lba + at * per, zone_index, take);
+        account_appended(target, b.ns, vblock, *lba + at * per, zone_index, take);
         if (Namespace* s = ns(b.ns))
-          release(s->map.map(vblock, *lba + at * per, std::span(b.sums).subspan(done + at, take)));
+          release(s->map.map(vblock, *lba + at * per, std::span(b.sums).subspan(done + at, take), b.borns[run], join_within()));
         else
           release({{*lba + at * per, take}});  // deleted meanwhile: dead at once
         if (moved.runs.size() == fmt::kMaxMovedRunsPerRecord) {
@@ -941,10 +1021,10 @@ struct Store::Impl {
     zone.last_seq = head.seq;
     zone.owners.push_back({ns_id, vblock, lba, k});
     data_unflushed = true;
-    (stream == kUserStream ? stats.data_bytes_written : stats.cleaner_bytes_written) += k * kBlock;
+    (is_user(stream) ? stats.data_bytes_written : stats.cleaner_bytes_written) += k * kBlock;
   }
 
-  // Maps blocks an append put at lba, and accounts for them in their zone.
+  // Maps blocks a user's append put at lba, and accounts for them in their zone.
   void map_appended(Stream stream, std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba, std::uint32_t zone_index,
                     std::span<const std::uint32_t> sums) {
     const std::uint64_t k = sums.size();
@@ -954,7 +1034,8 @@ struct Store::Impl {
       release({{lba, k}});
       return;
     }
-    release(s->map.map(vblock, lba, sums));
+    release(s->map.map(vblock, lba, sums, clock_now(), join_within()));
+    write_clock += k;
     record_extents(ns_id, vblock, lba, sums);
   }
 
@@ -962,8 +1043,9 @@ struct Store::Impl {
   Status queue_write(std::size_t request, Namespace& s, std::uint64_t vblock, const std::uint8_t* data, std::uint64_t blocks) {
     const Geometry& g = dev->geometry();
     const std::uint64_t max_blocks = std::max<std::uint64_t>(1, std::min(g.max_append_blocks, g.max_io_blocks) / per);
+    const Stream stream = user_stream_for(s, vblock);
     while (blocks > 0) {
-      auto placed = place(kUserStream, s.id, std::min(blocks, max_blocks));
+      auto placed = place(stream, s.id, std::min(blocks, max_blocks));
       if (!placed.ok()) return placed.status();
       auto [zone, k] = *placed;
       Chunk c;
@@ -1036,12 +1118,12 @@ struct Store::Impl {
   // Space promises. A namespace is promised its whole size (it can always be filled, whatever
   // the others do), unless it is thin: then it is promised nothing and grows only into space
   // promised to no one. Promises are kept against a limit that holds however many streams are
-  // open (each namespace opens at most one, the cleaner two), so live data never passes
+  // open (each namespace opens at most one, plus the shared ones), so live data never passes
   // live_limit_blocks() on the way to a promise. With only thin namespaces, they grow up to
   // live_limit_blocks() itself.
   static bool is_thin(const Namespace& x) { return (x.flags & fmt::kNamespaceThin) != 0; }
   std::uint64_t promise_limit_blocks(std::size_t namespace_count) const {
-    const std::size_t streams_max = std::min<std::size_t>(namespace_count, user_stream_budget()) + 2;
+    const std::size_t streams_max = std::min<std::size_t>(namespace_count, user_stream_budget()) + shared_streams();
     const std::uint64_t headroom = sb.reserved_data_zones + 1 + streams_max;
     const std::uint64_t usable = sb.data_zones.count > headroom ? sb.data_zones.count - headroom : 0;
     return usable * (sb.zone_capacity / (kBlock / sb.block_size));

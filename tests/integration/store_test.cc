@@ -2,7 +2,9 @@
 // across reopen, checksums, out of space, cleaning, and fsck on what it wrote.
 #include "nyads/store.h"
 
+#include <algorithm>
 #include <fstream>
+#include <map>
 
 #include <random>
 
@@ -377,6 +379,91 @@ TEST(Store, TheCleanerReclaimsOverwrittenZones) {
     ASSERT_OK(st->read(a, off, got));
     ASSERT_EQ(got, bytes_of(500 + off / 4096, 256 << 10)) << off;
   }
+  ASSERT_OK(st->close());
+  auto r = fsck::check_volume(*dev, {false, true, nullptr});
+  EXPECT_EQ(r.exit_code(), 0) << fsck::to_text(r, true);
+}
+
+// How many blocks each zone's write pointer moved since `before` (zones that moved only).
+std::map<std::uint32_t, std::uint64_t> appended_since(ZonedDevice& dev, const std::vector<ZoneInfo>& before) {
+  std::map<std::uint32_t, std::uint64_t> moved;
+  auto now = dev.report_zones(0, dev.geometry().zone_count);
+  EXPECT_TRUE(now.ok());
+  for (std::uint32_t z = 0; z < before.size(); ++z)
+    if ((*now)[z].write_pointer > before[z].write_pointer) moved[z] = (*now)[z].write_pointer - before[z].write_pointer;
+  return moved;
+}
+std::vector<ZoneInfo> zone_report(ZonedDevice& dev) { return *dev.report_zones(0, dev.geometry().zone_count); }
+
+// Overwrites go by how long the data they replace lived: short-lived data into the
+// namespace's own zone, long-lived data into the user-cold zone; more of each keeps to its zone.
+TEST(Store, OverwritesOfLongLivedDataGoToAZoneOfTheirOwn) {
+  auto dev = test::formatted_memory_device(test::store_config_with_every_stream());
+  auto st = test::open_store(*dev);
+  const std::uint32_t a = st->create_namespace("a", 1 << 20)->id;
+  ASSERT_OK(st->write(a, 0, bytes_of(1, 1 << 20)));  // 256 blocks, all born now
+  for (int round = 0; round < 40; ++round) ASSERT_OK(st->write(a, 0, bytes_of(10 + round, 32 * 4096)));  // blocks 0-31 churn
+  auto before = zone_report(*dev);
+  ASSERT_OK(st->write(a, 0, bytes_of(100, 4096)));  // lived one round: hot
+  const auto hot = appended_since(*dev, before);
+  before = zone_report(*dev);
+  ASSERT_OK(st->write(a, 200 * 4096, bytes_of(101, 4096)));  // lived since the start: cold
+  const auto cold = appended_since(*dev, before);
+  ASSERT_EQ(hot.size(), 1u);
+  ASSERT_EQ(cold.size(), 1u);
+  EXPECT_NE(hot.begin()->first, cold.begin()->first) << "short- and long-lived data share a zone";
+  before = zone_report(*dev);
+  ASSERT_OK(st->write(a, 1 * 4096, bytes_of(102, 4096)));
+  ASSERT_OK(st->write(a, 201 * 4096, bytes_of(103, 4096)));
+  const auto both = appended_since(*dev, before);
+  EXPECT_EQ(both, (std::map<std::uint32_t, std::uint64_t>{{hot.begin()->first, 1}, {cold.begin()->first, 1}}));
+  std::vector<std::uint8_t> got(4096);
+  ASSERT_OK(st->read(a, 201 * 4096, got));
+  EXPECT_EQ(got, bytes_of(103, 4096));
+}
+
+// The cleaner sorts what it copies by age, and data keeps its age when moved: a zone holding
+// old and young data is copied into two zones, and the young data, overwritten after the
+// move, still counts as short-lived.
+TEST(Store, TheCleanerSortsByAgeAndMovedDataKeepsItsAge) {
+  auto dev = test::formatted_memory_device(test::store_config_with_every_stream());
+  auto st = test::open_store(*dev);
+  const std::uint32_t x = st->create_namespace("x", 1 << 20)->id;
+  const std::uint32_t y = st->create_namespace("y", 1 << 20)->id;
+  auto before = zone_report(*dev);
+  ASSERT_OK(st->write(x, 0, bytes_of(1, 64 * 4096)));  // old: x blocks 0-63
+  const auto first = appended_since(*dev, before);
+  ASSERT_EQ(first.size(), 1u);
+  const std::uint32_t zx = first.begin()->first;
+  for (int round = 0; round < 40; ++round) ASSERT_OK(st->write(y, 0, bytes_of(10 + round, 32 * 4096)));  // time passes in y
+  ASSERT_OK(st->write(x, 64 * 4096, bytes_of(2, 128 * 4096)));  // young: x blocks 64-191, filling zx
+  ASSERT_EQ(zone_report(*dev)[zx].state, ZoneState::kFull);
+  ASSERT_OK(st->write(x, 192 * 4096, bytes_of(5, 4096)));  // the next write takes zx out of x's stream
+  ASSERT_OK(st->trim(x, 0, 32 * 4096));          // half of each dies
+  ASSERT_OK(st->trim(x, 64 * 4096, 64 * 4096));
+  ASSERT_OK(st->flush());
+  std::map<std::uint32_t, std::uint64_t> copies;
+  for (int step = 0; step < 40 && zone_report(*dev)[zx].write_pointer != zone_report(*dev)[zx].start; ++step) {
+    before = zone_report(*dev);
+    ASSERT_OK(st->clean_step());
+    copies = appended_since(*dev, before);
+  }
+  ASSERT_EQ(zone_report(*dev)[zx].write_pointer, zone_report(*dev)[zx].start) << "zx was never cleaned";
+  std::vector<std::uint64_t> sizes;
+  for (const auto& [zone, blocks] : copies)
+    if (blocks >= 32) sizes.push_back(blocks);  // (the journal and checkpoint grow too)
+  std::sort(sizes.begin(), sizes.end());
+  EXPECT_EQ(sizes, (std::vector<std::uint64_t>{32, 64})) << "the 32 old and 64 young blocks should be copied into two zones";
+  // Young data moved is still young: its overwrite goes to x's own zone, not the user-cold one.
+  before = zone_report(*dev);
+  ASSERT_OK(st->write(x, 150 * 4096, bytes_of(3, 4096)));
+  ASSERT_OK(st->write(x, 40 * 4096, bytes_of(4, 4096)));  // old data: the user-cold zone
+  const auto moved = appended_since(*dev, before);
+  EXPECT_EQ(moved.size(), 2u) << "young and old overwrites went to one zone";
+  std::vector<std::uint8_t> got(4096);
+  ASSERT_OK(st->read(x, 140 * 4096, got));  // moved, never overwritten: block 76 of the young write
+  const auto young = bytes_of(2, 128 * 4096);
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), young.begin() + 76 * 4096));
   ASSERT_OK(st->close());
   auto r = fsck::check_volume(*dev, {false, true, nullptr});
   EXPECT_EQ(r.exit_code(), 0) << fsck::to_text(r, true);

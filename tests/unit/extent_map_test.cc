@@ -137,5 +137,34 @@ TEST(ExtentMap, RelocateKeepsChecksumsAndReportsUnmappedBlocks) {
   EXPECT_EQ(m.mapped_blocks(), 3u);
 }
 
+// Each extent keeps the clock its data was written at (`born`), through splits and moves;
+// data continuing an extent joins it only when their births are close enough.
+TEST(ExtentMap, BirthIsKeptThroughSplitsAndMovesAndLimitsJoining) {
+  ExtentMap m;
+  m.map(0, 1000, std::vector<std::uint32_t>(8, 1), /*born=*/7);
+  m.map(3, 2000, std::vector<std::uint32_t>(2, 2), /*born=*/9);  // splits 0-7 in three
+  auto p = m.lookup(0, 8);
+  ASSERT_EQ(p.size(), 3u);
+  EXPECT_EQ(p[0].born, 7u);
+  EXPECT_EQ(p[1].born, 9u);
+  EXPECT_EQ(p[2].born, 7u);
+  (void)m.relocate(5, 3, 3000);  // the moved tail keeps its birth
+  p = m.lookup(5, 3);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].lba, 3000u);
+  EXPECT_EQ(p[0].born, 7u);
+  // Continuing 5-7 on the device: births 2 apart join within 2, not within 1.
+  m.map(8, 3003, std::vector<std::uint32_t>(1, 3), /*born=*/5, /*join_within=*/1);
+  EXPECT_EQ(m.lookup(5, 4).size(), 2u);
+  m.map(8, 3003, std::vector<std::uint32_t>(1, 3), /*born=*/5, /*join_within=*/2);
+  p = m.lookup(5, 4);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].born, 7u) << "joined data takes the extent's birth";
+  // The clock wraps: UINT32_MAX and 1 are 2 apart.
+  m.map(100, 5000, std::vector<std::uint32_t>(1, 4), /*born=*/UINT32_MAX);
+  m.map(101, 5001, std::vector<std::uint32_t>(1, 4), /*born=*/1, /*join_within=*/2);
+  EXPECT_EQ(m.lookup(100, 2).size(), 1u);
+}
+
 }  // namespace
 }  // namespace nyads
