@@ -79,9 +79,9 @@ struct Store::Impl {
   std::map<std::uint32_t, Namespace> namespaces;
   std::uint32_t next_ns_id = 1;
   std::vector<DataZone> zones;  // index: zone - sb.data_zones.first
-  // Open streams: each appends to its own zone. Users write in one stream per namespace, so
-  // a namespace's data shares zones with no other namespace's and deleting it frees whole
-  // zones by reset, without copying; the cleaner has one stream of its own.
+  // Open streams: each appends to its own zone. Users write new data in one stream per
+  // namespace, so deleting a namespace frees those zones by reset, without copying; the shared
+  // streams (user-cold, the cleaner's) hold data of every namespace.
   struct OpenStream {
     std::uint32_t zone_index = 0;
     std::uint64_t last_use = 0;
@@ -98,9 +98,13 @@ struct Store::Impl {
     std::uint32_t limit = 0;
     for (std::uint32_t l : {g.max_open_zones, g.max_active_zones})
       if (l != 0) limit = limit == 0 ? l : std::min(limit, l);
-    if (limit == 0 || limit >= 12) return 4;
+    if (limit == 0 || limit >= 12) return std::min<std::size_t>(4, shared_stream_cap);
     return limit >= 6 ? 2 : 1;
   }
+  // Volumes whose promises were made when two shared streams were the most (before the
+  // user-cold and frozen streams) may have promised the headroom of the other two: they keep
+  // to two (set at open).
+  std::size_t shared_stream_cap = 4;
   // The stream to use for `s`, as far as shared_streams() allows it (else the next best).
   Stream available(Stream s) const {
     const std::size_t k = shared_streams();
@@ -253,6 +257,7 @@ struct Store::Impl {
     // (idle_work), so the next recovery does not repeat it; taking it here would make opening
     // as slow as writing out every map (measured: 4 GiB stored, 104 ms to open, 35 of them
     // recovery proper).
+    if (any_promised() && claimed_total() > promise_limit_blocks(namespaces.size())) shared_stream_cap = 2;
     if (scan.torn_tail) return checkpoint();
     if (scan.blocks >= options.checkpoint_after_journal_blocks / 4) last_checkpoint_time -= std::chrono::seconds(options.checkpoint_interval_seconds);
     return Status::Ok();
@@ -386,7 +391,7 @@ struct Store::Impl {
   }
   // Data written one after the other joins one extent (saving map memory) only when their
   // births are within N/16 blocks: close enough to share a lifetime class.
-  std::uint32_t join_within() { return static_cast<std::uint32_t>(lifetime_unit() / 256); }
+  std::uint32_t join_within() { return static_cast<std::uint32_t>(std::min(lifetime_unit() / 256, double{UINT32_MAX})); }
   // The stream for a user write at vblock: by how long the data it replaces lived.
   Stream user_stream_for(const Namespace& s, std::uint64_t vblock) {
     const auto old = s.map.lookup(vblock, 1);
@@ -394,10 +399,22 @@ struct Store::Impl {
     const bool hot = static_cast<double>(age_of(old.front().born)) < kHotLifetimes * lifetime_unit();
     return hot ? kUserStream : available(kUserColdStream);
   }
-  // The stream the cleaner copies data born at `born` into.
+  // The stream the cleaner copies data born at `born` into. With no more free zones than the
+  // reserve, a stream whose zone is full does not take a new one while another cleaner stream
+  // has room (the nearest in age): copying one zone then needs at most one new zone, as with
+  // a single cleaner stream, and cleaning never runs out of the reserve halfway.
   Stream cleaner_stream_for(std::uint32_t born) {
     const double age = static_cast<double>(age_of(born)), unit = lifetime_unit();
-    return available(age < kYoungAge * unit ? kCleanerStream : age < kColdAge * unit ? kColdStream : kFrozenStream);
+    const Stream want = available(age < kYoungAge * unit ? kCleanerStream : age < kColdAge * unit ? kColdStream : kFrozenStream);
+    if (has_room(want) || free_zones() > sb.reserved_data_zones) return want;
+    for (Stream other : want == kCleanerStream ? std::array{kColdStream, kFrozenStream} : want == kColdStream ? std::array{kCleanerStream, kFrozenStream}
+                                                                                                        : std::array{kColdStream, kCleanerStream})
+      if (has_room(other)) return other;
+    return want;
+  }
+  bool has_room(Stream s) const {
+    auto it = streams.find(stream_key(s, 0));
+    return it != streams.end() && zones[it->second.zone_index].wp < zones[it->second.zone_index].start + sb.zone_capacity;
   }
 
   // A zone of the stream with room, and how many 4 KiB blocks fit in it (up to `want`).
@@ -753,6 +770,7 @@ struct Store::Impl {
     DataZone* victim = pick_victim();
     if (victim == nullptr) return Status(Code::kNotFound, "no zone is worth cleaning");
     job = CleanJob{static_cast<std::uint32_t>(victim - zones.data()), 0, victim->valid};
+    live_estimate = 0;  // N afresh for the ages of what it copies (trims and deletes move it too)
     return Status::Ok();
   }
 

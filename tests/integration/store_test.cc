@@ -395,6 +395,63 @@ std::map<std::uint32_t, std::uint64_t> appended_since(ZonedDevice& dev, const st
 }
 std::vector<ZoneInfo> zone_report(ZonedDevice& dev) { return *dev.report_zones(0, dev.geometry().zone_count); }
 
+// A volume filled to what it can promise, with every stream in use, keeps taking overwrites:
+// the cleaner, sorting what it copies into several streams, never needs more new zones than
+// the reserve holds.
+TEST(Store, AFullVolumeWithEveryStreamKeepsTakingOverwrites) {
+  for (std::uint32_t zones : {16u, 24u, 40u}) {
+    auto dev = test::formatted_memory_device(test::store_config_with_every_stream(zones));
+    auto st = test::open_store(*dev);
+    // What the volume can promise, less the zone that the namespace's own stream takes.
+    const std::uint64_t size = st->stats().space_bytes - (768 << 10);
+    auto created = st->create_namespace("full", size);
+    ASSERT_TRUE(created.ok()) << zones << " zones: " << created.status().to_string();
+    const std::uint32_t id = created->id;
+    for (std::uint64_t off = 0; off < size; off += 65536) ASSERT_OK(st->write(id, off, bytes_of(off, std::min<std::uint64_t>(65536, size - off))));
+    std::mt19937_64 rng(zones);
+    const std::uint64_t blocks = size / 4096;
+    for (int i = 0; i < 15000; ++i) {
+      // 80/20: a fifth of the blocks take four fifths of the writes, so every age and stream occurs.
+      const std::uint64_t b = rng() % 5 ? rng() % (blocks / 5) : blocks / 5 + rng() % (blocks - blocks / 5);
+      Status s = st->write(id, b * 4096, bytes_of(static_cast<std::uint64_t>(i), 4096));
+      ASSERT_TRUE(s.ok()) << zones << " zones, write " << i << ": " << s.to_string();
+    }
+    ASSERT_OK(st->close());
+    auto r = fsck::check_volume(*dev, {false, true, nullptr});
+    EXPECT_EQ(r.exit_code(), 0) << fsck::to_text(r, true);
+  }
+}
+
+// A volume whose promises were made when the store kept two shared streams (here: it saw a
+// zone limit of 8) keeps to two when it sees room for four, so every promise still holds.
+TEST(Store, PromisesMadeWithTwoSharedStreamsHoldWhenTheLimitsAllowFour) {
+  class SeenLimits : public test::BorrowedDevice {
+   public:
+    SeenLimits(ZonedDevice& d, std::uint32_t limit) : BorrowedDevice(d), g_(d.geometry()) { g_.max_open_zones = g_.max_active_zones = limit; }
+    const Geometry& geometry() const override { return g_; }
+
+   private:
+    Geometry g_;
+  };
+  auto dev = test::formatted_memory_device(test::store_config_with_every_stream(24));
+  std::uint64_t promised = 0;
+  {
+    auto st = Store::open(std::make_unique<SeenLimits>(*dev, 8));
+    ASSERT_TRUE(st.ok()) << st.status().to_string();
+    promised = (*st)->stats().space_bytes - (768 << 10);  // all it can promise one namespace
+    ASSERT_TRUE((*st)->create_namespace("a", promised).ok());
+    ASSERT_OK((*st)->close());
+  }
+  auto st = test::open_store(*dev);  // limits 14: room for four shared streams
+  EXPECT_GE(st->stats().space_bytes, st->stats().claimed_bytes) << "the volume promises more than it has";
+  for (int round = 0; round < 3; ++round)
+    for (std::uint64_t off = 0; off < promised; off += 65536)
+      ASSERT_OK(st->write(1, off, bytes_of(off + static_cast<std::uint64_t>(round), std::min<std::uint64_t>(65536, promised - off))));
+  ASSERT_OK(st->close());
+  auto r = fsck::check_volume(*dev, {false, true, nullptr});
+  EXPECT_EQ(r.exit_code(), 0) << fsck::to_text(r, true);
+}
+
 // Overwrites go by how long the data they replace lived: short-lived data into the
 // namespace's own zone, long-lived data into the user-cold zone; more of each keeps to its zone.
 TEST(Store, OverwritesOfLongLivedDataGoToAZoneOfTheirOwn) {
