@@ -88,16 +88,21 @@ struct Store::Impl {
   };
   std::map<std::uint64_t, OpenStream> streams;  // by stream_key()
   std::uint64_t stream_clock = 0;
+  // The device's open/active zone limit, the lower of the two (0: none).
+  std::uint32_t zone_limit() const {
+    const Geometry& g = dev->geometry();
+    std::uint32_t limit = 0;
+    for (std::uint32_t l : {g.max_open_zones, g.max_active_zones})
+      if (l != 0) limit = limit == 0 ? l : std::min(limit, l);
+    return limit;
+  }
   static std::uint64_t stream_key(Stream kind, std::uint32_t ns) { return (std::uint64_t(kind) << 32) | (kind == kUserStream ? ns : 0); }
   // How many streams besides the users' own the device's open/active zone limits allow: the
   // cleaner's young stream always; its cold one when a user stream is left beside it and the
   // metadata's three zones; the user-cold and frozen streams only with room for five user
   // streams more (each measured: see doc/design.md).
   std::size_t shared_streams() const {
-    const Geometry& g = dev->geometry();
-    std::uint32_t limit = 0;
-    for (std::uint32_t l : {g.max_open_zones, g.max_active_zones})
-      if (l != 0) limit = limit == 0 ? l : std::min(limit, l);
+    const std::uint32_t limit = zone_limit();
     if (limit == 0 || limit >= 12) return std::min<std::size_t>(4, shared_stream_cap);
     return limit >= 6 ? 2 : 1;
   }
@@ -334,10 +339,7 @@ struct Store::Impl {
   // less what the metadata holds (the journal head, the last zone of each of the two newest
   // checkpoints) and the shared streams.
   std::size_t user_stream_budget() const {
-    const Geometry& g = dev->geometry();
-    std::uint32_t limit = 0;
-    for (std::uint32_t l : {g.max_open_zones, g.max_active_zones})
-      if (l != 0) limit = limit == 0 ? l : std::min(limit, l);
+    const std::uint32_t limit = zone_limit();
     if (limit == 0) return 64;
     const std::size_t others = 3 + shared_streams();
     return limit > others ? limit - others : 1;
@@ -412,10 +414,13 @@ struct Store::Impl {
       if (has_room(other)) return other;
     return want;
   }
+  // Whether the (shared) stream's zone takes another 4 KiB block, as place() sees it.
   bool has_room(Stream s) const {
     auto it = streams.find(stream_key(s, 0));
-    return it != streams.end() && zones[it->second.zone_index].wp < zones[it->second.zone_index].start + sb.zone_capacity;
+    return it != streams.end() && room_blocks(zones[it->second.zone_index]) > 0;
   }
+  // 4 KiB blocks still free in a zone.
+  std::uint64_t room_blocks(const DataZone& z) const { return (z.start + sb.zone_capacity - z.wp) / per; }
 
   // A zone of the stream with room, and how many 4 KiB blocks fit in it (up to `want`).
   Result<std::pair<DataZone*, std::uint64_t>> place(Stream stream, std::uint32_t ns_id, std::uint64_t want) {
@@ -424,7 +429,7 @@ struct Store::Impl {
     for (int attempt = 0; attempt < 64; ++attempt) {
       if (auto it = streams.find(key); it != streams.end()) {
         DataZone& z = zones[it->second.zone_index];
-        const std::uint64_t room = (z.start + sb.zone_capacity - z.wp) / per;
+        const std::uint64_t room = room_blocks(z);
         if (room > 0) {
           it->second.last_use = ++stream_clock;
           return std::make_pair(&z, std::min(room, want));
