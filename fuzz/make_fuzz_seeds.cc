@@ -54,9 +54,10 @@ int main(int argc, char** argv) {
       {5, 0, std::vector<fmt::NamespaceEntry>{{1, 0, 4096, 1ull << 30, 17, "web-db"}, {2, fmt::kNamespaceQuarantined, 512, 8192, 0, "cache"}}},
       {5, 1, std::vector<fmt::record::Extent>{{1, 0, 98304, {1, 2, 3}}, {2, 1, 98400, {4}}}},
       {5, 2, std::vector<fmt::ZoneEntry>{{6, 1, 100, 42}, {7, 2, 0, 0}}},
-      {5, 3, fmt::CheckpointCommit{3, 3, 40, 2, 7, 0xabcdef, 1700000000, {4, 5}}}};
-  const char* names[] = {"namespaces", "extents", "zones", "commit"};
-  for (int i = 0; i < 4; ++i) {
+      {5, 3, fmt::CheckpointCommit{3, 3, 40, 2, 7, 0xabcdef, 1700000000, {4, 5}}},
+      {5, 1, fmt::PackedExtents{{{1, 0, 98304, {1, 2, 3}}, {1, 5, 98200, {4}}, {2, 1, 98400, {5, 6}}, {1, 4, 1ull << 40, {7}}}}}};
+  const char* names[] = {"namespaces", "extents", "zones", "commit", "packed-extents"};
+  for (int i = 0; i < 5; ++i) {
     if (!fmt::encode_checkpoint_block(blocks[i], kFuzzSeed, b).ok()) return 1;
     save(root / "checkpoint_fuzz" / names[i], b);
   }

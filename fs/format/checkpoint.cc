@@ -11,6 +11,7 @@ constexpr char kMagic[8] = {'N', 'Y', 'A', 'D', 'S', 'C', 'K', 'P'};
 constexpr std::size_t kCommitFixedBytes = 40;
 constexpr std::uint32_t kKnownNamespaceFlags = kNamespaceQuarantined | kNamespaceThin;
 constexpr std::uint32_t kStreamMask = 0x3;
+constexpr std::uint64_t kMaxVblock = 1ull << 52;
 
 Status validate_namespace_entry(const NamespaceEntry& e) {
   if (e.ns_id == 0) return InvalidArgument("namespace id 0 is reserved");
@@ -32,7 +33,73 @@ Status validate_zone_entry(const ZoneEntry& z) {
   return Status::Ok();
 }
 
+// Packed extents (kind 5): each entry is
+//   head = blocks << 1 | states_namespace, [ns_id if states_namespace], gap, lba difference,
+//   then blocks checksums (u32)
+// with varints for all but the checksums. gap counts from the end of the entry before (0 after
+// a stated namespace); the lba difference (zigzag) from the lba of the entry before (0 for the
+// block's first entry).
+bool states_namespace(const record::Extent& e, const record::Extent* previous) {
+  return previous == nullptr || previous->ns_id != e.ns_id || e.vblock < previous->vblock + previous->checksums.size();
+}
+std::uint64_t gap_base(const record::Extent& e, const record::Extent* previous) {
+  return states_namespace(e, previous) ? 0 : previous->vblock + previous->checksums.size();
+}
+std::uint64_t lba_difference(const record::Extent& e, const record::Extent* previous) {
+  return zigzag(static_cast<std::int64_t>(e.lba - (previous ? previous->lba : 0)));
+}
+
+// Reads one varint in its shortest form, ending before `end`.
+Status read_varint(Reader& r, std::size_t end, const char* what, std::uint64_t* v) {
+  *v = 0;
+  for (int i = 0; i < 10; ++i) {
+    if (r.pos() >= end) return Corruption(std::string(what) + " is cut short");
+    const std::uint8_t b = r.u8();
+    if (i == 9 && b > 1) return Corruption(std::string(what) + " does not fit in 64 bits");
+    *v |= std::uint64_t{b & 0x7fu} << (7 * i);
+    if ((b & 0x80) == 0) {
+      if (b == 0 && i > 0) return Corruption(std::string(what) + " is not in its shortest form");
+      return Status::Ok();
+    }
+  }
+  return Corruption(std::string(what) + " does not fit in 64 bits");
+}
+
+Status read_packed_extent(Reader& r, std::size_t end, const record::Extent* previous, record::Extent* e) {
+  std::uint64_t head = 0, gap = 0, difference = 0;
+  NYADS_RETURN_IF_ERROR(read_varint(r, end, "head", &head));
+  const std::uint64_t blocks = head >> 1;
+  if (blocks == 0) return Corruption("extent of 0 blocks");
+  if (blocks > kMaxExtentBlocksPerRecord) return Corruption("extent of " + num(blocks) + " blocks exceeds " + num(kMaxExtentBlocksPerRecord));
+  std::uint64_t base = 0;
+  if (head & 1) {
+    std::uint64_t id = 0;
+    NYADS_RETURN_IF_ERROR(read_varint(r, end, "namespace id", &id));
+    if (id == 0 || id > UINT32_MAX) return Corruption("namespace id " + num(id) + " is not 1..2^32-1");
+    e->ns_id = static_cast<std::uint32_t>(id);
+  } else {
+    if (previous == nullptr) return Corruption("the first entry of a block does not state its namespace");
+    e->ns_id = previous->ns_id;
+    base = previous->vblock + previous->checksums.size();
+  }
+  NYADS_RETURN_IF_ERROR(read_varint(r, end, "gap", &gap));
+  if (gap >= kMaxVblock) return Corruption("gap of " + num(gap) + " blocks runs past 2^52 blocks");
+  NYADS_RETURN_IF_ERROR(read_varint(r, end, "lba difference", &difference));
+  e->vblock = base + gap;
+  e->lba = (previous ? previous->lba : 0) + static_cast<std::uint64_t>(unzigzag(difference));
+  if (end - r.pos() < blocks * 4) return Corruption("extent of " + num(blocks) + " blocks runs past the payload");
+  e->checksums.resize(blocks);
+  for (auto& c : e->checksums) c = r.u32();
+  return Status::Ok();
+}
+
 }  // namespace
+
+std::size_t packed_extent_bytes(const record::Extent& e, const record::Extent* previous) {
+  const bool stated = states_namespace(e, previous);
+  return varint_bytes(e.checksums.size() << 1 | (stated ? 1 : 0)) + (stated ? varint_bytes(e.ns_id) : 0) +
+         varint_bytes(e.vblock - gap_base(e, previous)) + varint_bytes(lba_difference(e, previous)) + 4 * e.checksums.size();
+}
 
 Status encode_checkpoint_block(const CheckpointBlock& b, std::uint64_t seed, std::span<std::uint8_t> out) {
   if (out.size() < kMetaBlockSize) return InvalidArgument("checkpoint block buffer of " + num(out.size()) + " bytes");
@@ -41,7 +108,7 @@ Status encode_checkpoint_block(const CheckpointBlock& b, std::uint64_t seed, std
   std::fill(out.begin(), out.end(), 0);
   Writer w(out);
   w.bytes(kMagic, 8);
-  w.u16(static_cast<std::uint16_t>(kVersion));
+  w.u16(b.kind() == CheckpointKind::kPackedExtents ? kPackedExtentsVersion : static_cast<std::uint16_t>(kVersion));
   w.u16(static_cast<std::uint16_t>(b.kind()));
   const std::size_t count_at = w.pos();
   w.u32(0);  // entry count, below
@@ -77,6 +144,26 @@ Status encode_checkpoint_block(const CheckpointBlock& b, std::uint64_t seed, std
           if (total > kCheckpointPayloadBytes) return InvalidArgument("extents take " + num(total) + " bytes, a checkpoint block holds " + num(kCheckpointPayloadBytes));
           for (const auto& e : v) write_extent(w, e);
           count = static_cast<std::uint32_t>(v.size());
+        } else if constexpr (std::is_same_v<T, PackedExtents>) {
+          std::size_t total = 0;
+          const record::Extent* previous = nullptr;
+          for (const auto& e : v.extents) {
+            NYADS_RETURN_IF_ERROR(validate_record(e));
+            total += packed_extent_bytes(e, previous);
+            previous = &e;
+          }
+          if (total > kCheckpointPayloadBytes) return InvalidArgument("packed extents take " + num(total) + " bytes, a checkpoint block holds " + num(kCheckpointPayloadBytes));
+          previous = nullptr;
+          for (const auto& e : v.extents) {
+            const bool stated = states_namespace(e, previous);
+            w.varint(e.checksums.size() << 1 | (stated ? 1 : 0));
+            if (stated) w.varint(e.ns_id);
+            w.varint(e.vblock - gap_base(e, previous));
+            w.varint(lba_difference(e, previous));
+            for (std::uint32_t c : e.checksums) w.u32(c);
+            previous = &e;
+          }
+          count = static_cast<std::uint32_t>(v.extents.size());
         } else if constexpr (std::is_same_v<T, std::vector<ZoneEntry>>) {
           if (v.size() > kZonesPerBlock) return InvalidArgument(num(v.size()) + " zones exceed " + num(kZonesPerBlock) + " per block");
           for (const auto& z : v) {
@@ -124,8 +211,11 @@ Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in
   Reader r(in);
   r.skip(8);
   const std::uint16_t version = r.u16();
-  if (version != kVersion) return NotSupported(w + ": checkpoint version " + num(version) + ", this build reads version " + num(kVersion));
+  if (version != kVersion && version != kPackedExtentsVersion)
+    return NotSupported(w + ": checkpoint version " + num(version) + ", this build reads versions 1 and 2 (written by a newer nyads?)");
   const std::uint16_t kind = r.u16();
+  const std::uint16_t kind_version = kind == static_cast<std::uint16_t>(CheckpointKind::kPackedExtents) ? kPackedExtentsVersion : kVersion;
+  if (version != kind_version) return bad("a block of kind " + num(kind) + " has version " + num(version) + ", not " + num(kind_version));
   const std::uint32_t count = r.u32();
   CheckpointBlock b;
   b.checkpoint_seq = r.u64();
@@ -168,6 +258,20 @@ Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in
         if (!s.ok()) return bad("extent " + num(i) + ": " + s.message());
       }
       if (r.pos() != end) return bad(num(count) + " extents take " + num(r.pos() - kCheckpointHeaderBytes) + " bytes, the header says " + num(payload));
+      b.body = std::move(v);
+      break;
+    }
+    case CheckpointKind::kPackedExtents: {
+      // Bound the count by the payload before allocating: an entry takes 7 bytes at least.
+      if (std::uint64_t{count} * 7 > payload) return bad(num(count) + " packed extents cannot fit in a payload of " + num(payload) + " bytes");
+      PackedExtents v;
+      v.extents.resize(count);
+      for (std::uint32_t i = 0; i < count; ++i) {
+        Status s = read_packed_extent(r, end, i == 0 ? nullptr : &v.extents[i - 1], &v.extents[i]);
+        if (s.ok()) s = validate_record(v.extents[i]);
+        if (!s.ok()) return bad("packed extent " + num(i) + ": " + s.message());
+      }
+      if (r.pos() != end) return bad(num(count) + " packed extents take " + num(r.pos() - kCheckpointHeaderBytes) + " bytes, the header says " + num(payload));
       b.body = std::move(v);
       break;
     }

@@ -29,6 +29,14 @@ class Writer {
   void u64(std::uint64_t v) { put_le64(&out_[pos_], v); pos_ += 8; }
   void bytes(const void* p, std::size_t n) { std::memcpy(&out_[pos_], p, n); pos_ += n; }
   void zeros(std::size_t n) { std::memset(&out_[pos_], 0, n); pos_ += n; }
+  // Unsigned LEB128: 7 bits a byte, low bits first, the high bit set on all but the last.
+  void varint(std::uint64_t v) {
+    while (v >= 0x80) {
+      u8(static_cast<std::uint8_t>(v | 0x80));
+      v >>= 7;
+    }
+    u8(static_cast<std::uint8_t>(v));
+  }
   std::size_t pos() const { return pos_; }
   std::size_t left() const { return out_.size() - pos_; }
 
@@ -68,6 +76,18 @@ class Reader {
   std::size_t pos_ = 0;
   bool overrun_ = false;
 };
+
+inline std::size_t varint_bytes(std::uint64_t v) {
+  std::size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+// Signed differences as varints: 0, -1, 1, -2, ... map to 0, 1, 2, 3, ...
+inline std::uint64_t zigzag(std::int64_t v) { return (static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63); }
+inline std::int64_t unzigzag(std::uint64_t v) { return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1); }
 
 inline std::string num(std::uint64_t v) { return std::to_string(v); }
 std::string hex(std::uint64_t v);

@@ -16,26 +16,43 @@ std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, st
     if (entries.size() == fmt::kNamespacesPerBlock) bodies.emplace_back(std::exchange(entries, {}));
   }
   if (!entries.empty() || bodies.empty()) bodies.emplace_back(std::move(entries));
-  // Extents: as many per block as fit; a long one continues in the next block.
-  std::vector<fmt::record::Extent> extents;
+  // Extents, packed (format.md §2.5): as many per block as fit; a long one continues in the
+  // next block. An entry's size depends on the one before it, so it is measured as it is added.
+  fmt::PackedExtents packed;
   std::size_t used = 0;
   if (content.extents_of) {
     content.extents_of([&](std::uint32_t id, std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
       for (std::size_t i = 0; i < sums.size();) {
-        const std::size_t room = (fmt::kCheckpointPayloadBytes - used) / 4;
-        if (room <= 6 + 1) {  // not even a 1-block extent fits: next block
-          bodies.emplace_back(std::exchange(extents, {}));
+        const std::size_t k = std::min(sums.size() - i, fmt::kMaxExtentBlocksPerRecord);
+        fmt::record::Extent e{id, vblock + i, lba + i * per, {}};
+        const fmt::record::Extent* previous = packed.extents.empty() ? nullptr : &packed.extents.back();
+        // The entry's fixed part with one checksum: if even that does not fit, next block.
+        e.checksums.assign(1, 0);
+        const std::size_t fixed = fmt::packed_extent_bytes(e, previous) - 4;
+        if (used + fixed + 4 > fmt::kCheckpointPayloadBytes) {
+          bodies.emplace_back(std::exchange(packed, {}));
           used = 0;
           continue;
         }
-        const std::size_t k = std::min(sums.size() - i, room - 6);
-        extents.push_back({id, vblock + i, lba + i * per, std::vector<std::uint32_t>(sums.begin() + static_cast<std::ptrdiff_t>(i), sums.begin() + static_cast<std::ptrdiff_t>(i + k))});
-        used += 24 + 4 * k;
-        i += k;
+        // Varints of the count may grow by a byte; measure the count that fits exactly.
+        std::size_t take = std::min(k, (fmt::kCheckpointPayloadBytes - used - fixed) / 4);
+        e.checksums.assign(sums.begin() + static_cast<std::ptrdiff_t>(i), sums.begin() + static_cast<std::ptrdiff_t>(i + take));
+        while (used + fmt::packed_extent_bytes(e, previous) > fmt::kCheckpointPayloadBytes) {
+          --take;
+          e.checksums.pop_back();
+        }
+        if (take == 0) {
+          bodies.emplace_back(std::exchange(packed, {}));
+          used = 0;
+          continue;
+        }
+        used += fmt::packed_extent_bytes(e, previous);
+        packed.extents.push_back(std::move(e));
+        i += take;
       }
     });
   }
-  if (!extents.empty()) bodies.emplace_back(std::move(extents));
+  if (!packed.extents.empty()) bodies.emplace_back(std::move(packed));
   std::vector<fmt::ZoneEntry> zone_entries;
   for (const auto& z : content.zones) {
     zone_entries.push_back(z);

@@ -75,12 +75,20 @@ Result<LoadedCheckpoint> load_checkpoint(ZonedDevice& device, const fmt::Superbl
       if (!b.ok()) return b.status();
       if (b->checkpoint_seq != cp.seq) return Corruption(where + ": belongs to checkpoint " + std::to_string(b->checkpoint_seq));
       if (b->index != index) return Corruption(where + ": says it is block " + std::to_string(b->index));
-      const int kind = static_cast<int>(b->kind()) - 1;
-      if (kind < stage || kind > 2) return Corruption(where + ": a " + std::to_string(kind + 1) + "-kind block out of order");
-      stage = kind;
+      // Kinds in order: namespaces (1), extents (2, or packed: 5), zones (3).
+      const auto kind = b->kind();
+      const int kind_stage = kind == fmt::CheckpointKind::kNamespaces ? 0
+                             : kind == fmt::CheckpointKind::kZones    ? 2
+                             : kind == fmt::CheckpointKind::kCommit   ? 3
+                                                                      : 1;
+      if (kind_stage < stage || kind_stage > 2)
+        return Corruption(where + ": a block of kind " + std::to_string(static_cast<int>(kind)) + " out of order");
+      stage = kind_stage;
       sums.push_back(fmt::stored_checksum(bytes));
       if (auto* ns = std::get_if<std::vector<fmt::NamespaceEntry>>(&b->body)) cp.namespaces.insert(cp.namespaces.end(), ns->begin(), ns->end());
       if (auto* ex = std::get_if<std::vector<fmt::record::Extent>>(&b->body)) cp.extents.insert(cp.extents.end(), ex->begin(), ex->end());
+      if (auto* px = std::get_if<fmt::PackedExtents>(&b->body))
+        cp.extents.insert(cp.extents.end(), std::make_move_iterator(px->extents.begin()), std::make_move_iterator(px->extents.end()));
       if (auto* zs = std::get_if<std::vector<fmt::ZoneEntry>>(&b->body)) cp.zones.insert(cp.zones.end(), zs->begin(), zs->end());
     }
   }

@@ -568,6 +568,59 @@ namespace {
 
 // fsck's map checks on a volume the store wrote: --scrub reads every live block; a damaged
 // block, and two namespaces claiming one device block, are named with zone and offset.
+// Volumes written before packed extents hold kind-2 checkpoints: they open, fsck reads them,
+// and the store's next checkpoint is packed.
+TEST(StoreFsck, AFixedWidthExtentCheckpointOpensAndTheNextOneIsPacked) {
+  auto dev = test::formatted_memory_device();
+  std::uint32_t id = 0;
+  std::map<std::uint64_t, std::vector<std::uint8_t>> written;
+  {
+    auto st = test::open_store(*dev);
+    id = st->create_namespace("old", 8 << 20)->id;
+    for (std::uint64_t i = 0; i < 40; ++i) {
+      const std::uint64_t offset = i * 37 * 4096;
+      written[offset] = bytes_of(static_cast<int>(i + 5), 4096 * (1 + i % 3));
+      ASSERT_OK(st->write(id, offset, written[offset]));
+    }
+    ASSERT_OK(st->close());
+  }
+  auto sb = scan_superblock_zone(*dev, 0).newest;
+  ASSERT_TRUE(sb);
+  auto first_body_kind = [&]() {
+    auto search = load_newest_checkpoint(*dev, *sb);
+    EXPECT_TRUE(search.newest);
+    AlignedBuffer b;
+    EXPECT_OK(MetaIo(*dev).read(search.newest->commit.zones.front(), 1, 1, &b));
+    auto block = format::decode_checkpoint_block(b.span(), sb->seed(), "test");
+    EXPECT_TRUE(block.ok()) << block.status().to_string();
+    return block.ok() ? block->kind() : format::CheckpointKind::kCommit;
+  };
+  ASSERT_EQ(first_body_kind(), format::CheckpointKind::kPackedExtents);
+  // Write the same state again as an older build did: fixed-width extents (kind 2).
+  {
+    const LoadedCheckpoint cp = *load_newest_checkpoint(*dev, *sb).newest;
+    std::vector<CheckpointBody> bodies{cp.namespaces, cp.extents};
+    for (std::size_t i = 0; i < cp.zones.size(); i += format::kZonesPerBlock)
+      bodies.emplace_back(std::vector<format::ZoneEntry>(cp.zones.begin() + static_cast<std::ptrdiff_t>(i),
+                                                         cp.zones.begin() + static_cast<std::ptrdiff_t>(std::min(cp.zones.size(), i + format::kZonesPerBlock))));
+    ASSERT_TRUE(write_checkpoint_beside(*dev, *sb, cp.seq + 1, bodies, cp.commit, cp.commit.zones).ok());
+  }
+  ASSERT_EQ(first_body_kind(), format::CheckpointKind::kExtents);
+  auto report = fsck::check_volume(*dev, {false, true, nullptr});
+  EXPECT_EQ(report.exit_code(), 0) << fsck::to_text(report, true);
+  EXPECT_EQ(report.scrubbed_blocks, report.live_blocks);
+  auto st = test::open_store(*dev);
+  for (const auto& [offset, data] : written) {
+    std::vector<std::uint8_t> got(data.size());
+    ASSERT_OK(st->read(id, offset, got));  // writes start 37 blocks apart: none overlaps another
+    EXPECT_EQ(got, data) << "offset " << offset;
+  }
+  ASSERT_OK(st->checkpoint());
+  EXPECT_EQ(first_body_kind(), format::CheckpointKind::kPackedExtents);
+  ASSERT_OK(st->close());
+  EXPECT_EQ(fsck::check_volume(*dev, {false, true, nullptr}).exit_code(), 0);
+}
+
 TEST(StoreFsck, ScrubAndOverlapsAreFound) {
   test::TempDir dir;
   const std::string path = dir.file("v.img");

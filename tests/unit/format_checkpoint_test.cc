@@ -21,11 +21,18 @@ CheckpointBlock namespaces_block() {
 CheckpointBlock extents_block() {
   return {5, 1, std::vector<record::Extent>{{1, 0, 98304, {1, 2, 3}}, {2, 1, 98400, {4}}}};
 }
+// Packed: namespace 1's extents at vblocks 0 (3 blocks) and 5 (a gap of 2, the lba
+// falling back), then namespace 2, then namespace 1 again below where it was (restated).
+CheckpointBlock packed_block() {
+  return {5, 1,
+          PackedExtents{{{1, 0, 98304, {1, 2, 3}}, {1, 5, 98200, {4}}, {2, 1, 98400, {5, 6}}, {1, 4, 1ull << 40, {7}}}}};
+}
+CheckpointBlock packed_at_the_top_block() { return {5, 1, PackedExtents{{{1, (1ull << 52) - 4, 0, {1, 2, 3}}}}}; }
 CheckpointBlock zones_block() { return {5, 2, std::vector<ZoneEntry>{{6, 1, 100, 42}, {7, 2, 0, 0}}}; }
 CheckpointBlock commit_block() { return {5, 3, CheckpointCommit{3, 3, 40, 2, 7, 0xabcdef, 1700000000, {4, 5}}}; }
 
 TEST(Checkpoint, RoundTripsEveryKind) {
-  for (const auto& b : {namespaces_block(), extents_block(), zones_block(), commit_block()}) {
+  for (const auto& b : {namespaces_block(), extents_block(), zones_block(), commit_block(), packed_block()}) {
     auto d = decode_checkpoint_block(encoded(b), kSeed, "c");
     ASSERT_TRUE(d.ok()) << d.status().to_string();
     EXPECT_EQ(*d, b);
@@ -65,6 +72,46 @@ TEST(Checkpoint, GoldenBytes) {
   EXPECT_EQ(get_le32(&c[84]), 5u);
 }
 
+TEST(Checkpoint, PackedGoldenBytes) {
+  const auto x = encoded(packed_block());
+  EXPECT_EQ(get_le16(&x[8]), 2u);   // version: packed extents came with version 2
+  EXPECT_EQ(get_le16(&x[10]), 5u);  // kind: packed extents
+  EXPECT_EQ(get_le32(&x[12]), 4u);  // entries
+  // entry 0: head 3<<1|1, namespace 1, gap 0, lba +98304 (zigzag 196608 = 0x80 0x80 0x0c), 3 checksums
+  const std::vector<std::uint8_t> e0 = {0x07, 0x01, 0x00, 0x80, 0x80, 0x0c};
+  EXPECT_EQ(std::vector<std::uint8_t>(x.begin() + 40, x.begin() + 46), e0);
+  EXPECT_EQ(get_le32(&x[46]), 1u);
+  EXPECT_EQ(get_le32(&x[54]), 3u);
+  // entry 1: head 1<<1 (same namespace), gap 2 (from block 3 to 5), lba -104 (zigzag 207 = 0xcf 0x01)
+  const std::vector<std::uint8_t> e1 = {0x02, 0x02, 0xcf, 0x01};
+  EXPECT_EQ(std::vector<std::uint8_t>(x.begin() + 58, x.begin() + 62), e1);
+  EXPECT_EQ(get_le32(&x[62]), 4u);
+  // entry 2: head 2<<1|1, namespace 2, gap 1 (from 0), lba +200 (zigzag 400 = 0x90 0x03)
+  const std::vector<std::uint8_t> e2 = {0x05, 0x02, 0x01, 0x90, 0x03};
+  EXPECT_EQ(std::vector<std::uint8_t>(x.begin() + 66, x.begin() + 71), e2);
+  // entry 3: namespace 1 restated (another namespace came between), gap 4, lba 2^40 - 98400
+  EXPECT_EQ(x[79], 0x03);
+  EXPECT_EQ(x[80], 0x01);
+  EXPECT_EQ(x[81], 0x04);
+  const std::size_t payload = get_le32(&x[36]);
+  EXPECT_EQ(payload, 6u + 12 + 4 + 4 + 5 + 8 + 3 + varint_bytes(zigzag(static_cast<std::int64_t>((1ull << 40) - 98400))) + 4);
+  for (std::size_t i = 40 + payload; i < x.size(); ++i) ASSERT_EQ(x[i], 0) << i;
+  // One-block extents of a random layout take about 10 bytes, where kind 2 takes 28.
+  const record::Extent a{1, 1000, 1u << 21, {9}}, b{1, 1001, 77, {9}};
+  EXPECT_EQ(packed_extent_bytes(b, &a), 1u + 1 + 4 + 4);
+}
+
+TEST(Checkpoint, PackedLongExtentsAndManyEntriesRoundTrip) {
+  PackedExtents v;
+  v.extents.push_back({3, 0, 0, std::vector<std::uint32_t>(kMaxExtentBlocksPerRecord - 20, 5)});
+  std::uint64_t lba = 1u << 30;
+  for (std::uint64_t vb = 2000; v.extents.size() < 10; vb += 3, lba -= 77) v.extents.push_back({3, vb, lba, {static_cast<std::uint32_t>(vb)}});
+  const CheckpointBlock b{9, 2, v};
+  auto d = decode_checkpoint_block(encoded(b), kSeed, "c");
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(*d, b);
+}
+
 TEST(Checkpoint, EncodeRefusesInvalidEntries) {
   std::vector<std::uint8_t> out(kMetaBlockSize);
   auto refuse = [&](CheckpointBlock b, const char* want) {
@@ -81,6 +128,9 @@ TEST(Checkpoint, EncodeRefusesInvalidEntries) {
   refuse({1, 0, CheckpointCommit{0, 1, 1, 2, 0, 0, 0, {}}}, "names no zones");
   refuse({1, 0, std::vector<record::Extent>(200, record::Extent{1, 0, 0, {1, 2, 3, 4}})}, "a checkpoint block holds 4056");
   refuse({0, 0, std::vector<ZoneEntry>{}}, "checkpoint sequence 0");
+  refuse({1, 0, PackedExtents{std::vector<record::Extent>(500, record::Extent{1, 0, 0, {1, 2}})}}, "packed extents take");
+  refuse({1, 0, PackedExtents{{record::Extent{0, 0, 0, {1}}}}}, "namespace");
+  refuse({1, 0, PackedExtents{{record::Extent{1, 0, 0, {}}}}}, "extent of 0 blocks");
 }
 
 struct ByteCase {
@@ -117,6 +167,39 @@ INSTANTIATE_TEST_SUITE_P(
         ByteCase{"extent_blocks", extents_block, [](auto& x) { put_le32(&x[44], 0); }, "extent 0: extent of 0 blocks"},
         ByteCase{"extent_overrun", extents_block, [](auto& x) { put_le32(&x[44], 1000); }, "runs past its record"},
         ByteCase{"extent_payload", extents_block, [](auto& x) { put_le32(&x[36], get_le32(&x[36]) + 4); }, "the header says"},
+        ByteCase{"packed_version", packed_block, [](auto& x) { put_le16(&x[8], 1); }, "a block of kind 5 has version 1, not 2"},
+        ByteCase{"namespaces_version2", namespaces_block, [](auto& x) { put_le16(&x[8], 2); }, "a block of kind 1 has version 2, not 1"},
+        ByteCase{"packed_count", packed_block, [](auto& x) { put_le32(&x[12], 500); }, "500 packed extents cannot fit in a payload of"},
+        ByteCase{"packed_first_unstated", packed_block, [](auto& x) { x[40] = 0x06; }, "packed extent 0: the first entry of a block does not state its namespace"},
+        ByteCase{"packed_zero_blocks", packed_block, [](auto& x) { x[40] = 0x01; }, "packed extent 0: extent of 0 blocks"},
+        ByteCase{"packed_too_long", packed_block, [](auto& x) { x[40] = 0xff; x[41] = 0x7f; }, "exceeds 1009"},
+        ByteCase{"packed_ns0", packed_block, [](auto& x) { x[41] = 0; }, "namespace id 0 is not 1..2^32-1"},
+        ByteCase{"packed_not_shortest", packed_block, [](auto& x) { x[42] = 0x80; x[43] = 0x00; }, "gap is not in its shortest form"},
+        ByteCase{"packed_past_2_52", packed_at_the_top_block,
+                 [](auto& x) {
+                   x[40] = 5 << 1 | 1;  // 5 blocks from 2^52 - 4: the two more checksums are the zeros after
+                   put_le32(&x[36], get_le32(&x[36]) + 8);
+                 },
+                 "packed extent 0: extent at virtual block 4503599627370492 runs past 2^52 blocks"},
+        ByteCase{"packed_cut_short", packed_block,
+                 [](auto& x) {
+                   put_le32(&x[12], 2);
+                   put_le32(&x[36], 21);  // ends inside entry 1's lba difference
+                 },
+                 "packed extent 1: lba difference is cut short"},
+        ByteCase{"packed_checksums_cut", packed_block,
+                 [](auto& x) {
+                   put_le32(&x[12], 1);
+                   put_le32(&x[36], 7);
+                 },
+                 "packed extent 0: extent of 3 blocks runs past the payload"},
+        ByteCase{"packed_payload", packed_block, [](auto& x) { put_le32(&x[36], get_le32(&x[36]) + 4); }, "the header says"},
+        ByteCase{"packed_overflow", packed_block,
+                 [](auto& x) {
+                   for (int i = 0; i < 9; ++i) x[42 + i] = 0xff;
+                   x[51] = 0x02;
+                 },
+                 "gap does not fit in 64 bits"},
         ByteCase{"zone_count", zones_block, [](auto& x) { put_le32(&x[12], 1); }, "1 zone entries need 24 bytes, the payload is 48"},
         ByteCase{"zone_reserved", zones_block, [](auto& x) { put_le32(&x[40 + 12], 1); }, "reserved field is not zero"},
         ByteCase{"zone_flags", zones_block, [](auto& x) { put_le32(&x[40 + 4], 16); }, "unknown flags"},
