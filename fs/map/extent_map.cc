@@ -23,11 +23,10 @@ std::vector<ExtentMap::Displaced> ExtentMap::cut(std::uint64_t vblock, std::uint
     it = extents_.erase(it);
     // Keep what lies before and after the cut.
     if (start < lo) {
-      extents_.emplace(start, Extent{old.lba, std::vector<std::uint32_t>(old.checksums.begin(), old.checksums.begin() + static_cast<std::ptrdiff_t>(lo - start)), old.born});
+      extents_.emplace(start, Extent{old.lba, BlockChecksums(old.checksums.span().first(lo - start)), old.born});
     }
     if (hi < stop) {
-      it = extents_.emplace(hi, Extent{old.lba + (hi - start) * per_,
-                                       std::vector<std::uint32_t>(old.checksums.begin() + static_cast<std::ptrdiff_t>(hi - start), old.checksums.end()), old.born}).first;
+      it = extents_.emplace(hi, Extent{old.lba + (hi - start) * per_, BlockChecksums(old.checksums.span().subspan(hi - start)), old.born}).first;
       ++it;
     }
   }
@@ -50,7 +49,7 @@ std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint
     if (prev->first + prev_len == vblock && prev->second.lba + prev_len * per_ == lba && prev_len < kMaxExtentBlocks && same_zone &&
         apart <= join_within) {
       const std::size_t k = std::min<std::size_t>(checksums.size(), kMaxExtentBlocks - prev_len);
-      prev->second.checksums.insert(prev->second.checksums.end(), checksums.begin(), checksums.begin() + static_cast<std::ptrdiff_t>(k));
+      prev->second.checksums.append(checksums.first(k));
       vblock += k;
       lba += k * per_;
       checksums = checksums.subspan(k);
@@ -59,7 +58,7 @@ std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint
   // The rest in extents of at most kMaxExtentBlocks: a later split copies at most that much.
   while (!checksums.empty()) {
     const std::size_t k = std::min<std::size_t>(checksums.size(), kMaxExtentBlocks);
-    extents_.emplace(vblock, Extent{lba, std::vector<std::uint32_t>(checksums.begin(), checksums.begin() + static_cast<std::ptrdiff_t>(k)), born});
+    extents_.emplace(vblock, Extent{lba, BlockChecksums(checksums.first(k)), born});
     vblock += k;
     lba += k * per_;
     checksums = checksums.subspan(k);
@@ -107,14 +106,15 @@ std::vector<ExtentMap::Piece> ExtentMap::lookup(std::uint64_t vblock, std::uint6
 }
 
 void ExtentMap::for_each(const std::function<void(std::uint64_t, std::uint64_t, std::span<const std::uint32_t>)>& fn) const {
-  for (const auto& [vblock, e] : extents_) fn(vblock, e.lba, e.checksums);
+  for (const auto& [vblock, e] : extents_) fn(vblock, e.lba, e.checksums.span());
 }
 
 std::size_t ExtentMap::memory_bytes() const {
-  // A std::map node (three pointers, color, key) plus the extent and its checksum array.
+  // A std::map node (three pointers, color, key) plus the extent and its checksum array (when
+  // not inline).
   constexpr std::size_t kNode = 4 * sizeof(void*) + sizeof(std::uint64_t) + sizeof(Extent);
   std::size_t bytes = sizeof(*this);
-  for (const auto& [v, e] : extents_) bytes += kNode + e.checksums.capacity() * sizeof(std::uint32_t);
+  for (const auto& [v, e] : extents_) bytes += kNode + e.checksums.heap_bytes();
   return bytes;
 }
 

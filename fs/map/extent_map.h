@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "fs/map/block_checksums.h"
+
 namespace nyads {
 
 class ExtentMap {
@@ -64,9 +66,10 @@ class ExtentMap {
  private:
   struct Extent {
     std::uint64_t lba;
-    std::vector<std::uint32_t> checksums;
+    BlockChecksums checksums;
     std::uint32_t born = 0;  // see map()
   };
+  static_assert(sizeof(Extent) == 24, "an extent is 24 bytes: lba, inline checksums or their array, birth");
   // Cuts the extents overlapping [vblock, end) out of the map, returning what they held there.
   std::vector<Displaced> cut(std::uint64_t vblock, std::uint64_t end);
 

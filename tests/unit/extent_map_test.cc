@@ -166,5 +166,41 @@ TEST(ExtentMap, BirthIsKeptThroughSplitsAndMovesAndLimitsJoining) {
   EXPECT_EQ(m.lookup(100, 2).size(), 1u);
 }
 
+// Checksums: two inline, more on the heap, growing by appends; moves hand the array over.
+TEST(BlockChecksums, HoldTwoInlineAndGrowOnTheHeap) {
+  std::vector<std::uint32_t> want;
+  BlockChecksums c;
+  EXPECT_EQ(c.size(), 0u);
+  for (std::uint32_t i = 0; i < 300; ++i) {
+    const std::uint32_t more[] = {i * 7 + 1, i * 7 + 2};
+    const std::size_t k = i % 2 + 1;
+    c.append(std::span(more, k));
+    want.insert(want.end(), more, more + k);
+    ASSERT_EQ(std::vector<std::uint32_t>(c.span().begin(), c.span().end()), want) << i;
+    EXPECT_EQ(c.heap_bytes() == 0, want.size() <= 2);
+  }
+  BlockChecksums moved(std::move(c));
+  EXPECT_EQ(std::vector<std::uint32_t>(moved.span().begin(), moved.span().end()), want);
+  EXPECT_EQ(c.size(), 0u);  // NOLINT(bugprone-use-after-move): a moved-from run is empty
+  BlockChecksums one(std::span<const std::uint32_t>(want.data(), 1));
+  one = std::move(moved);
+  EXPECT_EQ(one.size(), want.size());
+  moved = BlockChecksums(std::span<const std::uint32_t>(want.data(), 2));
+  EXPECT_EQ(moved.heap_bytes(), 0u);
+  EXPECT_EQ(moved.data()[1], want[1]);
+}
+
+// One-block extents (a random layout) cost a map node and 24 bytes, no heap array.
+TEST(ExtentMap, OneBlockExtentsHoldTheirChecksumInline) {
+  ExtentMap m;
+  for (std::uint64_t v = 0; v < 1000; ++v) {
+    const std::uint32_t sum = static_cast<std::uint32_t>(v);
+    m.map(v, 100000 - v * 3, std::span(&sum, 1));
+  }
+  EXPECT_EQ(m.extent_count(), 1000u);
+  EXPECT_LE(m.memory_bytes(), sizeof(ExtentMap) + 1000 * (4 * sizeof(void*) + 8 + 24));
+  for (std::uint64_t v = 0; v < 1000; v += 97) EXPECT_EQ(m.lookup(v, 1)[0].checksums[0], v);
+}
+
 }  // namespace
 }  // namespace nyads
