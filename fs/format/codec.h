@@ -94,8 +94,8 @@ std::string hex(std::uint64_t v);
 
 // An extent's bytes, shared by journal records and checkpoint blocks:
 // ns_id u32, count u32, vblock u64, lba u64, then count checksums u32.
+// (kExtentHeaderBytes, 24, is in nyads/format.h.)
 namespace record { struct Extent; }
-inline constexpr std::size_t kExtentHeaderBytes = 24;
 void write_extent(Writer& w, const record::Extent& e);
 // Reads one extent whose bytes must end within `limit` bytes; the error names what is wrong.
 Status read_extent(Reader& r, std::size_t limit, record::Extent* e);

@@ -218,6 +218,8 @@ struct Store::Impl {
     if (sb.block_size != g.block_size || sb.zone_size != g.zone_size || sb.zone_count != g.zone_count)
       return Corruption(dev->name() + ": the device's geometry differs from the superblock's (run fsck.nyads)");
     NYADS_RETURN_IF_ERROR(sb.check_writable());
+    // A zone's write list records offsets in the zone as 32 bits.
+    if (sb.zone_size > UINT32_MAX) return NotSupported(dev->name() + ": zones of " + n(sb.zone_size) + " device blocks (this build handles up to 2^32)");
     CheckpointSearch search = load_newest_checkpoint(*dev, sb);
     if (!search.newest) {
       std::string problems;
@@ -369,7 +371,6 @@ struct Store::Impl {
       z.wp = z.start + sb.zone_capacity;
     }
     if (z.valid == 0 && z.wp != z.start) resets_after_commit.push_back(zone_number(z));
-    z.owners.shrink_to_fit();  // the zone takes no more writes: drop the vector's growth room
     return Status::Ok();
   }
 
@@ -663,6 +664,10 @@ struct Store::Impl {
 
   Status write_new_checkpoint() {
     NYADS_RETURN_IF_ERROR(commit());
+    // Nothing is in flight now: zones that take no more writes drop their lists' growth room
+    // (closing a zone cannot: appends to it may still be completing).
+    for (auto& z : zones)
+      if (z.stream == kNoStream) z.owners.shrink_to_fit();
     MetaIo io(*dev);
     // Replay will start at the journal's head; if its zone is full, at the next zone.
     auto written = io.written(head.zone);
@@ -682,7 +687,7 @@ struct Store::Impl {
       const std::uint8_t stream_flag = z.stream == kNoStream ? 0 : z.stream == kUserStream ? 1 : 2;
       content.zones.push_back({zone_number(z), stream_flag, static_cast<std::uint32_t>(z.valid * per), z.last_seq});
     }
-    const std::vector<CheckpointBody> bodies = pack_checkpoint(content, per);
+    const std::vector<CheckpointBody> bodies = pack_checkpoint(content, per, (sb.incompat & fmt::feature::kIncompatPackedExtents) != 0);
     fmt::CheckpointCommit commit_fields;
     commit_fields.next_ns_id = next_ns_id;
     commit_fields.journal_seq = head.seq;

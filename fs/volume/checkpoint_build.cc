@@ -8,7 +8,7 @@ namespace nyads {
 
 namespace fmt = format;
 
-std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, std::uint32_t per) {
+std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, std::uint32_t per, bool packed) {
   std::vector<CheckpointBody> bodies;
   std::vector<fmt::NamespaceEntry> entries;
   for (const auto& e : content.namespaces) {
@@ -16,43 +16,50 @@ std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, st
     if (entries.size() == fmt::kNamespacesPerBlock) bodies.emplace_back(std::exchange(entries, {}));
   }
   if (!entries.empty() || bodies.empty()) bodies.emplace_back(std::move(entries));
-  // Extents, packed (format.md §2.5): as many per block as fit; a long one continues in the
-  // next block. An entry's size depends on the one before it, so it is measured as it is added.
-  fmt::PackedExtents packed;
+  // Extents (format.md §2.5), packed (kind 5) or fixed-width (kind 2): as many per block as
+  // fit; a long one continues in the next block. A packed entry's size depends on the one
+  // before it, so each is measured as it is added.
+  auto entry_bytes = [packed](const fmt::record::Extent& e, const fmt::record::Extent* previous) {
+    return packed ? fmt::packed_extent_bytes(e, previous) : fmt::kExtentHeaderBytes + 4 * e.checksums.size();
+  };
+  std::vector<fmt::record::Extent> block;
   std::size_t used = 0;
+  auto end_block = [&]() {
+    if (packed) bodies.emplace_back(fmt::PackedExtents{std::exchange(block, {})});
+    else bodies.emplace_back(std::exchange(block, {}));
+    used = 0;
+  };
   if (content.extents_of) {
     content.extents_of([&](std::uint32_t id, std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
       for (std::size_t i = 0; i < sums.size();) {
         const std::size_t k = std::min(sums.size() - i, fmt::kMaxExtentBlocksPerRecord);
         fmt::record::Extent e{id, vblock + i, lba + i * per, {}};
-        const fmt::record::Extent* previous = packed.extents.empty() ? nullptr : &packed.extents.back();
+        const fmt::record::Extent* previous = block.empty() ? nullptr : &block.back();
         // The entry's fixed part with one checksum: if even that does not fit, next block.
         e.checksums.assign(1, 0);
-        const std::size_t fixed = fmt::packed_extent_bytes(e, previous) - 4;
+        const std::size_t fixed = entry_bytes(e, previous) - 4;
         if (used + fixed + 4 > fmt::kCheckpointPayloadBytes) {
-          bodies.emplace_back(std::exchange(packed, {}));
-          used = 0;
+          end_block();
           continue;
         }
-        // Varints of the count may grow by a byte; measure the count that fits exactly.
+        // A packed head may grow by a byte with the count: take the count that fits exactly.
         std::size_t take = std::min(k, (fmt::kCheckpointPayloadBytes - used - fixed) / 4);
         e.checksums.assign(sums.begin() + static_cast<std::ptrdiff_t>(i), sums.begin() + static_cast<std::ptrdiff_t>(i + take));
-        while (used + fmt::packed_extent_bytes(e, previous) > fmt::kCheckpointPayloadBytes) {
+        while (used + entry_bytes(e, previous) > fmt::kCheckpointPayloadBytes) {
           --take;
           e.checksums.pop_back();
         }
-        if (take == 0) {
-          bodies.emplace_back(std::exchange(packed, {}));
-          used = 0;
+        if (take == 0) {  // cannot happen (the fixed part and one checksum fit), but never loop on it
+          end_block();
           continue;
         }
-        used += fmt::packed_extent_bytes(e, previous);
-        packed.extents.push_back(std::move(e));
+        used += entry_bytes(e, previous);
+        block.push_back(std::move(e));
         i += take;
       }
     });
   }
-  if (!packed.extents.empty()) bodies.emplace_back(std::move(packed));
+  if (!block.empty()) end_block();
   std::vector<fmt::ZoneEntry> zone_entries;
   for (const auto& z : content.zones) {
     zone_entries.push_back(z);

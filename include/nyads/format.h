@@ -33,7 +33,13 @@ inline constexpr std::uint64_t kKnownCompat = 0;
 inline constexpr std::uint64_t kKnownRoCompat = 0;
 // Data block checksums are the low 32 bits of XXH3-64 (see data_checksum). Always set in v1.
 inline constexpr std::uint64_t kIncompatDataChecksum32 = 1ull << 0;
-inline constexpr std::uint64_t kKnownIncompat = kIncompatDataChecksum32;
+// Checkpoints may hold packed extents (kind 5, version 2). Set by mkfs from the build that
+// added them; on a volume without it, checkpoints are written with kind-2 extents only, so a
+// build that predates packed extents refuses a volume that may hold them by this bit, before
+// it reads any checkpoint (it would otherwise skip the newest checkpoint as damaged and
+// silently load an older one).
+inline constexpr std::uint64_t kIncompatPackedExtents = 1ull << 1;
+inline constexpr std::uint64_t kKnownIncompat = kIncompatDataChecksum32 | kIncompatPackedExtents;
 }  // namespace feature
 
 using Uuid = std::array<std::uint8_t, 16>;
@@ -65,7 +71,7 @@ struct ZoneRange {
 struct Superblock {
   std::uint64_t compat = 0;
   std::uint64_t ro_compat = 0;
-  std::uint64_t incompat = feature::kIncompatDataChecksum32;
+  std::uint64_t incompat = feature::kIncompatDataChecksum32 | feature::kIncompatPackedExtents;
   Uuid uuid{};
   std::uint64_t generation = 1;   // superblock version; 1 at mkfs
   std::uint64_t created = 0;      // Unix seconds
@@ -265,6 +271,8 @@ inline constexpr std::size_t kZonesPerBlock = kCheckpointPayloadBytes / kZoneEnt
 // Bytes a packed extent takes after `previous` (the entry before it in the same block, or
 // null for a block's first entry); a block holds entries while their sum fits the payload.
 std::size_t packed_extent_bytes(const record::Extent& e, const record::Extent* previous);
+// A fixed-width extent (journal record body, kind-2 entry) is this much plus 4 per block.
+inline constexpr std::size_t kExtentHeaderBytes = 24;
 
 Status encode_checkpoint_block(const CheckpointBlock& block, std::uint64_t seed, std::span<std::uint8_t> out);
 Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in, std::uint64_t seed, std::string_view where);

@@ -72,7 +72,8 @@ struct CheckpointContent {
   std::vector<format::ZoneEntry> zones;
 };
 // device_blocks_per_block: device blocks per 4 KiB block (an extent's blocks are consecutive).
-std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, std::uint32_t device_blocks_per_block);
+// packed: extents as kind 5 (volumes with feature::kIncompatPackedExtents), else kind 2.
+std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, std::uint32_t device_blocks_per_block, bool packed);
 // Writes checkpoint seq as the newest: into checkpoint zones other than `keep` (those of the
 // newest checkpoint, which stays valid until this one is committed), resetting any with old
 // data first. Returns the zones it used.

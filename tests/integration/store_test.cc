@@ -568,9 +568,11 @@ namespace {
 
 // fsck's map checks on a volume the store wrote: --scrub reads every live block; a damaged
 // block, and two namespaces claiming one device block, are named with zone and offset.
-// Volumes written before packed extents hold kind-2 checkpoints: they open, fsck reads them,
-// and the store's next checkpoint is packed.
-TEST(StoreFsck, AFixedWidthExtentCheckpointOpensAndTheNextOneIsPacked) {
+// Volumes made before packed extents lack the packed_extents feature and hold kind-2
+// checkpoints: they open, fsck reads them, and the store keeps writing kind 2 there (so a
+// build that predates kind 5 can still open them); a new volume's checkpoints are packed, and
+// a packed checkpoint on a volume without the feature is refused.
+TEST(StoreFsck, VolumesWithoutThePackedFeatureKeepFixedWidthCheckpoints) {
   auto dev = test::formatted_memory_device();
   std::uint32_t id = 0;
   std::map<std::uint64_t, std::vector<std::uint8_t>> written;
@@ -586,6 +588,7 @@ TEST(StoreFsck, AFixedWidthExtentCheckpointOpensAndTheNextOneIsPacked) {
   }
   auto sb = scan_superblock_zone(*dev, 0).newest;
   ASSERT_TRUE(sb);
+  ASSERT_TRUE(sb->incompat & format::feature::kIncompatPackedExtents) << "mkfs sets the feature";
   auto first_body_kind = [&]() {
     auto search = load_newest_checkpoint(*dev, *sb);
     EXPECT_TRUE(search.newest);
@@ -596,14 +599,33 @@ TEST(StoreFsck, AFixedWidthExtentCheckpointOpensAndTheNextOneIsPacked) {
     return block.ok() ? block->kind() : format::CheckpointKind::kCommit;
   };
   ASSERT_EQ(first_body_kind(), format::CheckpointKind::kPackedExtents);
-  // Write the same state again as an older build did: fixed-width extents (kind 2).
+  const LoadedCheckpoint cp = *load_newest_checkpoint(*dev, *sb).newest;
+  // The volume as an older mkfs made it: no packed_extents feature (both superblock copies).
+  format::Superblock old_sb = *sb;
+  old_sb.incompat = format::feature::kIncompatDataChecksum32;
+  ++old_sb.generation;
+  auto refused = load_newest_checkpoint(*dev, old_sb);
+  bool said = false;
+  for (const auto& p : refused.problems) said |= p.find("packed extents on a volume without the packed_extents feature") != std::string::npos;
+  EXPECT_TRUE(said) << "a packed checkpoint is not read on a volume without the feature";
+  for (std::uint32_t zone : {0u, 1u}) {
+    ASSERT_OK(dev->manage_zone(ZoneAction::kReset, zone));
+    AlignedBuffer block(format::kMetaBlockSize);
+    format::encode_superblock(old_sb, block.span());
+    MetaIo io(*dev);
+    ASSERT_TRUE(io.write(zone, block).ok());
+    ASSERT_OK(io.flush());
+    ASSERT_OK(dev->manage_zone(ZoneAction::kFinish, zone));
+  }
+  sb = scan_superblock_zone(*dev, 0).newest;
+  ASSERT_EQ(sb->incompat, format::feature::kIncompatDataChecksum32);
+  // ... and its checkpoint as an older build wrote it: fixed-width extents (kind 2).
   {
-    const LoadedCheckpoint cp = *load_newest_checkpoint(*dev, *sb).newest;
-    std::vector<CheckpointBody> bodies{cp.namespaces, cp.extents};
-    for (std::size_t i = 0; i < cp.zones.size(); i += format::kZonesPerBlock)
-      bodies.emplace_back(std::vector<format::ZoneEntry>(cp.zones.begin() + static_cast<std::ptrdiff_t>(i),
-                                                         cp.zones.begin() + static_cast<std::ptrdiff_t>(std::min(cp.zones.size(), i + format::kZonesPerBlock))));
-    ASSERT_TRUE(write_checkpoint_beside(*dev, *sb, cp.seq + 1, bodies, cp.commit, cp.commit.zones).ok());
+    ASSERT_TRUE(write_checkpoint_beside(*dev, *sb, cp.seq + 1, pack_checkpoint({cp.namespaces, [&](const ExtentVisitor& visit) {
+                                                                                  for (const auto& e : cp.extents) visit(e.ns_id, e.vblock, e.lba, e.checksums);
+                                                                                }, cp.zones}, 1, false),
+                                        cp.commit, cp.commit.zones)
+                    .ok());
   }
   ASSERT_EQ(first_body_kind(), format::CheckpointKind::kExtents);
   auto report = fsck::check_volume(*dev, {false, true, nullptr});
@@ -615,8 +637,9 @@ TEST(StoreFsck, AFixedWidthExtentCheckpointOpensAndTheNextOneIsPacked) {
     ASSERT_OK(st->read(id, offset, got));  // writes start 37 blocks apart: none overlaps another
     EXPECT_EQ(got, data) << "offset " << offset;
   }
+  ASSERT_OK(st->write(id, 0, bytes_of(99, 4096)));
   ASSERT_OK(st->checkpoint());
-  EXPECT_EQ(first_body_kind(), format::CheckpointKind::kPackedExtents);
+  EXPECT_EQ(first_body_kind(), format::CheckpointKind::kExtents) << "no packed checkpoint on a volume without the feature";
   ASSERT_OK(st->close());
   EXPECT_EQ(fsck::check_volume(*dev, {false, true, nullptr}).exit_code(), 0);
 }

@@ -22,18 +22,19 @@ struct Input {
 // (ns, vblock) -> (lba, checksum), one entry per 4 KiB block.
 using Blocks = std::map<std::pair<std::uint32_t, std::uint64_t>, std::pair<std::uint64_t, std::uint32_t>>;
 
-std::vector<CheckpointBody> pack(const std::vector<Input>& in, std::uint32_t per) {
+std::vector<CheckpointBody> pack(const std::vector<Input>& in, std::uint32_t per, bool packed) {
   CheckpointContent content;
   content.namespaces.push_back({1, 0, 4096, 1ull << 40, 0, "a"});
   content.extents_of = [&](const ExtentVisitor& visit) {
     for (const auto& e : in) visit(e.ns, e.vblock, e.lba, e.sums);
   };
-  return pack_checkpoint(content, per);
+  return pack_checkpoint(content, per, packed);
 }
 
-Blocks unpacked(const std::vector<CheckpointBody>& bodies, std::uint32_t per, std::size_t* packed_blocks) {
+// Every extent block's extents, and how many blocks held extents.
+Blocks unpacked(const std::vector<CheckpointBody>& bodies, std::uint32_t per, std::size_t* extent_blocks) {
   Blocks out;
-  *packed_blocks = 0;
+  *extent_blocks = 0;
   std::vector<std::uint8_t> buf(fmt::kMetaBlockSize);
   for (std::size_t i = 0; i < bodies.size(); ++i) {
     const fmt::CheckpointBlock b{7, static_cast<std::uint32_t>(i), bodies[i]};
@@ -43,10 +44,11 @@ Blocks unpacked(const std::vector<CheckpointBody>& bodies, std::uint32_t per, st
     EXPECT_TRUE(d.ok()) << d.status().to_string();
     if (!d.ok()) continue;
     EXPECT_EQ(*d, b);
-    const auto* p = std::get_if<fmt::PackedExtents>(&d->body);
-    if (p == nullptr) continue;
-    ++*packed_blocks;
-    for (const auto& e : p->extents)
+    const std::vector<fmt::record::Extent>* extents = std::get_if<std::vector<fmt::record::Extent>>(&d->body);
+    if (const auto* p = std::get_if<fmt::PackedExtents>(&d->body)) extents = &p->extents;
+    if (extents == nullptr) continue;
+    ++*extent_blocks;
+    for (const auto& e : *extents)
       for (std::size_t k = 0; k < e.checksums.size(); ++k) out[{e.ns_id, e.vblock + k}] = {e.lba + k * per, e.checksums[k]};
   }
   return out;
@@ -60,7 +62,8 @@ Blocks expected(const std::vector<Input>& in, std::uint32_t per) {
 }
 
 TEST(CheckpointPack, EveryExtentComesBackWhateverItsLengthOrPlace) {
-  for (std::uint32_t per : {1u, 8u}) {
+  for (std::uint32_t per : {1u, 8u})
+    for (bool packed : {true, false}) {
     std::mt19937_64 rng(per);
     std::vector<Input> in;
     for (std::uint32_t ns : {1u, 2u, 7u}) {
@@ -76,10 +79,11 @@ TEST(CheckpointPack, EveryExtentComesBackWhateverItsLengthOrPlace) {
     }
     in.push_back({1, 5, 9, {1, 2}});  // out of order: below namespace 1's last extent (it restates the namespace)
     // (5 was mapped by the first extents already: the later value wins in both maps.)
-    const auto bodies = pack(in, per);
-    std::size_t packed = 0;
-    EXPECT_EQ(unpacked(bodies, per, &packed), expected(in, per)) << "per " << per;
-    EXPECT_GT(packed, 1u);
+    const auto bodies = pack(in, per, packed);
+    for (const auto& b : bodies) EXPECT_EQ(std::holds_alternative<fmt::PackedExtents>(b), packed && !std::holds_alternative<std::vector<fmt::NamespaceEntry>>(b));
+    std::size_t blocks = 0;
+    EXPECT_EQ(unpacked(bodies, per, &blocks), expected(in, per)) << "per " << per << " packed " << packed;
+    EXPECT_GT(blocks, 1u);
   }
 }
 
@@ -87,11 +91,12 @@ TEST(CheckpointPack, OneBlockExtentsOfARandomLayoutTakeAboutTenBytes) {
   std::mt19937_64 rng(3);
   std::vector<Input> in;
   for (std::uint64_t vb = 0; vb < 100000; ++vb) in.push_back({1, vb, rng() % (1u << 21), {static_cast<std::uint32_t>(rng())}});
-  const auto bodies = pack(in, 1);
-  std::size_t packed = 0;
-  EXPECT_EQ(unpacked(bodies, 1, &packed), expected(in, 1));
-  // 2^21 device blocks: 1 head + 1 gap + 3-4 lba difference + 4 checksum bytes. Kind 2 took 28.
+  std::size_t packed = 0, fixed = 0;
+  EXPECT_EQ(unpacked(pack(in, 1, true), 1, &packed), expected(in, 1));
+  EXPECT_EQ(unpacked(pack(in, 1, false), 1, &fixed), expected(in, 1));
+  // 2^21 device blocks: 1 head + 1 gap + 3-4 lba difference + 4 checksum bytes; kind 2: 28.
   EXPECT_LE(packed, 100000 * 10 / fmt::kCheckpointPayloadBytes + 2);
+  EXPECT_GE(fixed, 100000 * 28 / fmt::kCheckpointPayloadBytes);
 }
 
 }  // namespace
