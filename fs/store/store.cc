@@ -73,11 +73,11 @@ struct Store::Impl {
     };
     std::vector<Owner> owners;
     // Records a write of `blocks` 4 KiB blocks at lba (device blocks, `per` to a 4 KiB block).
-    void add_owner(std::uint32_t ns, std::uint64_t vblock, std::uint64_t lba, std::uint64_t blocks, std::uint32_t per) {
+    void add_owner(std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba, std::uint64_t blocks, std::uint32_t device_blocks_per_block) {
       constexpr std::uint64_t kMaxRun = 1u << 12;
       for (std::uint64_t done = 0; done < blocks;) {
         const std::uint64_t k = std::min(blocks - done, kMaxRun);
-        owners.push_back({ns, static_cast<std::uint32_t>(lba + done * per - start), (vblock + done) | (k - 1) << 52});
+        owners.push_back({ns_id, static_cast<std::uint32_t>(lba + done * device_blocks_per_block - start), (vblock + done) | (k - 1) << 52});
         done += k;
       }
     }
