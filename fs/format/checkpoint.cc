@@ -11,7 +11,6 @@ constexpr char kMagic[8] = {'N', 'Y', 'A', 'D', 'S', 'C', 'K', 'P'};
 constexpr std::size_t kCommitFixedBytes = 40;
 constexpr std::uint32_t kKnownNamespaceFlags = kNamespaceQuarantined | kNamespaceThin;
 constexpr std::uint32_t kStreamMask = 0x3;
-constexpr std::uint64_t kMaxVblock = 1ull << 52;
 
 Status validate_namespace_entry(const NamespaceEntry& e) {
   if (e.ns_id == 0) return InvalidArgument("namespace id 0 is reserved");

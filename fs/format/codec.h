@@ -77,6 +77,9 @@ class Reader {
   bool overrun_ = false;
 };
 
+// Virtual blocks of a namespace stay below this: vblock * 4096 must fit in 64 bits.
+inline constexpr std::uint64_t kMaxVblock = 1ull << 52;
+
 inline std::size_t varint_bytes(std::uint64_t v) {
   std::size_t n = 1;
   while (v >= 0x80) {

@@ -8,7 +8,6 @@ namespace nyads::format {
 namespace {
 
 constexpr char kMagic[8] = {'N', 'Y', 'A', 'D', 'S', 'J', 'N', 'L'};
-constexpr std::uint64_t kMaxVblock = 1ull << 52;  // vblock * 4096 must fit in 64 bits
 
 enum RecordType : std::uint8_t {
   kNamespaceCreate = 1,

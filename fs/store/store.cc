@@ -687,7 +687,7 @@ struct Store::Impl {
       const std::uint8_t stream_flag = z.stream == kNoStream ? 0 : z.stream == kUserStream ? 1 : 2;
       content.zones.push_back({zone_number(z), stream_flag, static_cast<std::uint32_t>(z.valid * per), z.last_seq});
     }
-    const std::vector<CheckpointBody> bodies = pack_checkpoint(content, per, (sb.incompat & fmt::feature::kIncompatPackedExtents) != 0);
+    const std::vector<CheckpointBody> bodies = pack_checkpoint(content, per, sb.packs_extents());
     fmt::CheckpointCommit commit_fields;
     commit_fields.next_ns_id = next_ns_id;
     commit_fields.journal_seq = head.seq;

@@ -81,7 +81,7 @@ Result<LoadedCheckpoint> load_checkpoint(ZonedDevice& device, const fmt::Superbl
                              : kind == fmt::CheckpointKind::kZones    ? 2
                              : kind == fmt::CheckpointKind::kCommit   ? 3
                                                                       : 1;
-      if (kind == fmt::CheckpointKind::kPackedExtents && (sb.incompat & fmt::feature::kIncompatPackedExtents) == 0)
+      if (kind == fmt::CheckpointKind::kPackedExtents && !sb.packs_extents())
         return Corruption(where + ": packed extents on a volume without the packed_extents feature");
       if (kind_stage < stage || kind_stage > 2)
         return Corruption(where + ": a block of kind " + std::to_string(static_cast<int>(kind)) + " out of order");

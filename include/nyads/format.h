@@ -97,6 +97,8 @@ struct Superblock {
   std::uint64_t meta_blocks_per_zone() const { return zone_capacity / blocks_per_meta_block(); }
   // Writable only if every read-only-compatible feature is known.
   Status check_writable() const;
+  // Whether checkpoints are written with packed extents (feature::kIncompatPackedExtents).
+  bool packs_extents() const { return (incompat & feature::kIncompatPackedExtents) != 0; }
   bool operator==(const Superblock&) const = default;
 };
 
