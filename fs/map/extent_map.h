@@ -33,9 +33,10 @@ class ExtentMap {
     std::uint64_t blocks;  // virtual blocks
   };
   // Maps vblock .. vblock + checksums.size() - 1 to consecutive blocks from lba. `born`: the
-  // caller's clock when the data was written, kept with it (through splits and relocations) so
-  // the caller can tell how long data lives. Data continuing the extent before it joins it
-  // (taking its birth) only when their births differ by at most `join_within`.
+  // caller's 32-bit tag for the data's birth (its clock when the data was written, and what
+  // else it packs beside it), kept with the data (through splits and relocations) so the caller
+  // can tell how long data lives. Data continuing the extent before it joins it (taking its
+  // birth) only when their births differ by at most `join_within` (modulo 2^32).
   std::vector<Displaced> map(std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums, std::uint32_t born = 0,
                              std::uint32_t join_within = UINT32_MAX);
   // Unmaps vblock .. vblock + blocks - 1 (they read as zeros).

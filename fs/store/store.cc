@@ -24,8 +24,8 @@ std::string n(std::uint64_t v) { return std::to_string(v); }
 constexpr std::uint64_t kBlock = fmt::kStoreBlockSize;
 // Append streams, by how long their data is expected to live. Data of different lifetimes in
 // different zones means zones empty out at different rates, so the cleaner finds nearly empty
-// zones to clean. Users write new data, and overwrites of data that lived briefly, into their
-// namespace's own stream (hot); overwrites of data that lived long go to one user-cold stream
+// zones to clean. Users write new data, and overwrites of data whose last lives were all
+// brief, into their namespace's own stream (hot); other overwrites go to one user-cold stream
 // shared by every namespace. The cleaner sorts what it copies by age into three streams:
 // young, cold, frozen. (See lifetimes, below.)
 enum Stream : std::uint8_t {
@@ -141,9 +141,10 @@ struct Store::Impl {
   std::uint64_t last_checkpoint_blocks = 0;
   StoreStats stats;
   // Lifetimes. The clock counts the user blocks written since open; each extent keeps the clock
-  // (in units of 16 blocks, ExtentMap's `born`) at which its data was written, through the
-  // cleaner's moves. Not on disk: after a restart every block starts at 0 (young at first, old
-  // once the clock has run), which only makes the first sorting after it coarser.
+  // (in units of 16 blocks, with its streak of brief lives: ExtentMap's `born`, see birth_now)
+  // at which its data was written, through the cleaner's moves. Not on disk: after a restart
+  // every block starts at 0 (young at first, old once the clock has run, no streak), which
+  // only makes the first sorting after it coarser.
   std::uint64_t write_clock = 0;
   std::uint64_t live_estimate = 0, live_estimate_clock = 0;
   bool cleaning = false;
@@ -387,17 +388,25 @@ struct Store::Impl {
 
   // ----- lifetimes -------------------------------------------------------------------------
   // By Little's law a block lives, on average, as many user writes as there are live blocks
-  // (N): that is the unit. An overwrite of data that lived less than 1.5 N is hot (it goes to
-  // the namespace's own stream), of data that lived longer, cold (the user-cold stream); the
-  // cleaner copies data younger than N/2 into its young stream, younger than 2 N into the cold
-  // one, older into the frozen one. Measured (wa_bench, 1024 zones, 80/20): user split at
-  // 1, 1.5, 2 N: 2.69 (with the cleaner at 0.5 / 2 N), 2.66, 2.69; cleaner split 0.5 / 2 N
-  // beside 0.35 / 2 N, 0.5 / 3 N, 0.5 / 4 N: 2.66, 2.71, 2.67, 2.68 (details in doc/design.md).
+  // (N): that is the unit. A life shorter than 1.5 N is brief. An overwrite is hot (it goes to
+  // the namespace's own stream) when the data it replaces, and the two lives before that, were
+  // all brief; otherwise it is cold (the user-cold stream). The cleaner copies data younger
+  // than N/2 into its young stream, younger than 2 N into the cold one, older into the frozen
+  // one. Measured (wa_bench, 1024 zones, 80/20, one brief life enough): user split at 1, 1.5,
+  // 2 N: 2.69 (with the cleaner at 0.5 / 2 N), 2.66, 2.69; cleaner split 0.5 / 2 N beside
+  // 0.35 / 2 N, 0.5 / 3 N, 0.5 / 4 N: 2.66, 2.71, 2.67, 2.68; brief lives needed in a row, see
+  // doc/design.md.
   static constexpr double kHotLifetimes = 1.5, kYoungAge = 0.5, kColdAge = 2;
-  std::uint32_t clock_now() const { return static_cast<std::uint32_t>(write_clock >> 4); }
-  // How long ago (in user blocks written) data born at `born` was written; wraps after 2^36
-  // blocks (256 TiB), when very old data looks young once.
-  std::uint64_t age_of(std::uint32_t born) const { return std::uint64_t{static_cast<std::uint32_t>(clock_now() - born)} << 4; }
+  static constexpr std::uint32_t kHotStreak = 3;
+  // A birth (ExtentMap's `born`): the clock when the data was written, in units of 16 blocks
+  // in the low 30 bits, and in the top two how many brief lives in a row led to it (0..3).
+  static constexpr unsigned kClockBits = 30;
+  static constexpr std::uint32_t kClockMask = (std::uint32_t{1} << kClockBits) - 1, kMaxStreak = 3;
+  static std::uint32_t brief_streak(std::uint32_t born) { return born >> kClockBits; }
+  std::uint32_t birth_now(std::uint32_t streak) const { return (static_cast<std::uint32_t>(write_clock >> 4) & kClockMask) | streak << kClockBits; }
+  // How long ago (in user blocks written) data born at `born` was written; wraps after 2^34
+  // blocks (64 TiB), when very old data looks young once.
+  std::uint64_t age_of(std::uint32_t born) const { return std::uint64_t{(birth_now(0) - born) & kClockMask} << 4; }
   // N, refreshed every N/16 blocks written (at most every 4096: it sums every namespace's count).
   double lifetime_unit() {
     if (live_estimate == 0 || write_clock - live_estimate_clock >= std::min<std::uint64_t>(4096, live_estimate / 16 + 1)) {
@@ -407,14 +416,21 @@ struct Store::Impl {
     return static_cast<double>(live_estimate);
   }
   // Data written one after the other joins one extent (saving map memory) only when their
-  // births are within N/16 blocks: close enough to share a lifetime class.
-  std::uint32_t join_within() { return static_cast<std::uint32_t>(std::min(lifetime_unit() / 256, double{UINT32_MAX})); }
-  // The stream for a user write at vblock: by how long the data it replaces lived.
-  Stream user_stream_for(const Namespace& s, std::uint64_t vblock) {
+  // births are within N/16 blocks: close enough to share a lifetime class. (Births of
+  // different streaks are 2^30 apart or more: they never join.)
+  std::uint32_t join_within() { return static_cast<std::uint32_t>(std::min(lifetime_unit() / 256, double{kClockMask / 2})); }
+  // Where a user write at vblock goes, and the streak of brief lives its data carries: by how
+  // long the data it replaces lived, and the lives before that.
+  struct UserPlacement {
+    Stream stream;
+    std::uint32_t streak;
+  };
+  UserPlacement user_placement(const Namespace& s, std::uint64_t vblock) {
     const auto old = s.map.lookup(vblock, 1);
-    if (!old.front().mapped) return kUserStream;  // new data: its lifetime is unknown
-    const bool hot = static_cast<double>(age_of(old.front().born)) < kHotLifetimes * lifetime_unit();
-    return hot ? kUserStream : available(kUserColdStream);
+    if (!old.front().mapped) return {kUserStream, 0};  // new data: its lifetime is unknown
+    if (static_cast<double>(age_of(old.front().born)) >= kHotLifetimes * lifetime_unit()) return {available(kUserColdStream), 0};
+    const std::uint32_t streak = std::min(kMaxStreak, brief_streak(old.front().born) + 1);
+    return {streak >= kHotStreak ? kUserStream : available(kUserColdStream), streak};
   }
   // The stream the cleaner copies data born at `born` into. With no more free zones than the
   // reserve, a stream whose zone is full does not take a new one while another cleaner stream
@@ -495,12 +511,12 @@ struct Store::Impl {
     return IoError("could not place data after many attempts");
   }
 
-  // Appends whole 4 KiB blocks for a namespace (or the cleaner) and maps them.
-  Status append_blocks(Stream stream, std::uint32_t ns_id, std::uint64_t vblock, const std::uint8_t* data, std::uint64_t blocks) {
+  // Appends a user's whole 4 KiB blocks and maps them.
+  Status append_blocks(UserPlacement to, std::uint32_t ns_id, std::uint64_t vblock, const std::uint8_t* data, std::uint64_t blocks) {
     const Geometry& g = dev->geometry();
     const std::uint64_t max_blocks = std::max<std::uint64_t>(1, std::min(g.max_append_blocks, g.max_io_blocks) / per);
     while (blocks > 0) {
-      auto placed = place(stream, ns_id, std::min(blocks, max_blocks));
+      auto placed = place(to.stream, ns_id, std::min(blocks, max_blocks));
       if (!placed.ok()) return placed.status();
       auto [zone, k] = *placed;
       std::vector<std::uint32_t> sums(k);
@@ -509,7 +525,7 @@ struct Store::Impl {
       std::memcpy(buf.data(), data, k * kBlock);
       auto lba = SyncDevice(*dev).append(zone->start, static_cast<std::uint32_t>(k * per), buf.data());
       if (!lba.ok()) return lba.status().with_context("appending to zone " + n(zone_number(*zone)));
-      map_appended(stream, ns_id, vblock, *lba, static_cast<std::uint32_t>(zone - zones.data()), sums);
+      map_appended(ns_id, vblock, *lba, static_cast<std::uint32_t>(zone - zones.data()), sums, to.streak);
       data += k * kBlock;
       vblock += k;
       blocks -= k;
@@ -556,13 +572,13 @@ struct Store::Impl {
   Status write_range(Namespace& s, std::uint64_t offset, const std::uint8_t* data, std::uint64_t length) {
     const std::uint64_t first = offset / kBlock, last = (offset + length - 1) / kBlock;
     const std::uint64_t blocks = last - first + 1;
-    const Stream stream = user_stream_for(s, first);
-    if (offset % kBlock == 0 && length % kBlock == 0) return append_blocks(stream, s.id, first, data, blocks);
+    const UserPlacement to = user_placement(s, first);
+    if (offset % kBlock == 0 && length % kBlock == 0) return append_blocks(to, s.id, first, data, blocks);
     std::vector<std::uint8_t> buf(blocks * kBlock);
     NYADS_RETURN_IF_ERROR(read_blocks(s, first, 1, buf.data()));
     if (blocks > 1) NYADS_RETURN_IF_ERROR(read_blocks(s, last, 1, buf.data() + (blocks - 1) * kBlock));
     std::memcpy(buf.data() + offset % kBlock, data, length);
-    return append_blocks(stream, s.id, first, buf.data(), blocks);
+    return append_blocks(to, s.id, first, buf.data(), blocks);
   }
 
   // ----- journal: group commit -------------------------------------------------------------
@@ -888,6 +904,7 @@ struct Store::Impl {
     std::uint64_t blocks = 0;  // 4 KiB blocks
     std::uint64_t lba = 0;     // read: where; write: where the append landed
     std::uint32_t zone_index = 0;      // write: the data zone appended to
+    std::uint32_t streak = 0;          // write: brief lives in a row before it (UserPlacement)
     std::vector<std::uint32_t> sums;   // write: computed; read: expected
     std::uint8_t* target = nullptr;    // read: the caller's buffer
     AlignedBuffer bounce;              // when the caller's buffer is not aligned for DMA
@@ -953,7 +970,7 @@ struct Store::Impl {
         continue;
       }
       if (c.is_write) {
-        map_appended(kUserStream, c.ns, c.vblock, c.lba, c.zone_index, c.sums);
+        map_appended(c.ns, c.vblock, c.lba, c.zone_index, c.sums, c.streak);
         continue;
       }
       const std::uint8_t* got = c.bounce.size() ? c.bounce.data() : c.target;
@@ -1067,17 +1084,18 @@ struct Store::Impl {
     (is_user(stream) ? stats.data_bytes_written : stats.cleaner_bytes_written) += k * kBlock;
   }
 
-  // Maps blocks a user's append put at lba, and accounts for them in their zone.
-  void map_appended(Stream stream, std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba, std::uint32_t zone_index,
-                    std::span<const std::uint32_t> sums) {
+  // Maps blocks a user's append put at lba, and accounts for them in their zone. `streak`: the
+  // brief lives in a row that led to this data (UserPlacement).
+  void map_appended(std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba, std::uint32_t zone_index, std::span<const std::uint32_t> sums,
+                    std::uint32_t streak) {
     const std::uint64_t k = sums.size();
-    account_appended(stream, ns_id, vblock, lba, zone_index, k);
+    account_appended(kUserStream, ns_id, vblock, lba, zone_index, k);
     Namespace* s = ns(ns_id);
     if (s == nullptr) {  // deleted while the write was in flight: the blocks are dead at once
       release({{lba, k}});
       return;
     }
-    release(s->map.map(vblock, lba, sums, clock_now(), join_within()));
+    release(s->map.map(vblock, lba, sums, birth_now(streak), join_within()));
     write_clock += k;
     record_extents(ns_id, vblock, lba, sums);
   }
@@ -1086,9 +1104,9 @@ struct Store::Impl {
   Status queue_write(std::size_t request, Namespace& s, std::uint64_t vblock, const std::uint8_t* data, std::uint64_t blocks) {
     const Geometry& g = dev->geometry();
     const std::uint64_t max_blocks = std::max<std::uint64_t>(1, std::min(g.max_append_blocks, g.max_io_blocks) / per);
-    const Stream stream = user_stream_for(s, vblock);
+    const UserPlacement to = user_placement(s, vblock);
     while (blocks > 0) {
-      auto placed = place(stream, s.id, std::min(blocks, max_blocks));
+      auto placed = place(to.stream, s.id, std::min(blocks, max_blocks));
       if (!placed.ok()) return placed.status();
       auto [zone, k] = *placed;
       Chunk c;
@@ -1098,6 +1116,7 @@ struct Store::Impl {
       c.vblock = vblock;
       c.blocks = k;
       c.zone_index = static_cast<std::uint32_t>(zone - zones.data());
+      c.streak = to.streak;
       c.sums.resize(k);
       for (std::uint64_t i = 0; i < k; ++i) c.sums[i] = fmt::data_checksum(seed, s.id, vblock + i, {data + i * kBlock, kBlock});
       if (dma_aligned(data)) {
