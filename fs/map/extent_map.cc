@@ -34,7 +34,7 @@ std::vector<ExtentMap::Displaced> ExtentMap::cut(std::uint64_t vblock, std::uint
 }
 
 std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums, std::uint32_t born,
-                                                 std::uint32_t join_within) {
+                                                 std::uint32_t join_within, std::uint32_t clock_mask) {
   if (checksums.empty()) return {};
   auto displaced = cut(vblock, vblock + checksums.size());
   mapped_ += checksums.size();
@@ -45,8 +45,10 @@ std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint
     auto prev = std::prev(next);
     const std::uint64_t prev_len = prev->second.checksums.size();
     const bool same_zone = zone_blocks_ == 0 || prev->second.lba / zone_blocks_ == lba / zone_blocks_;
-    const std::uint32_t apart = std::min<std::uint32_t>(prev->second.born - born, born - prev->second.born);  // (the clock wraps)
-    if (prev->first + prev_len == vblock && prev->second.lba + prev_len * per_ == lba && prev_len < kMaxExtentBlocks && same_zone &&
+    const std::uint32_t was = prev->second.born;
+    const bool same_tag = ((was ^ born) & ~clock_mask) == 0;
+    const std::uint32_t apart = std::min<std::uint32_t>((was - born) & clock_mask, (born - was) & clock_mask);  // (the clock wraps)
+    if (prev->first + prev_len == vblock && prev->second.lba + prev_len * per_ == lba && prev_len < kMaxExtentBlocks && same_zone && same_tag &&
         apart <= join_within) {
       const std::size_t k = std::min<std::size_t>(checksums.size(), kMaxExtentBlocks - prev_len);
       prev->second.checksums.append(checksums.first(k));

@@ -33,12 +33,13 @@ class ExtentMap {
     std::uint64_t blocks;  // virtual blocks
   };
   // Maps vblock .. vblock + checksums.size() - 1 to consecutive blocks from lba. `born`: the
-  // caller's 32-bit tag for the data's birth (its clock when the data was written, and what
-  // else it packs beside it), kept with the data (through splits and relocations) so the caller
-  // can tell how long data lives. Data continuing the extent before it joins it (taking its
-  // birth) only when their births differ by at most `join_within` (modulo 2^32).
+  // caller's 32-bit birth for the data, kept with it (through splits and relocations) so the
+  // caller can tell how long data lives: a clock in the bits of `clock_mask` (2^k - 1; the
+  // clock wraps there) and a tag in the bits above. Data continuing the extent before it
+  // joins it (taking its birth) only when their tags are equal and their clocks at most
+  // `join_within` apart.
   std::vector<Displaced> map(std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums, std::uint32_t born = 0,
-                             std::uint32_t join_within = UINT32_MAX);
+                             std::uint32_t join_within = UINT32_MAX, std::uint32_t clock_mask = UINT32_MAX);
   // Unmaps vblock .. vblock + blocks - 1 (they read as zeros).
   std::vector<Displaced> unmap(std::uint64_t vblock, std::uint64_t blocks);
   // Moves the mapped blocks of vblock .. vblock + blocks - 1 to consecutive blocks from lba
@@ -53,7 +54,7 @@ class ExtentMap {
     bool mapped = false;
     std::uint64_t lba = 0;               // when mapped
     const std::uint32_t* checksums = nullptr;  // when mapped: one per block
-    std::uint32_t born = 0;              // when mapped: the caller's clock when it was written
+    std::uint32_t born = 0;              // when mapped: the caller's birth for it (see map())
   };
   std::vector<Piece> lookup(std::uint64_t vblock, std::uint64_t blocks) const;
 

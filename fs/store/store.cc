@@ -134,10 +134,19 @@ struct Store::Impl {
   // Journal.
   JournalPosition head;  // where the next journal block goes
   std::vector<fmt::JournalRecord> pending;
+  std::size_t pending_bytes = 0;  // their size in the journal
   // A client that never flushes would make `pending` grow with every write it sends (about
-  // 64 bytes a 4 KiB write: 16 GiB of memory per TiB written, measured): a batch that leaves
-  // this many records pending is committed, as if the client had flushed.
-  static constexpr std::size_t kCommitAfterRecords = 16384;
+  // 64 bytes of memory a 4 KiB write: 16 GiB per TiB written, measured): a batch that leaves
+  // this much pending is committed, as if the client had flushed. At most a quarter of a
+  // journal zone, too: a commit must fit the ring's spare room (maybe_checkpoint).
+  static constexpr std::size_t kCommitAfterBytes = 512 << 10;
+  std::size_t commit_due_bytes() const {
+    return std::min<std::size_t>(kCommitAfterBytes, sb.meta_blocks_per_zone() / 4 * fmt::kJournalPayloadBytes);
+  }
+  // A commit whose journal write failed has lost the records it took from `pending`: no later
+  // commit may succeed (a flush would promise what is not durable). The failure stays; what
+  // is durable comes back when the volume is opened again.
+  Status journal_failure;
   bool data_unflushed = false;
   std::uint64_t journal_blocks_since_checkpoint = 0;
   std::uint64_t checkpoint_seq = 0;
@@ -160,6 +169,7 @@ struct Store::Impl {
   template <typename R>
   void add(R r) {
     pending.emplace_back(std::in_place_type<R>, std::move(r));
+    pending_bytes += fmt::encoded_size(pending.back());
   }
 
   DataZone& zone_of_lba(std::uint64_t lba) { return zones[dev->geometry().zone_of(lba) - sb.data_zones.first]; }
@@ -420,11 +430,11 @@ struct Store::Impl {
     return static_cast<double>(live_estimate);
   }
   // Data written one after the other joins one extent (saving map memory) only when their
-  // births are within N/16 blocks: close enough to share a lifetime class. (Births of
-  // different streaks are 2^30 apart or more: they never join.)
+  // births are within N/16 blocks (close enough to share a lifetime class) and of one streak.
   std::uint32_t join_within() { return static_cast<std::uint32_t>(std::min(lifetime_unit() / 256, double{kClockMask / 2})); }
   // Where a user write at vblock goes, and the streak of brief lives its data carries: by how
-  // long the data it replaces lived, and the lives before that.
+  // long the data it replaces lived, and the lives before that. (A batch maps its writes when
+  // it completes, so writes of one block within a batch all see the map before it.)
   struct UserPlacement {
     Stream stream;
     std::uint32_t streak;
@@ -589,6 +599,7 @@ struct Store::Impl {
   // Makes every write, trim and namespace change so far durable: data first, then the journal
   // blocks that describe it, each behind a flush, then resets zones the records emptied.
   Status commit() {
+    if (!journal_failure.ok()) return journal_failure;
     NYADS_RETURN_IF_ERROR(drain());  // the synchronous I/O below must be the device's only I/O
     MetaIo io(*dev);
     if (data_unflushed) {
@@ -596,43 +607,11 @@ struct Store::Impl {
       data_unflushed = false;
     }
     if (!pending.empty()) {
-      // Pack records into blocks.
-      std::vector<fmt::JournalBlock> blocks;
-      std::size_t used = fmt::kJournalPayloadBytes;
-      for (auto& r : pending) {
-        const std::size_t sz = fmt::encoded_size(r);
-        if (used + sz > fmt::kJournalPayloadBytes) {
-          blocks.push_back({0, {}});
-          used = 0;
-        }
-        blocks.back().records.push_back(std::move(r));
-        used += sz;
+      Status written = write_journal(io);
+      if (!written.ok()) {
+        journal_failure = written.with_context("the journal lost records (no further commit until the volume is opened again)");
+        return journal_failure;
       }
-      pending.clear();
-      std::size_t i = 0;
-      while (i < blocks.size()) {
-        const std::uint64_t per_zone = sb.meta_blocks_per_zone();
-        if (head.index >= per_zone) {
-          NYADS_RETURN_IF_ERROR(next_journal_zone());
-          continue;
-        }
-        const std::size_t k = std::min<std::size_t>(blocks.size() - i, per_zone - head.index);
-        AlignedBuffer buf(k * fmt::kMetaBlockSize);
-        for (std::size_t j = 0; j < k; ++j) {
-          blocks[i + j].seq = head.seq + j;
-          NYADS_RETURN_IF_ERROR(fmt::encode_journal_block(blocks[i + j], seed, buf.span().subspan(j * fmt::kMetaBlockSize, fmt::kMetaBlockSize)));
-        }
-        auto at = io.write(head.zone, buf);
-        if (!at.ok()) return at.status().with_context("writing the journal");
-        if (*at != head.index) return IoError("journal zone " + n(head.zone) + " write pointer at block " + n(*at) + ", expected " + n(head.index));
-        head.index += k;
-        head.seq += k;
-        i += k;
-        stats.journal_blocks_written += k;
-        stats.metadata_bytes_written += k * fmt::kMetaBlockSize;
-        journal_blocks_since_checkpoint += k;
-      }
-      NYADS_RETURN_IF_ERROR(io.flush());
     }
     ++stats.flushes;
     // The records that emptied these zones are durable now: reset them.
@@ -645,6 +624,48 @@ struct Store::Impl {
       if (d.valid == 0 && d.stream == kNoStream && d.wp != d.start) NYADS_RETURN_IF_ERROR(reset_zone(z));
     }
     return maybe_checkpoint();
+  }
+
+  // Packs the pending records into journal blocks, appends them at the head, flushes.
+  Status write_journal(MetaIo& io) {
+    // Pack records into blocks.
+    std::vector<fmt::JournalBlock> blocks;
+    std::size_t used = fmt::kJournalPayloadBytes;
+    for (auto& r : pending) {
+      const std::size_t sz = fmt::encoded_size(r);
+      if (used + sz > fmt::kJournalPayloadBytes) {
+        blocks.push_back({0, {}});
+        used = 0;
+      }
+      blocks.back().records.push_back(std::move(r));
+      used += sz;
+    }
+    pending.clear();
+    pending_bytes = 0;
+    std::size_t i = 0;
+    while (i < blocks.size()) {
+      const std::uint64_t per_zone = sb.meta_blocks_per_zone();
+      if (head.index >= per_zone) {
+        NYADS_RETURN_IF_ERROR(next_journal_zone());
+        continue;
+      }
+      const std::size_t k = std::min<std::size_t>(blocks.size() - i, per_zone - head.index);
+      AlignedBuffer buf(k * fmt::kMetaBlockSize);
+      for (std::size_t j = 0; j < k; ++j) {
+        blocks[i + j].seq = head.seq + j;
+        NYADS_RETURN_IF_ERROR(fmt::encode_journal_block(blocks[i + j], seed, buf.span().subspan(j * fmt::kMetaBlockSize, fmt::kMetaBlockSize)));
+      }
+      auto at = io.write(head.zone, buf);
+      if (!at.ok()) return at.status().with_context("writing the journal");
+      if (*at != head.index) return IoError("journal zone " + n(head.zone) + " write pointer at block " + n(*at) + ", expected " + n(head.index));
+      head.index += k;
+      head.seq += k;
+      i += k;
+      stats.journal_blocks_written += k;
+      stats.metadata_bytes_written += k * fmt::kMetaBlockSize;
+      journal_blocks_since_checkpoint += k;
+    }
+    return io.flush();
   }
 
   // The journal head zone is full: go on in the next zone of the ring, which is empty, since a
@@ -1053,7 +1074,7 @@ struct Store::Impl {
         const std::uint64_t vblock = r.vblock + into_run;
         account_appended(target, b.ns, vblock, *lba + at * per, zone_index, take);
         if (Namespace* s = ns(b.ns))
-          release(s->map.map(vblock, *lba + at * per, std::span(b.sums).subspan(done + at, take), b.borns[run], join_within()));
+          release(s->map.map(vblock, *lba + at * per, std::span(b.sums).subspan(done + at, take), b.borns[run], join_within(), kClockMask));
         else
           release({{*lba + at * per, take}});  // deleted meanwhile: dead at once
         if (moved.runs.size() == fmt::kMaxMovedRunsPerRecord) {
@@ -1099,7 +1120,7 @@ struct Store::Impl {
       release({{lba, k}});
       return;
     }
-    release(s->map.map(vblock, lba, sums, birth_now(streak), join_within()));
+    release(s->map.map(vblock, lba, sums, birth_now(streak), join_within(), kClockMask));
     write_clock += k;
     record_extents(ns_id, vblock, lba, sums);
   }
@@ -1326,7 +1347,7 @@ struct Store::Impl {
     // in one flush. (Through NBD on an emulated file this did not raise sequential write
     // bandwidth, which the disk's writeback bounds there.)
     if (st.ok() && resets_after_commit.size() >= reset_batch_zones()) commit_wanted = true;
-    if (st.ok() && pending.size() >= kCommitAfterRecords) commit_wanted = true;
+    if (st.ok() && pending_bytes >= commit_due_bytes()) commit_wanted = true;
     // Few free zones: clean a slice sized to keep pace with what this batch wrote, in small
     // steps, instead of stopping one write for whole zones later.
     if (st.ok() && free_zones() <= soft_watermark()) {

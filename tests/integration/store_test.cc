@@ -483,31 +483,36 @@ TEST(Store, OverwritesOfLongLivedDataGoToAZoneOfTheirOwn) {
 // block overwritten once soon after it was written may still be cold data (lifetimes are
 // random), so it goes to the user-cold zone until the pattern holds.
 TEST(Store, DataTurnsHotAfterThreeBriefLivesInARow) {
-  auto dev = test::formatted_memory_device(test::store_config_with_every_stream());
-  auto st = test::open_store(*dev);
-  const std::uint32_t a = st->create_namespace("a", 1 << 20)->id;
-  ASSERT_OK(st->write(a, 0, bytes_of(1, 64 * 4096)));  // long-lived company: N = 64 and more
-  auto before = zone_report(*dev);
-  ASSERT_OK(st->write(a, 100 * 4096, bytes_of(2, 4096)));  // new data: the namespace's zone
-  const auto own = appended_since(*dev, before);
-  ASSERT_EQ(own.size(), 1u);
-  std::vector<std::uint32_t> went;  // the zone each overwrite of block 100 went to
-  for (int life = 1; life <= 5; ++life) {
-    before = zone_report(*dev);
-    ASSERT_OK(st->write(a, 100 * 4096, bytes_of(2 + life, 4096)));
-    const auto appended = appended_since(*dev, before);
-    ASSERT_EQ(appended.size(), 1u);
-    went.push_back(appended.begin()->first);
+  // Whole 4 KiB blocks (the batch path), and 512-byte writes into a 512-byte namespace (read,
+  // merged and rewritten: the synchronous path).
+  for (const std::uint32_t bs : {4096u, 512u}) {
+    SCOPED_TRACE("block size " + std::to_string(bs));
+    auto dev = test::formatted_memory_device(test::store_config_with_every_stream());
+    auto st = test::open_store(*dev);
+    const std::uint32_t a = st->create_namespace("a", 1 << 20, bs)->id;
+    ASSERT_OK(st->write(a, 0, bytes_of(1, 64 * 4096)));  // long-lived company: N = 64 and more
+    auto before = zone_report(*dev);
+    ASSERT_OK(st->write(a, 100 * 4096, bytes_of(2, bs)));  // new data: the namespace's zone
+    const auto own = appended_since(*dev, before);
+    ASSERT_EQ(own.size(), 1u);
+    std::vector<std::uint32_t> went;  // the zone each overwrite of block 100 went to
+    for (int life = 1; life <= 5; ++life) {
+      before = zone_report(*dev);
+      ASSERT_OK(st->write(a, 100 * 4096, bytes_of(2 + life, bs)));
+      const auto appended = appended_since(*dev, before);
+      ASSERT_EQ(appended.size(), 1u);
+      went.push_back(appended.begin()->first);
+    }
+    const std::uint32_t hot = own.begin()->first, cold = went[0];
+    EXPECT_NE(cold, hot) << "one brief life made the data hot";
+    EXPECT_EQ(went, (std::vector<std::uint32_t>{cold, cold, hot, hot, hot}));
+    std::vector<std::uint8_t> got(bs);
+    ASSERT_OK(st->read(a, 100 * 4096, got));
+    EXPECT_EQ(got, bytes_of(7, bs));
+    ASSERT_OK(st->close());
+    auto r = fsck::check_volume(*dev, {false, true, nullptr});
+    EXPECT_EQ(r.exit_code(), 0) << fsck::to_text(r, true);
   }
-  const std::uint32_t hot = own.begin()->first, cold = went[0];
-  EXPECT_NE(cold, hot) << "one brief life made the data hot";
-  EXPECT_EQ(went, (std::vector<std::uint32_t>{cold, cold, hot, hot, hot}));
-  std::vector<std::uint8_t> got(4096);
-  ASSERT_OK(st->read(a, 100 * 4096, got));
-  EXPECT_EQ(got, bytes_of(7, 4096));
-  ASSERT_OK(st->close());
-  auto r = fsck::check_volume(*dev, {false, true, nullptr});
-  EXPECT_EQ(r.exit_code(), 0) << fsck::to_text(r, true);
 }
 
 // The cleaner sorts what it copies by age, and data keeps its age (and its streak of brief
@@ -591,6 +596,34 @@ TEST(Store, InjectedIoErrorsSurfaceAsErrors) {
   ASSERT_OK(st->read(a, 0, got));
   EXPECT_EQ(got, test::bytes_of(1, 8192));
   ASSERT_OK(st->write(a, 8192, test::bytes_of(3, 4096)));
+  ASSERT_OK(st->flush());
+}
+
+// A commit whose journal write fails has lost the records it was writing: every later commit
+// fails too (a flush that succeeded would promise what is not durable); opening the volume
+// again brings back what is durable.
+TEST(Store, AFailedJournalWriteFailsEveryLaterCommit) {
+  FaultyDevice faulty(test::formatted_memory_device());
+  auto st = test::open_store(faulty);
+  const std::uint32_t a = st->create_namespace("a", 1 << 20)->id;
+  ASSERT_OK(st->write(a, 0, test::bytes_of(1, 4096)));
+  ASSERT_OK(st->flush());
+  ASSERT_OK(st->write(a, 4096, test::bytes_of(2, 4096)));
+  const auto journal = st->superblock().journal_zones;
+  for (std::uint32_t z = journal.first; z < journal.end(); ++z) faulty.fail_writes_to_zone(z);
+  EXPECT_EQ(st->flush().code(), Code::kIoError);
+  faulty.clear_faults();
+  const Status again = st->flush();
+  EXPECT_EQ(again.code(), Code::kIoError) << "a flush after the journal lost records succeeded";
+  EXPECT_NE(again.message().find("lost records"), std::string::npos) << again.message();
+  EXPECT_EQ(st->write(a, 8192, test::bytes_of(3, 4096), /*fua=*/true).code(), Code::kIoError);
+  st.reset();  // the daemon stops; the volume opens again
+  st = test::open_store(faulty);
+  ASSERT_NE(st, nullptr);
+  std::vector<std::uint8_t> got(4096);
+  ASSERT_OK(st->read(a, 0, got));
+  EXPECT_EQ(got, test::bytes_of(1, 4096));
+  ASSERT_OK(st->write(a, 8192, test::bytes_of(4, 4096)));
   ASSERT_OK(st->flush());
 }
 

@@ -166,6 +166,27 @@ TEST(ExtentMap, BirthIsKeptThroughSplitsAndMovesAndLimitsJoining) {
   EXPECT_EQ(m.lookup(100, 2).size(), 1u);
 }
 
+// A birth may pack a tag above a narrower clock: data joins only with the same tag, and the
+// clock wraps at the mask, not at 2^32.
+TEST(ExtentMap, BirthsJoinOnlyWithTheSameTagAndTheClockWrapsAtItsMask) {
+  constexpr std::uint32_t kMask = (1u << 30) - 1;
+  ExtentMap m;
+  // Tag 1 at the clock's last tick, then tag 2 at its first: 1 apart on 32 bits, not joined.
+  m.map(0, 1000, std::vector<std::uint32_t>(1, 1), /*born=*/(1u << 30) | kMask);
+  m.map(1, 1001, std::vector<std::uint32_t>(1, 1), /*born=*/2u << 30, /*join_within=*/4, kMask);
+  EXPECT_EQ(m.lookup(0, 2).size(), 2u) << "different tags joined";
+  // Tag 3 at clock 0 after tag 0 at the clock's last tick: 1 apart on 32 bits too.
+  m.map(10, 2000, std::vector<std::uint32_t>(1, 1), /*born=*/3u << 30);
+  m.map(11, 2001, std::vector<std::uint32_t>(1, 1), /*born=*/kMask, /*join_within=*/4, kMask);
+  EXPECT_EQ(m.lookup(10, 2).size(), 2u) << "different tags joined";
+  // One tag across the clock's wrap: 2 apart, joined.
+  m.map(20, 3000, std::vector<std::uint32_t>(1, 1), /*born=*/(2u << 30) | kMask);
+  m.map(21, 3001, std::vector<std::uint32_t>(1, 1), /*born=*/(2u << 30) | 1, /*join_within=*/2, kMask);
+  auto p = m.lookup(20, 2);
+  ASSERT_EQ(p.size(), 1u) << "one tag, 2 apart across the wrap, not joined";
+  EXPECT_EQ(p[0].born, (2u << 30) | kMask);
+}
+
 // Checksums: two inline, more on the heap, growing by appends; moves hand the array over.
 TEST(BlockChecksums, HoldTwoInlineAndGrowOnTheHeap) {
   std::vector<std::uint32_t> want;
