@@ -88,7 +88,7 @@ Status read_packed_extent(Reader& r, std::size_t end, const record::Extent* prev
   e->lba = (previous ? previous->lba : 0) + static_cast<std::uint64_t>(unzigzag(difference));
   if (end - r.pos() < blocks * 4) return Corruption("extent of " + num(blocks) + " blocks runs past the payload");
   e->checksums.resize(blocks);
-  for (auto& c : e->checksums) c = r.u32();
+  r.u32s(e->checksums);
   return Status::Ok();
 }
 
@@ -159,7 +159,7 @@ Status encode_checkpoint_block(const CheckpointBlock& b, std::uint64_t seed, std
             if (stated) w.varint(e.ns_id);
             w.varint(e.vblock - gap_base(e, previous));
             w.varint(lba_difference(e, previous));
-            for (std::uint32_t c : e.checksums) w.u32(c);
+            w.u32s(e.checksums);
             previous = &e;
           }
           count = static_cast<std::uint32_t>(v.extents.size());

@@ -2,6 +2,7 @@
 // checksum every metadata block carries at bytes 24..31. Internal to fs/format.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -29,6 +30,14 @@ class Writer {
   void u64(std::uint64_t v) { put_le64(&out_[pos_], v); pos_ += 8; }
   void bytes(const void* p, std::size_t n) { std::memcpy(&out_[pos_], p, n); pos_ += n; }
   void zeros(std::size_t n) { std::memset(&out_[pos_], 0, n); pos_ += n; }
+  // An array of 32-bit fields (checksums): one copy on a little-endian host.
+  void u32s(std::span<const std::uint32_t> v) {
+    if constexpr (std::endian::native == std::endian::little) {
+      bytes(v.data(), v.size_bytes());
+    } else {
+      for (std::uint32_t x : v) u32(x);
+    }
+  }
   // Unsigned LEB128: 7 bits a byte, low bits first, the high bit set on all but the last.
   void varint(std::uint64_t v) {
     while (v >= 0x80) {
@@ -60,6 +69,16 @@ class Reader {
     return std::string(reinterpret_cast<const char*>(&in_[pos_ - n]), n);
   }
   void skip(std::size_t n) { take(n); }
+  // Fills `out` with as many 32-bit fields (checksums): one copy on a little-endian host.
+  void u32s(std::span<std::uint32_t> out) {
+    if (!take(out.size_bytes())) return;
+    const std::uint8_t* p = &in_[pos_ - out.size_bytes()];
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(out.data(), p, out.size_bytes());
+    } else {
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = get_le32(p + 4 * i);
+    }
+  }
   std::size_t pos() const { return pos_; }
   bool overrun() const { return overrun_; }
 

@@ -59,7 +59,7 @@ void write_extent(Writer& w, const record::Extent& e) {
   w.u32(static_cast<std::uint32_t>(e.checksums.size()));
   w.u64(e.vblock);
   w.u64(e.lba);
-  for (std::uint32_t c : e.checksums) w.u32(c);
+  w.u32s(e.checksums);
 }
 
 Status read_extent(Reader& r, std::size_t limit, record::Extent* e) {
@@ -72,7 +72,7 @@ Status read_extent(Reader& r, std::size_t limit, record::Extent* e) {
   if (std::uint64_t{count} * 4 > limit - kExtentHeaderBytes || !r.has(std::size_t{count} * 4))
     return Corruption("extent of " + num(count) + " blocks runs past its record");
   e->checksums.resize(count);
-  for (auto& c : e->checksums) c = r.u32();
+  r.u32s(e->checksums);
   return Status::Ok();
 }
 

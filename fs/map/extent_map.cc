@@ -36,11 +36,14 @@ std::vector<ExtentMap::Displaced> ExtentMap::cut(std::uint64_t vblock, std::uint
 std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums, std::uint32_t born,
                                                  std::uint32_t join_within, std::uint32_t clock_mask) {
   if (checksums.empty()) return {};
-  auto displaced = cut(vblock, vblock + checksums.size());
+  // Loading a checkpoint maps extents in order, each past the last: nothing to cut, and each
+  // new extent goes at the end (a hinted insert, without a search).
+  const bool past_the_end = extents_.empty() || std::prev(extents_.end())->first + std::prev(extents_.end())->second.checksums.size() <= vblock;
+  auto displaced = past_the_end ? std::vector<Displaced>{} : cut(vblock, vblock + checksums.size());
   mapped_ += checksums.size();
   // Join with the extent before it when both are contiguous on the device too, up to the
   // extent length limit.
-  auto next = extents_.lower_bound(vblock);
+  auto next = past_the_end ? extents_.end() : extents_.lower_bound(vblock);
   if (next != extents_.begin()) {
     auto prev = std::prev(next);
     const std::uint64_t prev_len = prev->second.checksums.size();
@@ -60,7 +63,7 @@ std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint
   // The rest in extents of at most kMaxExtentBlocks: a later split copies at most that much.
   while (!checksums.empty()) {
     const std::size_t k = std::min<std::size_t>(checksums.size(), kMaxExtentBlocks);
-    extents_.emplace(vblock, Extent{lba, BlockChecksums(checksums.first(k)), born});
+    extents_.emplace_hint(next, vblock, Extent{lba, BlockChecksums(checksums.first(k)), born});  // (nothing lies between)
     vblock += k;
     lba += k * per_;
     checksums = checksums.subspan(k);

@@ -63,14 +63,17 @@ Result<LoadedCheckpoint> load_checkpoint(ZonedDevice& device, const fmt::Superbl
   std::vector<std::uint64_t> sums;
   int stage = 0;  // namespaces, extents, zones: in that order
   std::uint32_t index = 0;
+  constexpr std::uint64_t kReadBlocks = (1 << 20) / fmt::kMetaBlockSize;
+  AlignedBuffer buf;
   for (std::size_t zi = 0; zi < zones.size(); ++zi) {
     const std::uint32_t z = zones[zi];
     const std::uint64_t count = zi + 1 == zones.size() ? commit_index : sb.meta_blocks_per_zone();
-    AlignedBuffer buf;
-    if (count > 0) NYADS_RETURN_IF_ERROR(io.read(z, 0, static_cast<std::uint32_t>(count), &buf));
     for (std::uint64_t i = 0; i < count; ++i, ++index) {
+      // Read in pieces of 1 MiB through one buffer, not a zone at a time: a zone can be
+      // hundreds of MiB, and fresh memory costs its page faults.
+      if (i % kReadBlocks == 0) NYADS_RETURN_IF_ERROR(io.read(z, i, static_cast<std::uint32_t>(std::min(kReadBlocks, count - i)), &buf));
       const std::string where = what + " block " + std::to_string(index) + " at zone " + std::to_string(z) + " block " + std::to_string(i);
-      auto bytes = buf.span().subspan(i * fmt::kMetaBlockSize, fmt::kMetaBlockSize);
+      auto bytes = buf.span().subspan(i % kReadBlocks * fmt::kMetaBlockSize, fmt::kMetaBlockSize);
       auto b = fmt::decode_checkpoint_block(bytes, sb.seed(), where);
       if (!b.ok()) return b.status();
       if (b->checkpoint_seq != cp.seq) return Corruption(where + ": belongs to checkpoint " + std::to_string(b->checkpoint_seq));

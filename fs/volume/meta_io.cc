@@ -20,7 +20,10 @@ Result<std::uint64_t> MetaIo::written(std::uint32_t zone) {
 }
 
 Status MetaIo::read(std::uint32_t zone, std::uint64_t index, std::uint32_t count, AlignedBuffer* out) {
-  *out = AlignedBuffer(std::size_t{count} * format::kMetaBlockSize);
+  // Reused when it has the size already (a caller reading a zone in pieces), and not zeroed:
+  // the read fills it or fails.
+  const std::size_t bytes = std::size_t{count} * format::kMetaBlockSize;
+  if (out->size() != bytes) *out = AlignedBuffer::uninitialized(bytes);
   return SyncDevice(dev_).read(lba(zone, index), count * bpm_, out->data());
 }
 

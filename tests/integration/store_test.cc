@@ -7,6 +7,7 @@
 #include <map>
 
 #include <random>
+#include <tuple>
 
 #include "fsck/fsck.h"
 #include "store_harness.h"
@@ -709,6 +710,52 @@ TEST(StoreFsck, VolumesWithoutThePackedFeatureKeepFixedWidthCheckpoints) {
   EXPECT_EQ(first_body_kind(), format::CheckpointKind::kExtents) << "no packed checkpoint on a volume without the feature";
   ASSERT_OK(st->close());
   EXPECT_EQ(fsck::check_volume(*dev, {false, true, nullptr}).exit_code(), 0);
+}
+
+// A checkpoint is read back in pieces of 1 MiB through one buffer (a checkpoint zone can be
+// hundreds of MiB): one of more than a zone, with zones of several pieces, reads back whole,
+// every checksum in place.
+TEST(StoreCheckpoint, ACheckpointOfManyPiecesAndZonesReadsBackWhole) {
+  EmulatedConfig c = test::store_config();
+  c.zone_size_bytes = c.zone_capacity_bytes = 3 << 20;  // 768 metadata blocks a zone: three pieces
+  auto made = EmulatedDevice::create_memory(c);
+  ASSERT_TRUE(made.ok());
+  auto dev = std::move(*made);
+  mkfs::Options o;
+  o.layout.checkpoint_zones = 4;
+  ASSERT_TRUE(mkfs::format_volume(*dev, o).ok());
+  auto sb = scan_superblock_zone(*dev, 0).newest;
+  ASSERT_TRUE(sb);
+  auto before = load_newest_checkpoint(*dev, *sb).newest;
+  ASSERT_TRUE(before);
+  // ~15 extents of 64 blocks a metadata block: 15000 of them take ~1000 blocks.
+  std::vector<format::NamespaceEntry> namespaces{{1, 0, 4096, 1ull << 40, 0, "big"}};
+  std::vector<format::record::Extent> extents;
+  std::mt19937 rng(7);
+  for (std::uint64_t i = 0; i < 15000; ++i) {
+    format::record::Extent e{1, i * 100, sb->data_zones.first * c.zone_size_bytes / 4096 + i * 64, std::vector<std::uint32_t>(64)};
+    for (auto& sum : e.checksums) sum = rng();
+    extents.push_back(std::move(e));
+  }
+  const auto bodies = pack_checkpoint({namespaces, [&](const ExtentVisitor& visit) {
+                                         for (const auto& e : extents) visit(e.ns_id, e.vblock, e.lba, e.checksums);
+                                       }, before->zones}, 1, true);
+  ASSERT_GT(bodies.size(), 2 * 256u) << "more than two pieces";
+  auto used = write_checkpoint_beside(*dev, *sb, before->seq + 1, bodies, before->commit, before->commit.zones);
+  ASSERT_TRUE(used.ok()) << used.status().to_string();
+  ASSERT_GE(used->size(), 2u) << "more than a zone";
+  auto after = load_newest_checkpoint(*dev, *sb);
+  ASSERT_TRUE(after.newest) << (after.problems.empty() ? "" : after.problems.front());
+  EXPECT_EQ(after.newest->seq, before->seq + 1);
+  EXPECT_EQ(after.newest->namespaces, namespaces);
+  // Block by block (the packer splits an extent where a metadata block fills up).
+  auto blocks_of = [](const std::vector<format::record::Extent>& v) {
+    std::vector<std::tuple<std::uint64_t, std::uint64_t, std::uint32_t>> out;
+    for (const auto& e : v)
+      for (std::size_t k = 0; k < e.checksums.size(); ++k) out.emplace_back(e.vblock + k, e.lba + k, e.checksums[k]);
+    return out;
+  };
+  EXPECT_TRUE(blocks_of(after.newest->extents) == blocks_of(extents));
 }
 
 TEST(StoreFsck, ScrubAndOverlapsAreFound) {
