@@ -2,7 +2,7 @@
 //  1. recovery time after a crash against the data stored (sequentially written), with the
 //     same amount of work since the last checkpoint each time;
 //  2. memory of the maps per TiB of written data, for a sequential and a 4 KiB random layout,
-//     extrapolated from a measured point.
+//     extrapolated from a measured point, and the peak of opening such a volume.
 //
 //   store_bench [--dir DIR] [--sizes-gib 1,4,16]
 #include <malloc.h>
@@ -45,6 +45,19 @@ std::unique_ptr<Store> fresh(const std::string& path, std::uint64_t gib) {
   return std::move(*s);
 }
 
+// A field of /proc/self/status, in KiB ("VmRSS", "VmHWM").
+long status_kib(const char* field) {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  long kib = -1;
+  const std::size_t n = std::strlen(field);
+  while (std::fgets(line, sizeof line, f) != nullptr)
+    if (std::strncmp(line, field, n) == 0 && line[n] == ':') kib = std::strtol(line + n + 1, nullptr, 10);
+  std::fclose(f);
+  return kib;
+}
+
 void check(const Status& s) {
   if (!s.ok()) {
     std::fprintf(stderr, "%s\n", s.to_string().c_str());
@@ -54,7 +67,22 @@ void check(const Status& s) {
 
 }  // namespace
 
+// Run as `store_bench --open-peak PATH` by the memory section: opens the volume in a fresh
+// process and prints what the open took at its peak (resident memory above the process's
+// before it) and what the store holds after it (its heap).
+int open_peak(const std::string& path) {
+  const long rss_before = status_kib("VmRSS");
+  const std::size_t heap_before = heap_in_use();
+  auto d = open_zoned_device(path);
+  if (!d.ok()) return 1;
+  auto st = Store::open(std::move(*d));
+  if (!st.ok()) return 1;
+  std::printf("%ld %zu\n", status_kib("VmHWM") - rss_before, heap_in_use() - heap_before);
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--open-peak") return open_peak(argv[2]);
   std::string dir = "/var/tmp/nyads-bench";
   std::string sizes = "1,4,16";
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -147,6 +175,18 @@ int main(int argc, char** argv) {
     std::printf("%-11s %10llu extents, %8.2f MiB per GiB -> %8.2f GiB per TiB (store heap: %8.2f GiB per TiB; %.2f before a checkpoint)\n",
                 layout, static_cast<unsigned long long>(s.map_extents), static_cast<double>(s.map_memory_bytes) / (1 << 20),
                 static_cast<double>(s.map_memory_bytes) * 1024 / (1ull << 30), heap * 1024 / (1ull << 30), heap_flushed * 1024 / (1ull << 30));
+    // Opening it again, in a fresh process: the peak against what the store keeps.
+    st.reset();
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+    std::FILE* child = ::popen(("'" + self + "' --open-peak '" + path + "'").c_str(), "r");
+    long peak_kib = -1;
+    unsigned long long kept = 0;
+    if (child == nullptr || std::fscanf(child, "%ld %llu", &peak_kib, &kept) != 2 || ::pclose(child) != 0) {
+      std::fprintf(stderr, "store_bench --open-peak failed\n");
+      std::abort();
+    }
+    std::printf("%-11s opening it: peak %8.2f GiB per TiB above the process before it, keeps %8.2f (store heap)\n", "",
+                static_cast<double>(peak_kib) * 1024 * 1024 / (1ull << 30), static_cast<double>(kept) * 1024 / (1ull << 30));
   }
   std::filesystem::remove(path);
   return 0;

@@ -2,10 +2,13 @@
 // while the test keeps the device (for power cycles), and a byte-exact model of namespaces.
 #pragma once
 
+#include <fstream>
+
 #include "mkfs/mkfs.h"
 #include "nyads/faulty_device.h"
 #include "nyads/store.h"
 #include "test_util.h"
+#include "zns/emulated_format.h"
 
 namespace nyads::test {
 
@@ -61,6 +64,19 @@ inline std::unique_ptr<Store> open_store(ZonedDevice& d, const StoreOptions& o =
   auto s = Store::open(std::make_unique<BorrowedDevice>(d), o);
   EXPECT_TRUE(s.ok()) << s.status().to_string();
   return s.ok() ? std::move(*s) : nullptr;
+}
+
+// Flips a byte of device block `lba` in an emulated device's file made with `config` (damage
+// as a bad disk would do it, under the device's checksums).
+inline void flip_byte(const std::string& path, const EmulatedConfig& config, std::uint64_t lba, std::size_t byte) {
+  const auto layout = emulated_format::layout_for(config);
+  const auto at = static_cast<std::streamoff>(layout.data_offset + lba * config.block_size + byte);
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(at);
+  const char c = static_cast<char>(f.get());
+  f.seekp(at);
+  f.put(static_cast<char>(c ^ 0x5a));
+  EXPECT_TRUE(f.good()) << "flipping a byte of " << path;
 }
 
 inline std::vector<std::uint8_t> bytes_of(std::uint64_t seed, std::size_t n) {

@@ -235,7 +235,22 @@ struct Store::Impl {
     NYADS_RETURN_IF_ERROR(sb.check_writable());
     // A zone's write list records offsets in the zone as 32 bits.
     if (sb.zone_size > UINT32_MAX) return NotSupported(dev->name() + ": zones of " + n(sb.zone_size) + " device blocks (this build handles up to 2^32)");
-    CheckpointSearch search = load_newest_checkpoint(*dev, sb);
+    // The maps are built as the checkpoint is read, not from a copy of its extents; a
+    // checkpoint that fails part way (a damaged block, a wrong chain) leaves what it built,
+    // dropped when the next one starts or when another one (or none) wins.
+    // (Which checkpoint they came from: its seq and the zone of its commit, as two damaged
+    // copies could share a seq.)
+    std::pair<std::uint64_t, std::uint32_t> built{0, 0};
+    auto from = [](const LoadedCheckpoint& c) { return std::pair(c.seq, c.commit.zones.back()); };
+    auto start_maps = [&](const LoadedCheckpoint& c) {
+      namespaces.clear();
+      for (const auto& e : c.namespaces) namespaces.emplace(e.ns_id, Namespace{e.ns_id, e.name, e.size_bytes, e.block_size, e.flags, empty_map()});
+      built = from(c);
+    };
+    CheckpointSearch search = load_newest_checkpoint(*dev, sb, [&](const LoadedCheckpoint& so_far, fmt::record::Extent& x) {
+      if (from(so_far) != built) start_maps(so_far);
+      apply(x);
+    });
     if (!search.newest) {
       std::string problems;
       for (auto& p : search.problems) problems += "; " + p;
@@ -249,8 +264,7 @@ struct Store::Impl {
     for (std::uint32_t i = 0; i < zones.size(); ++i) zones[i].start = zones[i].wp = g.zone_start(sb.data_zones.first + i);
     for (const auto& z : cp.zones)
       if (sb.data_zones.contains(z.zone)) zones[z.zone - sb.data_zones.first].last_seq = z.last_write_seq;
-    for (const auto& e : cp.namespaces) namespaces.emplace(e.ns_id, Namespace{e.ns_id, e.name, e.size_bytes, e.block_size, e.flags, empty_map()});
-    for (const auto& x : cp.extents) apply(x);
+    if (from(cp) != built) start_maps(cp);  // (a checkpoint without extents)
     // The journal after the checkpoint.
     JournalScan scan = scan_journal(*dev, sb, {cp.commit.journal_zone, cp.commit.journal_block, cp.commit.journal_seq},
                                     [&](const fmt::JournalBlock& b, std::uint32_t, std::uint64_t) {

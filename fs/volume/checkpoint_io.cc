@@ -49,7 +49,7 @@ namespace {
 
 // Reads and checks the checkpoint whose commit sits at the end of `zone`.
 Result<LoadedCheckpoint> load_checkpoint(ZonedDevice& device, const fmt::Superblock& sb, std::uint32_t commit_zone,
-                                         std::uint64_t commit_index, const fmt::CheckpointBlock& commit_block) {
+                                         std::uint64_t commit_index, const fmt::CheckpointBlock& commit_block, const CheckpointExtentSink& sink) {
   MetaIo io(device);
   LoadedCheckpoint cp;
   cp.seq = commit_block.checkpoint_seq;
@@ -91,9 +91,13 @@ Result<LoadedCheckpoint> load_checkpoint(ZonedDevice& device, const fmt::Superbl
       stage = kind_stage;
       sums.push_back(fmt::stored_checksum(bytes));
       if (auto* ns = std::get_if<std::vector<fmt::NamespaceEntry>>(&b->body)) cp.namespaces.insert(cp.namespaces.end(), ns->begin(), ns->end());
-      if (auto* ex = std::get_if<std::vector<fmt::record::Extent>>(&b->body)) cp.extents.insert(cp.extents.end(), ex->begin(), ex->end());
-      if (auto* px = std::get_if<fmt::PackedExtents>(&b->body))
-        cp.extents.insert(cp.extents.end(), std::make_move_iterator(px->extents.begin()), std::make_move_iterator(px->extents.end()));
+      std::vector<fmt::record::Extent>* extents = std::get_if<std::vector<fmt::record::Extent>>(&b->body);
+      if (auto* px = std::get_if<fmt::PackedExtents>(&b->body)) extents = &px->extents;
+      if (extents && sink) {
+        for (auto& e : *extents) sink(cp, e);
+      } else if (extents) {
+        cp.extents.insert(cp.extents.end(), std::make_move_iterator(extents->begin()), std::make_move_iterator(extents->end()));
+      }
       if (auto* zs = std::get_if<std::vector<fmt::ZoneEntry>>(&b->body)) cp.zones.insert(cp.zones.end(), zs->begin(), zs->end());
     }
   }
@@ -105,7 +109,7 @@ Result<LoadedCheckpoint> load_checkpoint(ZonedDevice& device, const fmt::Superbl
 
 }  // namespace
 
-CheckpointSearch load_newest_checkpoint(ZonedDevice& device, const fmt::Superblock& sb) {
+CheckpointSearch load_newest_checkpoint(ZonedDevice& device, const fmt::Superblock& sb, const CheckpointExtentSink& sink) {
   CheckpointSearch search;
   MetaIo io(device);
   struct Candidate {
@@ -141,7 +145,7 @@ CheckpointSearch load_newest_checkpoint(ZonedDevice& device, const fmt::Superblo
   }
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) { return a.block.checkpoint_seq > b.block.checkpoint_seq; });
   for (const Candidate& c : candidates) {
-    auto cp = load_checkpoint(device, sb, c.zone, c.index, c.block);
+    auto cp = load_checkpoint(device, sb, c.zone, c.index, c.block, sink);
     if (cp.ok()) {
       search.newest = std::move(*cp);
       break;

@@ -98,7 +98,15 @@ struct CheckpointSearch {
   std::vector<std::string> problems;  // damaged candidates, with zone and block
   std::vector<std::string> notes;     // zones whose last block is not a commit (torn or older)
 };
-CheckpointSearch load_newest_checkpoint(ZonedDevice& device, const format::Superblock& sb);
+// With an extent sink, each extent goes to it as its block is read and checked, and `extents`
+// stays empty, so a caller building maps never holds the checkpoint's extents twice (at 4 KiB
+// random writes, as much again as the maps). The sink sees the checkpoint read so far (its
+// seq and namespaces, which precede every extent) and may take the extent's checksums. A
+// checkpoint can still fail after some of its extents went out (a later block damaged, the
+// chain wrong): the caller drops what it built when another checkpoint starts (another seq
+// or commit zone: commit.zones.back()), or when `newest` (if any) is not the one it built.
+using CheckpointExtentSink = std::function<void(const LoadedCheckpoint& so_far, format::record::Extent& extent)>;
+CheckpointSearch load_newest_checkpoint(ZonedDevice& device, const format::Superblock& sb, const CheckpointExtentSink& sink = {});
 
 // Walks the journal from a position: the journal zones form a ring, a block continues the
 // sequence, and a full zone continues in the next one. Calls `visit` for every valid block.

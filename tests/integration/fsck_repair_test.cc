@@ -46,14 +46,7 @@ struct Volume {
     return st.ok() ? std::move(*st) : nullptr;
   }
   // Flips a byte of device block `lba` in the file.
-  void poke(std::uint64_t lba, std::size_t byte) {
-    const auto layout = emulated_format::layout_for(test::store_config());
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(static_cast<std::streamoff>(layout.data_offset + lba * 4096 + byte));
-    const char c = static_cast<char>(f.get());
-    f.seekp(static_cast<std::streamoff>(layout.data_offset + lba * 4096 + byte));
-    f.put(static_cast<char>(c ^ 0x5a));
-  }
+  void poke(std::uint64_t lba, std::size_t byte) { test::flip_byte(path, test::store_config(), lba, byte); }
   std::uint64_t data_zone_start(std::uint32_t i) const { return test::store_config().geometry().zone_start(sb.data_zones.first + i); }
 };
 

@@ -758,6 +758,87 @@ TEST(StoreCheckpoint, ACheckpointOfManyPiecesAndZonesReadsBackWhole) {
   EXPECT_TRUE(blocks_of(after.newest->extents) == blocks_of(extents));
 }
 
+// Opening builds the maps while it reads the checkpoint. When the newest checkpoint turns out
+// damaged after its extents went into the maps, they are dropped and the older checkpoint's
+// maps are built anew: an extent only the damaged one holds is not read. Both ways: the older
+// checkpoint with extents of its own (blocks 0-3), and with none.
+void damaged_newest_checkpoint_falls_back(bool older_has_extents) {
+  test::TempDir dir;
+  const std::string path = dir.file("v.img");
+  const EmulatedConfig c = test::store_config();
+  const auto data = bytes_of(3, 16384);
+  std::uint32_t id = 0;
+  format::record::Extent block_100;  // as a checkpoint held it, with its checksum
+  {
+    auto d = EmulatedDevice::create_file(path, c);
+    ASSERT_TRUE(d.ok());
+    ASSERT_TRUE(mkfs::format_volume(**d, {}).ok());
+    auto st = test::open_store(**d);
+    id = st->create_namespace("a", 1 << 20)->id;
+    if (older_has_extents) {
+      ASSERT_OK(st->write(id, 0, data));
+    }
+    ASSERT_OK(st->write(id, 100 * 4096, std::span(data).first(4096)));
+    ASSERT_OK(st->checkpoint());
+    auto with_100 = load_newest_checkpoint(**d, st->superblock()).newest;
+    ASSERT_TRUE(with_100);
+    for (const auto& e : with_100->extents)
+      if (e.vblock == 100) block_100 = e;
+    ASSERT_EQ(block_100.checksums.size(), 1u);
+    ASSERT_OK(st->trim(id, 100 * 4096, 4096));
+    ASSERT_OK(st->close());  // checkpoint 1: blocks 0-3 of "a", or nothing
+  }
+  auto open_device = [&] {
+    auto d = open_zoned_device(path);
+    EXPECT_TRUE(d.ok());
+    return std::move(*d);
+  };
+  // Checkpoint 2: checkpoint 1 and block 100 of "a" as it was before the trim.
+  std::uint64_t zones_block = 0;
+  {
+    auto d = open_device();
+    auto sb = scan_superblock_zone(*d, 0).newest;
+    ASSERT_TRUE(sb);
+    auto one = load_newest_checkpoint(*d, *sb).newest;
+    ASSERT_TRUE(one);
+    ASSERT_EQ(one->extents.size(), older_has_extents ? 1u : 0u);
+    auto extents = one->extents;
+    extents.push_back(block_100);
+    auto used = write_checkpoint_beside(*d, *sb, one->seq + 1, pack_checkpoint({one->namespaces, [&](const ExtentVisitor& visit) {
+                                                                                  for (const auto& e : extents) visit(e.ns_id, e.vblock, e.lba, e.checksums);
+                                                                                }, one->zones}, 1, true),
+                                        one->commit, one->commit.zones);
+    ASSERT_TRUE(used.ok()) << used.status().to_string();
+    zones_block = MetaIo(*d).lba(used->front(), 2);  // namespaces, extents, zones, commit
+  }
+  std::vector<std::uint8_t> got(4096);
+  {
+    auto st = Store::open(open_device());
+    ASSERT_TRUE(st.ok()) << st.status().to_string();
+    ASSERT_OK((*st)->read(id, 100 * 4096, got));
+    ASSERT_TRUE(std::equal(got.begin(), got.end(), data.begin())) << "checkpoint 2 maps block 100";
+  }  // dropped without a close: opening wrote nothing
+  test::flip_byte(path, c, zones_block, 100);
+  auto st = Store::open(open_device());
+  ASSERT_TRUE(st.ok()) << st.status().to_string();
+  ASSERT_OK((*st)->read(id, 100 * 4096, got));
+  EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](std::uint8_t b) { return b == 0; })) << "block 100 is checkpoint 2's alone";
+  std::vector<std::uint8_t> first(16384);
+  ASSERT_OK((*st)->read(id, 0, first));
+  if (older_has_extents) {
+    EXPECT_EQ(first, data);
+  }
+}
+
+TEST(StoreCheckpoint, ACheckpointDamagedAfterItsExtentsLeavesNothingOfThemInTheMaps) {
+  SCOPED_TRACE("the older checkpoint maps blocks 0-3");
+  damaged_newest_checkpoint_falls_back(true);
+}
+
+TEST(StoreCheckpoint, ACheckpointDamagedAfterItsExtentsLeavesNothingOfThemWhenTheOlderHasNone) {
+  damaged_newest_checkpoint_falls_back(false);
+}
+
 TEST(StoreFsck, ScrubAndOverlapsAreFound) {
   test::TempDir dir;
   const std::string path = dir.file("v.img");
