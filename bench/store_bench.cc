@@ -58,6 +58,13 @@ long status_kib(const char* field) {
   return kib;
 }
 
+// A word for sh -c: in single quotes, each ' inside written as '\''.
+std::string shell_quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 void check(const Status& s) {
   if (!s.ok()) {
     std::fprintf(stderr, "%s\n", s.to_string().c_str());
@@ -74,9 +81,15 @@ int open_peak(const std::string& path) {
   const long rss_before = status_kib("VmRSS");
   const std::size_t heap_before = heap_in_use();
   auto d = open_zoned_device(path);
-  if (!d.ok()) return 1;
+  if (!d.ok()) {
+    std::fprintf(stderr, "%s\n", d.status().to_string().c_str());
+    return 1;
+  }
   auto st = Store::open(std::move(*d));
-  if (!st.ok()) return 1;
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s\n", st.status().to_string().c_str());
+    return 1;
+  }
   std::printf("%ld %zu\n", status_kib("VmHWM") - rss_before, heap_in_use() - heap_before);
   return 0;
 }
@@ -178,7 +191,7 @@ int main(int argc, char** argv) {
     // Opening it again, in a fresh process: the peak against what the store keeps.
     st.reset();
     const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-    std::FILE* child = ::popen(("'" + self + "' --open-peak '" + path + "'").c_str(), "r");
+    std::FILE* child = ::popen((shell_quoted(self) + " --open-peak " + shell_quoted(path)).c_str(), "r");
     long peak_kib = -1;
     unsigned long long kept = 0;
     if (child == nullptr || std::fscanf(child, "%ld %llu", &peak_kib, &kept) != 2 || ::pclose(child) != 0) {

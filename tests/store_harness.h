@@ -76,6 +76,7 @@ inline void flip_byte(const std::string& path, const EmulatedConfig& config, std
   const char c = static_cast<char>(f.get());
   f.seekp(at);
   f.put(static_cast<char>(c ^ 0x5a));
+  f.flush();
   EXPECT_TRUE(f.good()) << "flipping a byte of " << path;
 }
 

@@ -193,7 +193,8 @@ class NvmeDevice final : public UringZonedDevice {
     cmd->cdw12 = blocks - 1;  // 0-based block count
   }
 
-  Status outcome(const io_uring_cqe* cqe, IoOp op, std::uint64_t* lba) override {
+  Status outcome(const io_uring_cqe* cqe, IoOp op, std::uint32_t blocks, std::uint64_t* lba) override {
+    (void)blocks;  // a passthrough command moves all of its blocks or fails with a status
     const char* what = op == IoOp::kRead ? "read" : op == IoOp::kWrite ? "write" : op == IoOp::kAppend ? "zone append" : "flush";
     if (cqe->res < 0) return ErrnoStatus(-cqe->res, name_ + ": " + what);
     if (cqe->res > 0) return nvme_status(cqe->res, name_ + ": " + what);

@@ -151,7 +151,7 @@ IoCompletion UringZonedDevice::finish(const io_uring_cqe* cqe) {
   slots_[slot_index].used = false;
   free_slots_.push_back(slot_index);
   std::uint64_t lba = s.lba;
-  Status st = outcome(cqe, s.device_op, &lba);
+  Status st = outcome(cqe, s.device_op, s.request.blocks, &lba);
   IoCompletion c{s.request.tag, st, 0};
   if (s.request.op == IoOp::kAppend) c.lba = lba;
   const bool writes_zone = s.zone_write || s.device_op == IoOp::kAppend;

@@ -40,8 +40,9 @@ class UringZonedDevice : public ZonedDevice {
   // Fills sqe for a request whose device address is final (an emulated append arrives here
   // as a kWrite at the write pointer).
   virtual void prepare(io_uring_sqe* sqe, IoOp op, std::uint64_t lba, std::uint32_t blocks, void* buffer) = 0;
-  // The outcome of a completed request; for a native append, *lba is where the data landed.
-  virtual Status outcome(const io_uring_cqe* cqe, IoOp op, std::uint64_t* lba) = 0;
+  // The outcome of a completed request of `blocks` blocks; for a native append, *lba is where
+  // the data landed.
+  virtual Status outcome(const io_uring_cqe* cqe, IoOp op, std::uint32_t blocks, std::uint64_t* lba) = 0;
 
   // The host's view of one zone is stale (after a zone action or a failed write): reread it.
   Status refresh_zone(std::uint32_t zone);

@@ -138,9 +138,13 @@ class ZbdDevice final : public UringZonedDevice {
     }
   }
 
-  Status outcome(const io_uring_cqe* cqe, IoOp op, std::uint64_t* lba) override {
-    (void)lba;
-    if (cqe->res < 0) return ErrnoStatus(-cqe->res, name_ + ": " + (op == IoOp::kRead ? "read" : op == IoOp::kFlush ? "flush" : "write"));
+  Status outcome(const io_uring_cqe* cqe, IoOp op, std::uint32_t blocks, std::uint64_t* lba) override {
+    const char* what = op == IoOp::kRead ? "read" : op == IoOp::kFlush ? "flush" : "write";
+    if (cqe->res < 0) return ErrnoStatus(-cqe->res, name_ + ": " + what);
+    // A short transfer is a failure, not a success: callers take a read's buffer as filled.
+    const std::uint64_t want = std::uint64_t{blocks} * g_.block_size;
+    if (op != IoOp::kFlush && static_cast<std::uint64_t>(cqe->res) != want)
+      return Status(Code::kIoError, name_ + ": short " + what + ": " + std::to_string(cqe->res) + " of " + std::to_string(want) + " bytes at block " + std::to_string(*lba));
     return Status::Ok();
   }
 };

@@ -32,6 +32,7 @@ class Writer {
   void zeros(std::size_t n) { std::memset(&out_[pos_], 0, n); pos_ += n; }
   // An array of 32-bit fields (checksums): one copy on a little-endian host.
   void u32s(std::span<const std::uint32_t> v) {
+    if (v.empty()) return;
     if constexpr (std::endian::native == std::endian::little) {
       bytes(v.data(), v.size_bytes());
     } else {
@@ -71,7 +72,7 @@ class Reader {
   void skip(std::size_t n) { take(n); }
   // Fills `out` with as many 32-bit fields (checksums): one copy on a little-endian host.
   void u32s(std::span<std::uint32_t> out) {
-    if (!take(out.size_bytes())) return;
+    if (out.empty() || !take(out.size_bytes())) return;
     const std::uint8_t* p = &in_[pos_ - out.size_bytes()];
     if constexpr (std::endian::native == std::endian::little) {
       std::memcpy(out.data(), p, out.size_bytes());

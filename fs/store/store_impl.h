@@ -5,8 +5,9 @@
 //   store_recovery.cc  opening: the newest checkpoint and the journal after it
 //   store_zones.cc     data zones and streams: where data goes and how long it lives
 //   store_journal.cc   the journal (group commit) and checkpoints
-//   store_cleaner.cc   cleaning: victims, moves, resets
-//   store_batch.cc     batches: many requests' device I/O in flight at once
+//   store_cleaner.cc   cleaning: choosing victims, reading their live blocks, running jobs
+//   store_batch.cc     batches: many requests' device I/O in flight at once, and the
+//                      cleaner's moves written as a batch
 #pragma once
 
 #include <algorithm>

@@ -7,6 +7,7 @@
 #include <map>
 
 #include <random>
+#include <set>
 #include <tuple>
 
 #include "fsck/fsck.h"
@@ -793,8 +794,9 @@ void damaged_newest_checkpoint_falls_back(bool older_has_extents) {
     EXPECT_TRUE(d.ok());
     return std::move(*d);
   };
-  // Checkpoint 2: checkpoint 1 and block 100 of "a" as it was before the trim.
-  std::uint64_t zones_block = 0;
+  // Checkpoint 2: checkpoint 1, block 100 of "a" as it was before the trim, and a namespace
+  // "ghost".
+  std::uint64_t zones_block = 0, one_seq = 0;
   {
     auto d = open_device();
     auto sb = scan_superblock_zone(*d, 0).newest;
@@ -802,12 +804,17 @@ void damaged_newest_checkpoint_falls_back(bool older_has_extents) {
     auto one = load_newest_checkpoint(*d, *sb).newest;
     ASSERT_TRUE(one);
     ASSERT_EQ(one->extents.size(), older_has_extents ? 1u : 0u);
+    one_seq = one->seq;
     auto extents = one->extents;
     extents.push_back(block_100);
-    auto used = write_checkpoint_beside(*d, *sb, one->seq + 1, pack_checkpoint({one->namespaces, [&](const ExtentVisitor& visit) {
+    auto namespaces = one->namespaces;
+    namespaces.push_back({id + 1, 0, 4096, 1 << 20, 0, "ghost"});
+    auto commit = one->commit;
+    commit.next_ns_id = id + 2;
+    auto used = write_checkpoint_beside(*d, *sb, one->seq + 1, pack_checkpoint({namespaces, [&](const ExtentVisitor& visit) {
                                                                                   for (const auto& e : extents) visit(e.ns_id, e.vblock, e.lba, e.checksums);
                                                                                 }, one->zones}, 1, true),
-                                        one->commit, one->commit.zones);
+                                        commit, one->commit.zones);
     ASSERT_TRUE(used.ok()) << used.status().to_string();
     zones_block = MetaIo(*d).lba(used->front(), 2);  // namespaces, extents, zones, commit
   }
@@ -817,8 +824,20 @@ void damaged_newest_checkpoint_falls_back(bool older_has_extents) {
     ASSERT_TRUE(st.ok()) << st.status().to_string();
     ASSERT_OK((*st)->read(id, 100 * 4096, got));
     ASSERT_TRUE(std::equal(got.begin(), got.end(), data.begin())) << "checkpoint 2 maps block 100";
+    ASSERT_TRUE((*st)->find_namespace("ghost").ok());
   }  // dropped without a close: opening wrote nothing
   test::flip_byte(path, c, zones_block, 100);
+  {  // Checkpoint 2's extents are streamed before its damage is found; checkpoint 1 wins.
+    auto d = open_device();
+    std::set<std::uint64_t> streamed;
+    auto search = load_newest_checkpoint(*d, *scan_superblock_zone(*d, 0).newest,
+                                         [&](const LoadedCheckpoint& so_far, format::record::Extent&) { streamed.insert(so_far.seq); });
+    ASSERT_TRUE(search.newest);
+    EXPECT_EQ(search.newest->seq, one_seq);
+    EXPECT_TRUE(streamed.count(one_seq + 1)) << "checkpoint 2's extents went out before its damaged block";
+    ASSERT_EQ(search.problems.size(), 1u);
+    EXPECT_NE(search.problems[0].find("block 2 "), std::string::npos) << search.problems[0];
+  }
   auto st = Store::open(open_device());
   ASSERT_TRUE(st.ok()) << st.status().to_string();
   ASSERT_OK((*st)->read(id, 100 * 4096, got));
@@ -827,7 +846,10 @@ void damaged_newest_checkpoint_falls_back(bool older_has_extents) {
   ASSERT_OK((*st)->read(id, 0, first));
   if (older_has_extents) {
     EXPECT_EQ(first, data);
+  } else {
+    EXPECT_TRUE(std::all_of(first.begin(), first.end(), [](std::uint8_t b) { return b == 0; }));
   }
+  EXPECT_EQ((*st)->find_namespace("ghost").status().code(), Code::kNotFound) << "a namespace of checkpoint 2 alone";
 }
 
 TEST(StoreCheckpoint, ACheckpointDamagedAfterItsExtentsLeavesNothingOfThemInTheMaps) {
