@@ -72,6 +72,15 @@ void check(const Status& s) {
   }
 }
 
+// Opens the volume in `path` again (after a crash or a close); says why and stops if it cannot.
+std::unique_ptr<Store> reopen(const std::string& path) {
+  auto d = open_zoned_device(path);
+  check(d.status());
+  auto st = Store::open(std::move(*d));
+  check(st.status());
+  return std::move(*st);
+}
+
 }  // namespace
 
 // Run as `store_bench --open-peak PATH` by the memory section: opens the volume in a fresh
@@ -80,16 +89,7 @@ void check(const Status& s) {
 int open_peak(const std::string& path) {
   const long rss_before = status_kib("VmRSS");
   const std::size_t heap_before = heap_in_use();
-  auto d = open_zoned_device(path);
-  if (!d.ok()) {
-    std::fprintf(stderr, "%s\n", d.status().to_string().c_str());
-    return 1;
-  }
-  auto st = Store::open(std::move(*d));
-  if (!st.ok()) {
-    std::fprintf(stderr, "%s\n", st.status().to_string().c_str());
-    return 1;
-  }
+  const auto st = reopen(path);
   std::printf("%ld %zu\n", status_kib("VmHWM") - rss_before, heap_in_use() - heap_before);
   return 0;
 }
@@ -135,18 +135,11 @@ int main(int argc, char** argv) {
     // Opening after a crash writes nothing (the replay's checkpoint waits for an idle moment),
     // so each of five opens, each dropped without a close, recovers the same state: the
     // median and the fastest say more than one noisy run.
-    auto open_store = [&] {
-      auto d = open_zoned_device(path);
-      if (!d.ok()) std::abort();
-      auto st = Store::open(std::move(*d));
-      if (!st.ok()) std::abort();
-      return std::move(*st);
-    };
     auto open_times = [&] {
       std::vector<double> ms;
       for (int run = 0; run < 5; ++run) {
         const auto t0 = std::chrono::steady_clock::now();
-        const auto st = open_store();  // dropped (a crash) after the clock stops
+        const auto st = reopen(path);  // dropped (a crash) after the clock stops
         ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       }
       std::sort(ms.begin(), ms.end());
@@ -155,7 +148,7 @@ int main(int argc, char** argv) {
     const std::vector<double> ms = open_times();
     // Then the part that grows with the data: opening right after a checkpoint (nothing to
     // replay) is loading the checkpoint and the zone report.
-    check(open_store()->checkpoint());
+    check(reopen(path)->checkpoint());
     const std::vector<double> bare = open_times();
     std::printf("%10llu %12llu %14.1f %12.1f %12.1f %12.1f\n", static_cast<unsigned long long>(gib), static_cast<unsigned long long>(extents),
                 ckpt_ms, ms[2], ms[0], bare[2]);

@@ -38,7 +38,8 @@ std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint
   if (checksums.empty()) return {};
   // Loading a checkpoint maps extents in order, each past the last: nothing to cut, and each
   // new extent goes at the end (a hinted insert, without a search).
-  const bool past_the_end = extents_.empty() || std::prev(extents_.end())->first + std::prev(extents_.end())->second.checksums.size() <= vblock;
+  const auto last = extents_.rbegin();
+  const bool past_the_end = last == extents_.rend() || last->first + last->second.checksums.size() <= vblock;
   auto displaced = past_the_end ? std::vector<Displaced>{} : cut(vblock, vblock + checksums.size());
   mapped_ += checksums.size();
   // Join with the extent before it when both are contiguous on the device too, up to the
