@@ -186,7 +186,7 @@ class Checker {
     commit.journal_block = 0;
     commit.journal_seq = journal_scan_.end.seq + 1;  // above every sequence number the old journal used
     commit.created = static_cast<std::uint64_t>(std::time(nullptr));
-    auto used = write_checkpoint_beside(dev_, sb_, r_.checkpoint_seq + 1, pack_checkpoint(content, static_cast<std::uint32_t>(per), sb_.packs_extents()), commit,
+    auto used = write_checkpoint_beside(dev_, sb_, r_.checkpoint_seq + 1, pack_checkpoint(content, static_cast<std::uint32_t>(per), CheckpointLayout::of(sb_)), commit,
                                         checkpoint_->commit.zones);
     if (!used.ok()) return used.status();
     // The new checkpoint is durable: the old journal is obsolete.

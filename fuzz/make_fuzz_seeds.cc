@@ -55,9 +55,10 @@ int main(int argc, char** argv) {
       {5, 1, std::vector<fmt::record::Extent>{{1, 0, 98304, {1, 2, 3}}, {2, 1, 98400, {4}}}},
       {5, 2, std::vector<fmt::ZoneEntry>{{6, 1, 100, 42}, {7, 2, 0, 0}}},
       {5, 3, fmt::CheckpointCommit{3, 3, 40, 2, 7, 0xabcdef, 1700000000, {4, 5}}},
-      {5, 1, fmt::PackedExtents{{{1, 0, 98304, {1, 2, 3}}, {1, 5, 98200, {4}}, {2, 1, 98400, {5, 6}}, {1, 4, 1ull << 40, {7}}}}}};
-  const char* names[] = {"namespaces", "extents", "zones", "commit", "packed-extents"};
-  for (int i = 0; i < 5; ++i) {
+      {5, 1, fmt::PackedExtents{{{1, 0, 98304, {1, 2, 3}}, {1, 5, 98200, {4}}, {2, 1, 98400, {5, 6}}, {1, 4, 1ull << 40, {7}}}}},
+      {5, 1, fmt::ExtentIndex{{{1, 10, 0, 13, 0x1122334455667788}, {3, 2, 100, 102, 0x99}}}}};
+  const char* names[] = {"namespaces", "extents", "zones", "commit", "packed-extents", "extent-index"};
+  for (int i = 0; i < 6; ++i) {
     if (!fmt::encode_checkpoint_block(blocks[i], kFuzzSeed, b).ok()) return 1;
     save(root / "checkpoint_fuzz" / names[i], b);
   }

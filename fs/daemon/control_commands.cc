@@ -155,7 +155,8 @@ control::Response run_control(const control::Request& r, ControlContext& ctx) {
               {"data_zones", n(st.data_zones)},
               {"free_zones", n(st.free_zones)},
               {"map_extents", n(st.map_extents)},
-              {"map_memory_bytes", n(st.map_memory_bytes)}}}};
+              {"map_memory_bytes", n(st.map_memory_bytes)},
+              {"map_blocks_unread", n(st.map_blocks_unread)}}}};
   }
   return fail(InvalidArgument("unknown command '" + c + "' (ns-list, ns-show, ns-create, ns-delete, ns-resize, ns-attach, ns-detach, status, stats)"));
 }

@@ -26,6 +26,16 @@ Status validate_namespace_entry(const NamespaceEntry& e) {
   return Status::Ok();
 }
 
+Status validate_index_entry(const ExtentIndexEntry& e) {
+  if (e.ns_id == 0) return InvalidArgument("namespace id 0 is reserved");
+  if (e.mapped_blocks == 0) return InvalidArgument("an extent block of 0 mapped blocks");
+  if (e.first_vblock >= e.end_vblock || e.end_vblock > kMaxVblock)
+    return InvalidArgument("blocks " + num(e.first_vblock) + ".." + num(e.end_vblock) + " are not a range within 2^52");
+  if (e.mapped_blocks > e.end_vblock - e.first_vblock)
+    return InvalidArgument(num(e.mapped_blocks) + " mapped blocks do not fit in blocks " + num(e.first_vblock) + ".." + num(e.end_vblock));
+  return Status::Ok();
+}
+
 Status validate_zone_entry(const ZoneEntry& z) {
   if (z.flags & ~kStreamMask) return InvalidArgument("zone " + num(z.zone) + ": unknown flags " + hex(z.flags & ~kStreamMask));
   if ((z.flags & kStreamMask) == 3) return InvalidArgument("zone " + num(z.zone) + ": stream 3 is not defined");
@@ -92,7 +102,30 @@ Status read_packed_extent(Reader& r, std::size_t end, const record::Extent* prev
   return Status::Ok();
 }
 
+std::uint16_t version_of(CheckpointKind kind) {
+  if (kind == CheckpointKind::kPackedExtents) return kPackedExtentsVersion;
+  if (kind == CheckpointKind::kExtentIndex) return kExtentIndexVersion;
+  return static_cast<std::uint16_t>(kVersion);
+}
+
 }  // namespace
+
+Status check_indexed_extents(std::span<const record::Extent> extents, const ExtentIndexEntry& entry) {
+  if (extents.empty()) return Corruption("holds no extents, its index entry says " + num(entry.mapped_blocks) + " blocks");
+  std::uint64_t mapped = 0, end = entry.first_vblock;
+  for (std::size_t i = 0; i < extents.size(); ++i) {
+    const record::Extent& e = extents[i];
+    if (e.ns_id != entry.ns_id) return Corruption("extent " + num(i) + " is of namespace " + num(e.ns_id) + ", its index entry names " + num(entry.ns_id));
+    if (i == 0 && e.vblock != entry.first_vblock)
+      return Corruption("its first extent starts at block " + num(e.vblock) + ", its index entry says " + num(entry.first_vblock));
+    if (e.vblock < end) return Corruption("extent " + num(i) + " at block " + num(e.vblock) + " starts before the one before it ends (" + num(end) + ")");
+    end = e.vblock + e.checksums.size();
+    mapped += e.checksums.size();
+  }
+  if (end != entry.end_vblock) return Corruption("its last extent ends at block " + num(end) + ", its index entry says " + num(entry.end_vblock));
+  if (mapped != entry.mapped_blocks) return Corruption("its extents map " + num(mapped) + " blocks, its index entry says " + num(entry.mapped_blocks));
+  return Status::Ok();
+}
 
 std::size_t packed_extent_bytes(const record::Extent& e, const record::Extent* previous) {
   const bool stated = states_namespace(e, previous);
@@ -107,7 +140,7 @@ Status encode_checkpoint_block(const CheckpointBlock& b, std::uint64_t seed, std
   std::fill(out.begin(), out.end(), 0);
   Writer w(out);
   w.bytes(kMagic, 8);
-  w.u16(b.kind() == CheckpointKind::kPackedExtents ? kPackedExtentsVersion : static_cast<std::uint16_t>(kVersion));
+  w.u16(version_of(b.kind()));
   w.u16(static_cast<std::uint16_t>(b.kind()));
   const std::size_t count_at = w.pos();
   w.u32(0);  // entry count, below
@@ -163,6 +196,18 @@ Status encode_checkpoint_block(const CheckpointBlock& b, std::uint64_t seed, std
             previous = &e;
           }
           count = static_cast<std::uint32_t>(v.extents.size());
+        } else if constexpr (std::is_same_v<T, ExtentIndex>) {
+          if (v.entries.size() > kExtentIndexEntriesPerBlock)
+            return InvalidArgument(num(v.entries.size()) + " index entries exceed " + num(kExtentIndexEntriesPerBlock) + " per block");
+          for (const auto& e : v.entries) {
+            NYADS_RETURN_IF_ERROR(validate_index_entry(e));
+            w.u32(e.ns_id);
+            w.u32(e.mapped_blocks);
+            w.u64(e.first_vblock);
+            w.u64(e.end_vblock);
+            w.u64(e.checksum);
+          }
+          count = static_cast<std::uint32_t>(v.entries.size());
         } else if constexpr (std::is_same_v<T, std::vector<ZoneEntry>>) {
           if (v.size() > kZonesPerBlock) return InvalidArgument(num(v.size()) + " zones exceed " + num(kZonesPerBlock) + " per block");
           for (const auto& z : v) {
@@ -210,10 +255,10 @@ Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in
   Reader r(in);
   r.skip(8);
   const std::uint16_t version = r.u16();
-  if (version != kVersion && version != kPackedExtentsVersion)
-    return NotSupported(w + ": checkpoint version " + num(version) + ", this build reads versions 1 and 2 (written by a newer nyads?)");
+  if (version != kVersion && version != kPackedExtentsVersion && version != kExtentIndexVersion)
+    return NotSupported(w + ": checkpoint version " + num(version) + ", this build reads versions 1 to 3 (written by a newer nyads?)");
   const std::uint16_t kind = r.u16();
-  const std::uint16_t kind_version = kind == static_cast<std::uint16_t>(CheckpointKind::kPackedExtents) ? kPackedExtentsVersion : kVersion;
+  const std::uint16_t kind_version = version_of(static_cast<CheckpointKind>(kind));
   if (version != kind_version) return bad("a block of kind " + num(kind) + " has version " + num(version) + ", not " + num(kind_version));
   const std::uint32_t count = r.u32();
   CheckpointBlock b;
@@ -271,6 +316,24 @@ Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in
         if (!s.ok()) return bad("packed extent " + num(i) + ": " + s.message());
       }
       if (r.pos() != end) return bad(num(count) + " packed extents take " + num(r.pos() - kCheckpointHeaderBytes) + " bytes, the header says " + num(payload));
+      b.body = std::move(v);
+      break;
+    }
+    case CheckpointKind::kExtentIndex: {
+      if (std::uint64_t{count} * kExtentIndexEntryBytes != payload)
+        return bad(num(count) + " index entries need " + num(std::uint64_t{count} * kExtentIndexEntryBytes) + " bytes, the payload is " + num(payload));
+      ExtentIndex v;
+      v.entries.resize(count);
+      for (std::uint32_t i = 0; i < count; ++i) {
+        ExtentIndexEntry& e = v.entries[i];
+        e.ns_id = r.u32();
+        e.mapped_blocks = r.u32();
+        e.first_vblock = r.u64();
+        e.end_vblock = r.u64();
+        e.checksum = r.u64();
+        Status s = validate_index_entry(e);
+        if (!s.ok()) return bad("index entry " + num(i) + ": " + s.message());
+      }
       b.body = std::move(v);
       break;
     }

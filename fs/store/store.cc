@@ -64,6 +64,8 @@ Result<NamespaceInfo> Store::create_namespace(std::string_view name, std::uint64
   if (s.ns_by_name(name)) return Status(Code::kAlreadyExists, "namespace '" + std::string(name) + "' exists already");
   if (block_size != 512 && block_size != 4096) return InvalidArgument("block size " + n(block_size) + " is not 512 or 4096");
   if (size_bytes == 0 || size_bytes % kBlock != 0) return InvalidArgument("namespace size " + n(size_bytes) + " bytes is not a positive multiple of 4096");
+  // Promises are kept against exact counts: the maps whole (store_loading.cc).
+  if (!s.maps_complete()) NYADS_RETURN_IF_ERROR(s.read_all());
   // Even a thin namespace takes something: room for its write stream, in the headroom.
   NYADS_RETURN_IF_ERROR(s.admit_promise(name, thin ? 0 : size_bytes / kBlock, 0, s.namespaces.size() + 1));
   const std::uint32_t id = s.next_ns_id++;
@@ -80,7 +82,7 @@ Status Store::delete_namespace(std::string_view name) {
   const std::uint32_t id = x->id;
   s.release(x->map.unmap(0, x->size / kBlock));
   s.add(fmt::record::NamespaceDelete{id});
-  s.namespaces.erase(id);
+  s.erase_namespace(id);
   NYADS_RETURN_IF_ERROR(s.end_namespace_stream(id));
   return s.commit();
 }
@@ -90,6 +92,7 @@ Status Store::resize_namespace(std::string_view name, std::uint64_t size_bytes, 
   Impl::Namespace* x = s.ns_by_name(name);
   if (!x) return Status(Code::kNotFound, "no namespace '" + std::string(name) + "'");
   if (size_bytes == 0 || size_bytes % kBlock != 0) return InvalidArgument("namespace size " + n(size_bytes) + " bytes is not a positive multiple of 4096");
+  if (!s.maps_complete()) NYADS_RETURN_IF_ERROR(s.read_all());
   if (size_bytes < x->size) {
     const std::uint64_t from = size_bytes / kBlock, count = (x->size - size_bytes) / kBlock;
     bool holds_data = false;
@@ -182,6 +185,7 @@ Result<std::vector<Store::Allocation>> Store::allocation(std::uint32_t ns_id, st
   NYADS_RETURN_IF_ERROR(s.check_range(x, offset, length, "block status"));
   std::vector<Allocation> out;
   const std::uint64_t first = offset / kBlock, end = (offset + length + kBlock - 1) / kBlock;
+  NYADS_RETURN_IF_ERROR(s.read_range(*x, first, end - first));
   for (const auto& p : x->map.lookup(first, end - first)) {
     // Clip to the byte range (a 512-byte namespace may ask for part of a 4 KiB block).
     const std::uint64_t lo = std::max(offset, p.vblock * kBlock), hi = std::min(offset + length, (p.vblock + p.blocks) * kBlock);
@@ -208,6 +212,7 @@ StoreStats Store::stats() const {
   s.space_bytes = impl_->promise_limit_blocks(impl_->namespaces.size()) * kBlock;
   s.claimed_bytes = impl_->claimed_total() * kBlock;
   s.live_bytes = impl_->live_blocks() * kBlock;
+  s.map_blocks_unread = impl_->unread_total;
   for (const auto& [id, x] : impl_->namespaces) {
     s.map_extents += x.map.extent_count();
     s.map_memory_bytes += x.map.memory_bytes();

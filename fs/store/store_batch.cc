@@ -268,10 +268,21 @@ Status Store::Impl::execute(std::span<StoreRequest> requests) {
   b.requests = requests;
   batch = &b;
   bool commit_wanted = false;
-  for (std::size_t i = 0; i < requests.size(); ++i) {
-    requests[i].result = Status::Ok();
-    start_request(i, commit_wanted);
+  for (auto& r : requests) r.result = Status::Ok();
+  // The parts of an indexed checkpoint the batch needs are read before any of its I/O is
+  // queued (the reads are synchronous); a request whose part cannot be read fails alone.
+  if (!maps_complete()) {
+    for (auto& r : requests) {
+      Namespace* x = r.op == StoreRequest::Op::kFlush ? nullptr : ns(r.ns);
+      if (x == nullptr || x->index_unread == 0) continue;
+      const std::uint64_t length = r.op == StoreRequest::Op::kRead ? r.out.size() : r.op == StoreRequest::Op::kWrite ? r.data.size() : r.length;
+      const std::uint64_t size_blocks = x->size / kBlock, first = std::min(r.offset / kBlock, size_blocks);
+      const std::uint64_t end = std::min((r.offset + length + kBlock - 1) / kBlock, size_blocks);
+      if (end > first) r.result = read_range(*x, first, end - first);
+    }
   }
+  for (std::size_t i = 0; i < requests.size(); ++i)
+    if (requests[i].result.ok()) start_request(i, commit_wanted);
   Status st = drain();
   batch = nullptr;
   // Zones emptied by overwrites are reset only after a commit makes the overwrites durable,
@@ -287,9 +298,9 @@ Status Store::Impl::execute(std::span<StoreRequest> requests) {
     std::uint64_t written = 0;
     for (const auto& r : requests)
       if (r.op == StoreRequest::Op::kWrite) written += r.data.size() / kBlock;
-    if (written > 0) {
+    if (written > 0 && maps_failure.ok()) {
       Status cleaned = clean_some(0, written);
-      if (!cleaned.ok() && cleaned.code() != Code::kNotFound) st = cleaned;
+      if (!cleaned.ok() && cleaned.code() != Code::kNotFound && maps_failure.ok()) st = cleaned;
     }
   }
   if (st.ok() && commit_wanted) st = commit();
@@ -306,6 +317,14 @@ Result<std::uint32_t> Store::Impl::idle_work() {
   const auto since = steady_clock::now() - last_checkpoint_time;
   // Writes not yet flushed by a client are committed too: a quiet moment costs nothing.
   if (data_unflushed || !pending.empty()) NYADS_RETURN_IF_ERROR(commit());
+  // The rest of the maps an indexed checkpoint left unread, a little at a time (1 MiB of
+  // checkpoint a call), soon again: until they are whole the cleaner cannot run.
+  // (A block that cannot be read stops it, and what needs every map: the volume keeps
+  // serving what it can, and waits for fsck.nyads.)
+  if (!maps_complete() && maps_failure.ok()) {
+    if (read_some(256).ok()) return 1u;
+  }
+  if (!maps_failure.ok()) return static_cast<std::uint32_t>(duration_cast<milliseconds>(interval).count());
   if (journal_blocks_since_checkpoint > 0 && since >= interval) NYADS_RETURN_IF_ERROR(checkpoint());
   // Clean ahead of need, so a burst of writes finds free zones ready.
   if (free_zones() <= soft_watermark()) {

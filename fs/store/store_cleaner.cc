@@ -66,6 +66,8 @@ Result<bool> Store::Impl::clean_slice(std::uint64_t budget) {
 
 Status Store::Impl::start_job() {
   NYADS_RETURN_IF_ERROR(drain());
+  // The cleaner finds live blocks through the zones' write lists: they need the whole maps.
+  if (!maps_complete()) NYADS_RETURN_IF_ERROR(read_all());
   if (job) return Status::Ok();
   DataZone* victim = pick_victim();
   if (victim == nullptr) return Status(Code::kNotFound, "no zone is worth cleaning");

@@ -3,6 +3,7 @@
 // fs/store; each part lives in a file of its own:
 //   store.cc           the public face (Store), namespaces, trim and zeroing
 //   store_recovery.cc  opening: the newest checkpoint and the journal after it
+//   store_loading.cc   the maps read from an indexed checkpoint as they are needed
 //   store_zones.cc     data zones and streams: where data goes and how long it lives
 //   store_journal.cc   the journal (group commit) and checkpoints
 //   store_cleaner.cc   cleaning: choosing victims, reading their live blocks, running jobs
@@ -53,6 +54,13 @@ struct Store::Impl {
     std::uint32_t block_size;
     std::uint32_t flags = 0;
     ExtentMap map;
+    // Its part of an indexed checkpoint not read yet (store_loading.cc): entries
+    // [index_first, index_first + index_count) of `checkpoint_index`, in vblock order, of
+    // which index_unread are unread, mapping unread_blocks blocks together.
+    std::uint32_t index_first = 0, index_count = 0, index_unread = 0;
+    std::uint64_t unread_blocks = 0;
+    // What replay changed over unread blocks (start -> end): dead in a block when it is read.
+    std::map<std::uint64_t, std::uint64_t> replayed{};
   };
   struct DataZone {
     std::uint64_t start = 0;
@@ -148,6 +156,8 @@ struct Store::Impl {
   // commit may succeed (a flush would promise what is not durable). The failure stays; what
   // is durable comes back when the volume is opened again.
   Status journal_failure;
+  // Replay could not read a checkpoint block it needed (a cleaner move over an unread block).
+  Status replay_failure;
   bool data_unflushed = false;
   std::uint64_t journal_blocks_since_checkpoint = 0;
   std::uint64_t checkpoint_seq = 0;
@@ -196,8 +206,46 @@ struct Store::Impl {
     return nullptr;
   }
   NamespaceInfo info(const Namespace& x) const {
-    return {x.id, x.name, x.size, x.block_size, x.map.mapped_blocks() * kBlock, (x.flags & fmt::kNamespaceQuarantined) != 0, is_thin(x)};
+    return {x.id, x.name, x.size, x.block_size, mapped_blocks(x) * kBlock, (x.flags & fmt::kNamespaceQuarantined) != 0, is_thin(x)};
   }
+  // A namespace's mapped blocks, its unread part of the checkpoint included (until that is
+  // read, blocks replay rewrote there count twice: an overstatement, never an understatement).
+  static std::uint64_t mapped_blocks(const Namespace& x) { return x.map.mapped_blocks() + x.unread_blocks; }
+
+  // ----- the maps read as they are needed (store_loading.cc) --------------------------------
+  // An indexed checkpoint is opened without reading its extent blocks (format.md §2.5): each
+  // is read when a request, a replayed cleaner move or a namespace change needs its range,
+  // or by idle_work; whatever must see every extent (the cleaner, a checkpoint, admission
+  // close to the limits) reads them all first. Until then the zones' live counts are the
+  // checkpoint's plus what replay added (never less than the truth, so no zone is reset
+  // early), and their write lists are empty; once every block is read both are counted again
+  // from the maps, as an unindexed checkpoint's are at open.
+  std::vector<IndexedExtentBlock> checkpoint_index;  // the newest checkpoint's, by position
+  std::vector<bool> index_read;                      // per entry: read, or dropped with its namespace
+  std::size_t unread_total = 0;
+  std::size_t read_cursor = 0;  // entries before it are read (idle_work reads on from here)
+  // A block that could not be read (damaged, or the device failed): the ranges it holds fail,
+  // and nothing that needs every map runs (no checkpoint, no cleaning) until fsck.nyads has
+  // been run; the rest of the volume keeps working.
+  Status maps_failure;
+  bool replaying = false;
+  bool maps_complete() const { return unread_total == 0; }
+  // Sets up the unread blocks of a checkpoint loaded with its extents deferred.
+  void defer_extents(std::vector<IndexedExtentBlock> index);
+  // Reads the unread blocks of x that hold any of blocks [first, first + count).
+  Status read_range(Namespace& x, std::uint64_t first, std::uint64_t count);
+  // Reads every unread block; then counts the zones again from the maps.
+  Status read_all();
+  // Reads up to `max_blocks` unread blocks (idle work).
+  Status read_some(std::size_t max_blocks);
+  // Replay changed blocks [first, end) of x: dead in whatever unread block holds them.
+  void note_replayed(Namespace& x, std::uint64_t first, std::uint64_t end);
+  // A namespace goes (deleted, or created again by replay): its unread blocks go with it.
+  void erase_namespace(std::uint32_t id);
+  // Reads the given entries of checkpoint_index (ascending) into the maps.
+  Status read_entries(const std::vector<std::size_t>& entries);
+  // Every block read: live counts and write lists from the maps.
+  void count_zones_from_maps();
 
   // Blocks that stopped being referenced: the zone loses them; an emptied zone is reset once
   // the journal records that emptied it are durable.
@@ -494,7 +542,7 @@ struct Store::Impl {
   }
   std::uint64_t live_blocks() const {
     std::uint64_t live = 0;
-    for (const auto& [id, x] : namespaces) live += x.map.mapped_blocks();
+    for (const auto& [id, x] : namespaces) live += mapped_blocks(x);
     return live;
   }
 
@@ -513,7 +561,7 @@ struct Store::Impl {
   }
   // What a namespace takes of the volume: its promise, or what it has written if that is more.
   std::uint64_t claimed_blocks(const Namespace& x, std::uint64_t unapplied = 0) const {
-    return std::max(x.map.mapped_blocks() + unapplied, is_thin(x) ? 0 : x.size / kBlock);
+    return std::max(mapped_blocks(x) + unapplied, is_thin(x) ? 0 : x.size / kBlock);
   }
   std::uint64_t claimed_total() const {
     std::uint64_t total = 0;
@@ -547,8 +595,10 @@ struct Store::Impl {
   // only final once the batch is drained and the count is exact.
   Status admit_growth(const Namespace& x, std::uint64_t offset, std::uint64_t length) {
     Status admitted = admit_growth_once(x, offset, length);
-    if (admitted.code() != Code::kNoSpace || batch == nullptr || (batch->growth == 0 && batch->thin_growth.empty())) return admitted;
+    if (admitted.code() != Code::kNoSpace || batch == nullptr || (batch->growth == 0 && batch->thin_growth.empty() && maps_complete())) return admitted;
     NYADS_RETURN_IF_ERROR(drain());
+    // Until the maps are whole, a namespace's count holds blocks replay rewrote twice.
+    if (!maps_complete()) NYADS_RETURN_IF_ERROR(read_all());
     return admit_growth_once(x, offset, length);
   }
   Status admit_growth_once(const Namespace& x, std::uint64_t offset, std::uint64_t length);

@@ -19,7 +19,10 @@ Status Store::Impl::commit() {
     }
   }
   ++stats.flushes;
-  // The records that emptied these zones are durable now: reset them.
+  // The records that emptied these zones are durable now: reset them. (Not before the maps
+  // are whole: until then a zone's count is the checkpoint's, which is trusted to hold data
+  // back, never to let it go.)
+  if (!maps_complete()) return maybe_checkpoint();
   std::vector<std::uint32_t> resets;
   resets.swap(resets_after_commit);
   std::sort(resets.begin(), resets.end());
@@ -90,6 +93,9 @@ Status Store::Impl::maybe_checkpoint() {
   // that much journal: checkpoints then add at most a quarter to the metadata written.
   const std::uint64_t ring_limit = (sb.journal_zones.count - 1) * per_zone - per_zone / 2;
   const std::uint64_t wanted = std::max(options.checkpoint_after_journal_blocks, 4 * last_checkpoint_blocks);
+  // With maps that cannot be read whole, no checkpoint can be written: the journal goes on
+  // while the ring has room (so the volume keeps working until fsck.nyads is run).
+  if (!maps_failure.ok() && journal_blocks_since_checkpoint < ring_limit) return Status::Ok();
   if (journal_blocks_since_checkpoint >= std::min(wanted, ring_limit)) return checkpoint();
   return Status::Ok();
 }
@@ -104,6 +110,9 @@ Status Store::Impl::checkpoint() {
 }
 
 Status Store::Impl::write_new_checkpoint() {
+  // A checkpoint holds every extent: the ones not read yet are read first (they live in the
+  // newest checkpoint's zones, which this one does not touch).
+  if (!maps_complete()) NYADS_RETURN_IF_ERROR(read_all());
   NYADS_RETURN_IF_ERROR(commit());
   // Nothing is in flight now: zones that take no more writes drop their lists' growth room
   // (closing a zone cannot: appends to it may still be completing).
@@ -116,7 +125,7 @@ Status Store::Impl::write_new_checkpoint() {
   head.index = *written;  // past a torn block recovery left behind
   if (head.index >= sb.meta_blocks_per_zone()) NYADS_RETURN_IF_ERROR(next_journal_zone());
   CheckpointContent content;
-  for (const auto& [id, x] : namespaces) content.namespaces.push_back({x.id, x.flags, x.block_size, x.size, x.map.mapped_blocks(), x.name});
+  for (const auto& [id, x] : namespaces) content.namespaces.push_back({x.id, x.flags, x.block_size, x.size, mapped_blocks(x), x.name});
   content.extents_of = [&](const ExtentVisitor& visit) {
     for (const auto& entry : namespaces) {
       const std::uint32_t id = entry.first;
@@ -128,7 +137,7 @@ Status Store::Impl::write_new_checkpoint() {
     const std::uint8_t stream_flag = z.stream == kNoStream ? 0 : z.stream == kUserStream ? 1 : 2;
     content.zones.push_back({zone_number(z), stream_flag, static_cast<std::uint32_t>(z.valid * per), z.last_seq});
   }
-  const std::vector<CheckpointBody> bodies = pack_checkpoint(content, per, sb.packs_extents());
+  const std::vector<CheckpointBody> bodies = pack_checkpoint(content, per, CheckpointLayout::of(sb));
   fmt::CheckpointCommit commit_fields;
   commit_fields.next_ns_id = next_ns_id;
   commit_fields.journal_seq = head.seq;

@@ -34,10 +34,15 @@ Status Store::Impl::recover() {
     for (const auto& e : c.namespaces) namespaces.emplace(e.ns_id, Namespace{e.ns_id, e.name, e.size_bytes, e.block_size, e.flags, empty_map()});
     built = from(c);
   };
-  CheckpointSearch search = load_newest_checkpoint(*dev, sb, [&](const LoadedCheckpoint& so_far, fmt::record::Extent& x) {
-    if (from(so_far) != built) start_maps(so_far);
-    apply(x);
-  });
+  // An indexed checkpoint's extent blocks are left unread (store_loading.cc).
+  const ExtentLoading loading = sb.indexes_extents() ? ExtentLoading::kDeferIndexed : ExtentLoading::kRead;
+  CheckpointSearch search = load_newest_checkpoint(
+      *dev, sb,
+      [&](const LoadedCheckpoint& so_far, fmt::record::Extent& x) {
+        if (from(so_far) != built) start_maps(so_far);
+        apply(x);
+      },
+      loading);
   if (!search.newest) {
     std::string problems;
     for (auto& p : search.problems) problems += "; " + p;
@@ -52,25 +57,26 @@ Status Store::Impl::recover() {
   for (const auto& z : cp.zones)
     if (sb.data_zones.contains(z.zone)) zones[z.zone - sb.data_zones.first].last_seq = z.last_write_seq;
   if (from(cp) != built) start_maps(cp);  // (a checkpoint without extents)
+  if (cp.extents_deferred) {
+    // Live counts start as the checkpoint's; replay adds what it maps (store_loading.cc).
+    for (const auto& z : cp.zones)
+      if (sb.data_zones.contains(z.zone)) zones[z.zone - sb.data_zones.first].valid = z.valid_blocks / per;
+    defer_extents(cp.index);
+  }
   // The journal after the checkpoint.
+  replaying = true;
   JournalScan scan = scan_journal(*dev, sb, {cp.commit.journal_zone, cp.commit.journal_block, cp.commit.journal_seq},
                                   [&](const fmt::JournalBlock& b, std::uint32_t, std::uint64_t) {
                                     for (const auto& r : b.records) apply_record(r, b.seq);
                                   });
+  replaying = false;
   if (scan.corruption) return Corruption(dev->name() + ": journal: " + *scan.corruption + " (run fsck.nyads)");
+  NYADS_RETURN_IF_ERROR(replay_failure);
   head = scan.end;
   journal_blocks_since_checkpoint = scan.blocks;
-  // Data zones: where the device's write pointers are; live blocks counted from the maps.
-  for (auto& entry : namespaces) {
-    const std::uint32_t id = entry.first;
-    entry.second.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
-      if (!sb.data_zones.contains(g.zone_of(lba))) return;
-      DataZone& z = zone_of_lba(lba);
-      z.valid += sums.size();
-      z.add_owner(id, vblock, lba, sums.size(), per);
-    });
-  }
-  for (auto& z : zones) z.owners.shrink_to_fit();
+  // Data zones: where the device's write pointers are; live blocks counted from the maps
+  // (once they are whole: until then, the checkpoint's counts and replay's additions).
+  if (maps_complete()) count_zones_from_maps();
   auto report = dev->report_zones(sb.data_zones.first, sb.data_zones.count);
   if (!report.ok()) return report.status();
   for (std::uint32_t i = 0; i < zones.size(); ++i) {
@@ -78,11 +84,13 @@ Status Store::Impl::recover() {
     DataZone& z = zones[i];
     z.wp = info.state == ZoneState::kFull ? info.start + info.capacity : info.write_pointer;
     if (z.wp == z.start) continue;
-    if (z.valid == 0) {
+    if (z.valid == 0 && maps_complete()) {
       // Written but referenced by nothing durable (writes never flushed, or data all dead).
       NYADS_RETURN_IF_ERROR(reset_zone(sb.data_zones.first + i));
     } else if (info.state != ZoneState::kFull) {
-      // A partly written zone: finish it so it holds no active resource; the cleaner reclaims it.
+      // A partly written zone: finish it so it holds no active resource; the cleaner reclaims
+      // it (or, dead but counted by a checkpoint whose maps are not read yet, it is reset
+      // once they are: count_zones_from_maps).
       NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kFinish, sb.data_zones.first + i));
       z.wp = info.start + info.capacity;
     }
@@ -105,7 +113,13 @@ void Store::Impl::apply(const fmt::record::Extent& x) {
   const std::uint64_t blocks = s->size / kBlock;
   if (x.vblock >= blocks) return;
   const std::size_t n_blocks = std::min<std::uint64_t>(x.checksums.size(), blocks - x.vblock);
-  // What it displaces needs no accounting here: live counts come from the maps after replay.
+  // What it displaces needs no accounting here: live counts come from the maps once they are
+  // whole. While unread blocks remain, a replayed extent kills what they hold under it, and
+  // its zone counts it (a count too high until then is safe: it only delays a reset).
+  if (replaying) {
+    note_replayed(*s, x.vblock, x.vblock + n_blocks);
+    if (sb.data_zones.contains(dev->geometry().zone_of(x.lba))) zone_of_lba(x.lba).valid += n_blocks;
+  }
   (void)s->map.map(x.vblock, x.lba, std::span(x.checksums).first(n_blocks));
 }
 
@@ -114,21 +128,27 @@ void Store::Impl::apply_record(const fmt::JournalRecord& r, std::uint64_t seq) {
       [&](const auto& v) {
         using T = std::decay_t<decltype(v)>;
         if constexpr (std::is_same_v<T, fmt::record::NamespaceCreate>) {
-          namespaces.erase(v.ns_id);
+          erase_namespace(v.ns_id);
           namespaces.emplace(v.ns_id, Namespace{v.ns_id, v.name, v.size_bytes, v.block_size, v.thin ? fmt::kNamespaceThin : 0u, empty_map()});
           next_ns_id = std::max(next_ns_id, v.ns_id + 1);
         } else if constexpr (std::is_same_v<T, fmt::record::NamespaceDelete>) {
-          namespaces.erase(v.ns_id);
+          erase_namespace(v.ns_id);
         } else if constexpr (std::is_same_v<T, fmt::record::NamespaceResize>) {
           if (Namespace* s = ns(v.ns_id)) {
-            if (v.size_bytes < s->size) (void)s->map.unmap(v.size_bytes / kBlock, (s->size - v.size_bytes) / kBlock);
+            if (v.size_bytes < s->size) {
+              note_replayed(*s, v.size_bytes / kBlock, s->size / kBlock);
+              (void)s->map.unmap(v.size_bytes / kBlock, (s->size - v.size_bytes) / kBlock);
+            }
             s->size = v.size_bytes;
           }
         } else if constexpr (std::is_same_v<T, fmt::record::Extent>) {
           apply(v);
           if (sb.data_zones.contains(dev->geometry().zone_of(v.lba))) zone_of_lba(v.lba).last_seq = seq;
         } else if constexpr (std::is_same_v<T, fmt::record::Trim>) {
-          if (Namespace* s = ns(v.ns_id)) (void)s->map.unmap(v.vblock, v.blocks);
+          if (Namespace* s = ns(v.ns_id)) {
+            note_replayed(*s, v.vblock, v.vblock + v.blocks);
+            (void)s->map.unmap(v.vblock, v.blocks);
+          }
         } else if constexpr (std::is_same_v<T, fmt::record::Moved>) {
           apply(v);
           if (sb.data_zones.contains(dev->geometry().zone_of(v.lba))) zone_of_lba(v.lba).last_seq = seq;
@@ -142,9 +162,12 @@ void Store::Impl::apply(const fmt::record::Moved& x) {
   if (s == nullptr) return;
   std::uint64_t lba = x.lba;
   for (const auto& run : x.runs) {
+    // A move keeps the checksums the blocks had: an unread block holding them is read first.
+    if (Status st = read_range(*s, run.vblock, run.blocks); !st.ok() && replay_failure.ok()) replay_failure = st;
     (void)s->map.relocate(run.vblock, run.blocks, lba);
     lba += run.blocks * per;
   }
+  if (sb.data_zones.contains(dev->geometry().zone_of(x.lba))) zone_of_lba(x.lba).valid += x.total_blocks();
 }
 
 }  // namespace nyads

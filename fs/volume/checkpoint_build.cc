@@ -8,7 +8,7 @@ namespace nyads {
 
 namespace fmt = format;
 
-std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, std::uint32_t per, bool packed) {
+std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, std::uint32_t per, CheckpointLayout layout) {
   std::vector<CheckpointBody> bodies;
   std::vector<fmt::NamespaceEntry> entries;
   for (const auto& e : content.namespaces) {
@@ -18,19 +18,29 @@ std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, st
   if (!entries.empty() || bodies.empty()) bodies.emplace_back(std::move(entries));
   // Extents (format.md §2.5), packed (kind 5) or fixed-width (kind 2): as many per block as
   // fit; a long one continues in the next block. A packed entry's size depends on the one
-  // before it, so each is measured as it is added.
+  // before it, so each is measured as it is added. Indexed, a block holds one namespace, and
+  // each block gets an index entry (its checksum is write_checkpoint's to fill in).
+  const bool packed = layout.packed;
   auto entry_bytes = [packed](const fmt::record::Extent& e, const fmt::record::Extent* previous) {
     return packed ? fmt::packed_extent_bytes(e, previous) : fmt::kExtentHeaderBytes + 4 * e.checksums.size();
   };
+  std::vector<CheckpointBody> extent_bodies;
+  std::vector<fmt::ExtentIndexEntry> index;
   std::vector<fmt::record::Extent> block;
   std::size_t used = 0;
   auto end_block = [&]() {
-    if (packed) bodies.emplace_back(fmt::PackedExtents{std::exchange(block, {})});
-    else bodies.emplace_back(std::exchange(block, {}));
+    if (layout.indexed) {
+      fmt::ExtentIndexEntry entry{block.front().ns_id, 0, block.front().vblock, block.back().vblock + block.back().checksums.size(), 0};
+      for (const auto& e : block) entry.mapped_blocks += static_cast<std::uint32_t>(e.checksums.size());
+      index.push_back(entry);
+    }
+    if (packed) extent_bodies.emplace_back(fmt::PackedExtents{std::exchange(block, {})});
+    else extent_bodies.emplace_back(std::exchange(block, {}));
     used = 0;
   };
   if (content.extents_of) {
     content.extents_of([&](std::uint32_t id, std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+      if (layout.indexed && !block.empty() && block.back().ns_id != id) end_block();
       for (std::size_t i = 0; i < sums.size();) {
         const std::size_t k = std::min(sums.size() - i, fmt::kMaxExtentBlocksPerRecord);
         fmt::record::Extent e{id, vblock + i, lba + i * per, {}};
@@ -60,6 +70,11 @@ std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, st
     });
   }
   if (!block.empty()) end_block();
+  for (std::size_t i = 0; i < index.size(); i += fmt::kExtentIndexEntriesPerBlock) {
+    const auto from = index.begin() + static_cast<std::ptrdiff_t>(i);
+    bodies.emplace_back(fmt::ExtentIndex{{from, from + static_cast<std::ptrdiff_t>(std::min(fmt::kExtentIndexEntriesPerBlock, index.size() - i))}});
+  }
+  bodies.insert(bodies.end(), std::make_move_iterator(extent_bodies.begin()), std::make_move_iterator(extent_bodies.end()));
   std::vector<fmt::ZoneEntry> zone_entries;
   for (const auto& z : content.zones) {
     zone_entries.push_back(z);

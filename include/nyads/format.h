@@ -39,7 +39,12 @@ inline constexpr std::uint64_t kIncompatDataChecksum32 = 1ull << 0;
 // it reads any checkpoint (it would otherwise skip the newest checkpoint as damaged and
 // silently load an older one).
 inline constexpr std::uint64_t kIncompatPackedExtents = 1ull << 1;
-inline constexpr std::uint64_t kKnownIncompat = kIncompatDataChecksum32 | kIncompatPackedExtents;
+// Checkpoints index their extent blocks (kind 6, version 3), so a volume opens without
+// reading its maps: each namespace's part of a checkpoint is read when first needed. Set by
+// mkfs from the build that added it; a volume without it keeps unindexed checkpoints, read
+// whole at open, and a build that predates the index refuses the volume by this bit.
+inline constexpr std::uint64_t kIncompatExtentIndex = 1ull << 2;
+inline constexpr std::uint64_t kKnownIncompat = kIncompatDataChecksum32 | kIncompatPackedExtents | kIncompatExtentIndex;
 }  // namespace feature
 
 using Uuid = std::array<std::uint8_t, 16>;
@@ -71,7 +76,7 @@ struct ZoneRange {
 struct Superblock {
   std::uint64_t compat = 0;
   std::uint64_t ro_compat = 0;
-  std::uint64_t incompat = feature::kIncompatDataChecksum32 | feature::kIncompatPackedExtents;
+  std::uint64_t incompat = feature::kIncompatDataChecksum32 | feature::kIncompatPackedExtents | feature::kIncompatExtentIndex;
   Uuid uuid{};
   std::uint64_t generation = 1;   // superblock version; 1 at mkfs
   std::uint64_t created = 0;      // Unix seconds
@@ -99,6 +104,8 @@ struct Superblock {
   Status check_writable() const;
   // Whether checkpoints are written with packed extents (feature::kIncompatPackedExtents).
   bool packs_extents() const { return (incompat & feature::kIncompatPackedExtents) != 0; }
+  // Whether checkpoints index their extent blocks (feature::kIncompatExtentIndex).
+  bool indexes_extents() const { return (incompat & feature::kIncompatExtentIndex) != 0; }
   bool operator==(const Superblock&) const = default;
 };
 
@@ -250,19 +257,37 @@ struct PackedExtents {
   bool operator==(const PackedExtents&) const = default;
 };
 
-enum class CheckpointKind : std::uint16_t { kNamespaces = 1, kExtents = 2, kZones = 3, kCommit = 4, kPackedExtents = 5 };
+// The extent index (kind 6): one entry per extent block of the checkpoint, in their order,
+// so a reader can leave extent blocks unread until a namespace's range is needed, and still
+// check each one when it reads it (format.md §2.5). Every extent block of an indexed
+// checkpoint holds extents of one namespace.
+struct ExtentIndexEntry {
+  std::uint32_t ns_id = 0;
+  std::uint32_t mapped_blocks = 0;  // blocks of the block's extents, together
+  std::uint64_t first_vblock = 0;   // where its first extent starts
+  std::uint64_t end_vblock = 0;     // where its last extent ends (vblock + blocks)
+  std::uint64_t checksum = 0;       // the extent block's stored checksum (bytes 24..31)
+  bool operator==(const ExtentIndexEntry&) const = default;
+};
+struct ExtentIndex {
+  std::vector<ExtentIndexEntry> entries;
+  bool operator==(const ExtentIndex&) const = default;
+};
+
+enum class CheckpointKind : std::uint16_t { kNamespaces = 1, kExtents = 2, kZones = 3, kCommit = 4, kPackedExtents = 5, kExtentIndex = 6 };
 
 struct CheckpointBlock {
   std::uint64_t checkpoint_seq = 0;
   std::uint32_t index = 0;  // position in the checkpoint, from 0
-  std::variant<std::vector<NamespaceEntry>, std::vector<record::Extent>, std::vector<ZoneEntry>, CheckpointCommit, PackedExtents> body;
+  std::variant<std::vector<NamespaceEntry>, std::vector<record::Extent>, std::vector<ZoneEntry>, CheckpointCommit, PackedExtents, ExtentIndex> body;
   CheckpointKind kind() const { return static_cast<CheckpointKind>(body.index() + 1); }
   bool operator==(const CheckpointBlock&) const = default;
 };
 // A checkpoint block carries the version of the format revision that defined its kind:
-// 1 for kinds 1-4, 2 for packed extents (so a build that knows only version 1 refuses a
-// packed block by its version, with a clear message).
+// 1 for kinds 1-4, 2 for packed extents, 3 for the extent index (so a build that knows only
+// an earlier version refuses a newer kind by its version, with a clear message).
 inline constexpr std::uint16_t kPackedExtentsVersion = 2;
+inline constexpr std::uint16_t kExtentIndexVersion = 3;
 
 inline constexpr std::size_t kCheckpointHeaderBytes = 40;
 inline constexpr std::size_t kCheckpointPayloadBytes = kMetaBlockSize - kCheckpointHeaderBytes;
@@ -270,12 +295,18 @@ inline constexpr std::size_t kNamespaceEntryBytes = 96;
 inline constexpr std::size_t kZoneEntryBytes = 24;
 inline constexpr std::size_t kNamespacesPerBlock = kCheckpointPayloadBytes / kNamespaceEntryBytes;
 inline constexpr std::size_t kZonesPerBlock = kCheckpointPayloadBytes / kZoneEntryBytes;
+inline constexpr std::size_t kExtentIndexEntryBytes = 32;
+inline constexpr std::size_t kExtentIndexEntriesPerBlock = kCheckpointPayloadBytes / kExtentIndexEntryBytes;
 // Bytes a packed extent takes after `previous` (the entry before it in the same block, or
 // null for a block's first entry); a block holds entries while their sum fits the payload.
 std::size_t packed_extent_bytes(const record::Extent& e, const record::Extent* previous);
 // A fixed-width extent (journal record body, kind-2 entry) is this much plus 4 per block.
 inline constexpr std::size_t kExtentHeaderBytes = 24;
 
+// Whether an extent block's extents are those its index entry describes: one namespace, in
+// order without overlap, from first_vblock to end_vblock, mapped_blocks in all. (The checksum
+// is the caller's to compare: the entry names the encoded block's.)
+Status check_indexed_extents(std::span<const record::Extent> extents, const ExtentIndexEntry& entry);
 Status encode_checkpoint_block(const CheckpointBlock& block, std::uint64_t seed, std::span<std::uint8_t> out);
 Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in, std::uint64_t seed, std::string_view where);
 // The stored checksum of an encoded metadata block: bytes 24..31 of every kind of block.

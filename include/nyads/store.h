@@ -59,6 +59,9 @@ struct StoreStats {
   std::uint64_t live_bytes = 0;         // mapped blocks of every namespace
   std::uint64_t map_extents = 0;       // extents in all namespaces' maps
   std::uint64_t map_memory_bytes = 0;  // what the maps hold in memory
+  // Extent blocks of the checkpoint opened not read yet: a volume opens without reading its
+  // maps, which are read as requests need them and by idle_work (0 once all are in memory).
+  std::uint64_t map_blocks_unread = 0;
   // Device bytes written for every user byte: (data + cleaner + metadata) / user.
   double write_amplification() const;
 };

@@ -58,8 +58,9 @@ SuperblockZoneScan scan_superblock_zone(ZonedDevice& device, std::uint32_t zone)
 
 // Writes one checkpoint (seq) into empty checkpoint zones, in the order given: the body blocks,
 // then the commit block (block_count, chain and zones filled in here); each zone but the last
-// is filled to its capacity. Fails with kNoSpace if the zones cannot hold it. Flushes before
-// returning.
+// is filled to its capacity. Index blocks (kind 6) get the checksums of the extent blocks
+// they describe, the k-th entry the k-th extent block's. Fails with kNoSpace if the zones
+// cannot hold it. Flushes before returning.
 using CheckpointBody = decltype(format::CheckpointBlock::body);
 Status write_checkpoint(ZonedDevice& device, const format::Superblock& sb, std::uint64_t seq, const std::vector<std::uint32_t>& zones,
                         const std::vector<CheckpointBody>& bodies, format::CheckpointCommit commit);
@@ -71,9 +72,18 @@ struct CheckpointContent {
   std::function<void(const ExtentVisitor&)> extents_of;
   std::vector<format::ZoneEntry> zones;
 };
+// How a volume's checkpoints are written, by its features: extents packed (kind 5, with
+// feature::kIncompatPackedExtents) or fixed-width (kind 2); indexed (an extent index, kind 6,
+// after the namespaces, and one namespace per extent block: feature::kIncompatExtentIndex)
+// or not.
+struct CheckpointLayout {
+  bool packed = true;
+  bool indexed = true;
+  static CheckpointLayout of(const format::Superblock& sb) { return {sb.packs_extents(), sb.indexes_extents()}; }
+};
 // device_blocks_per_block: device blocks per 4 KiB block (an extent's blocks are consecutive).
-// packed: extents as kind 5 (volumes with feature::kIncompatPackedExtents), else kind 2.
-std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, std::uint32_t device_blocks_per_block, bool packed);
+// An indexed layout's index entries carry checksum 0 here: write_checkpoint fills them in.
+std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, std::uint32_t device_blocks_per_block, CheckpointLayout layout);
 // Writes checkpoint seq as the newest: into checkpoint zones other than `keep` (those of the
 // newest checkpoint, which stays valid until this one is committed), resetting any with old
 // data first. Returns the zones it used.
@@ -86,12 +96,19 @@ std::uint32_t checkpoint_zones_needed(const format::Superblock& sb, std::size_t 
 
 // The newest committed checkpoint: found by the commit block that ends the last written
 // block of a checkpoint zone, then read whole and checked (sequence, order, chain).
+// An extent block of an indexed checkpoint: its index entry and its position (block index).
+struct IndexedExtentBlock {
+  format::ExtentIndexEntry entry;
+  std::uint32_t position = 0;
+};
 struct LoadedCheckpoint {
   std::uint64_t seq = 0;
   format::CheckpointCommit commit;
   std::vector<format::NamespaceEntry> namespaces;
   std::vector<format::record::Extent> extents;
   std::vector<format::ZoneEntry> zones;
+  std::vector<IndexedExtentBlock> index;  // an indexed checkpoint's extent blocks, in order
+  bool extents_deferred = false;          // they were left unread (ExtentLoading::kDeferIndexed)
 };
 struct CheckpointSearch {
   std::optional<LoadedCheckpoint> newest;
@@ -106,7 +123,21 @@ struct CheckpointSearch {
 // chain wrong): the caller drops what it built when another checkpoint starts (another seq
 // or commit zone: commit.zones.back()), or when `newest` (if any) is not the one it built.
 using CheckpointExtentSink = std::function<void(const LoadedCheckpoint& so_far, format::record::Extent& extent)>;
-CheckpointSearch load_newest_checkpoint(ZonedDevice& device, const format::Superblock& sb, const CheckpointExtentSink& sink = {});
+// kRead reads every block (fsck). kDeferIndexed leaves the extent blocks of an indexed
+// checkpoint unread: the chain is checked with the checksums its index holds, and `index`
+// says where each block is, for read_indexed_extent_blocks (the store, which opens a volume
+// in a time that does not grow with the data it holds). An unindexed checkpoint is read whole.
+enum class ExtentLoading { kRead, kDeferIndexed };
+CheckpointSearch load_newest_checkpoint(ZonedDevice& device, const format::Superblock& sb, const CheckpointExtentSink& sink = {},
+                                        ExtentLoading loading = ExtentLoading::kRead);
+// Reads extent blocks of checkpoint seq (in `zones`, as its commit names them), given by
+// their index entries and positions in ascending order, in as few reads as their positions
+// allow; checks each block (its own checksum, sequence and position, the checksum its index
+// entry holds, and its extents against the entry) and hands its extents to `sink`. Stops at
+// the first failure, naming the block; blocks before it were handed over.
+using IndexedExtentSink = std::function<Status(const IndexedExtentBlock& block, std::vector<format::record::Extent>& extents)>;
+Status read_indexed_extent_blocks(ZonedDevice& device, const format::Superblock& sb, std::uint64_t seq, const std::vector<std::uint32_t>& zones,
+                                  std::span<const IndexedExtentBlock> blocks, const IndexedExtentSink& sink);
 
 // Walks the journal from a position: the journal zones form a ring, a block continues the
 // sequence, and a full zone continues in the next one. Calls `visit` for every valid block.

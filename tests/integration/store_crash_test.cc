@@ -1,5 +1,5 @@
-// Crash consistency: a random workload with flushes runs on the faulty device until the power
-// fails after its k-th event, for every k; the device keeps what a drive with a volatile cache
+// Crash consistency: a random workload with flushes and checkpoints runs on the faulty device
+// until the power fails after its k-th event, for every k; the device keeps what a drive with a volatile cache
 // would (nothing unflushed, a prefix of it, or a torn write). After each loss: reopen, fsck is
 // clean, every block reads as one of the values it may hold — the value it had at the last
 // flush or FUA, or one written since — and never another namespace's data or garbage.
@@ -74,8 +74,10 @@ Outcome run_point(std::uint64_t seed, std::uint64_t loss_after, const FaultyDevi
       } else if (kind < 8) {  // trim
         for (std::uint64_t b = 0; b < count; ++b) model[n][first + b].candidates.insert(0);
         s = st->trim(ids[n], first * 4096, count * 4096);
-      } else {  // flush: every block's latest value is now its only one
-        s = st->flush();
+      } else {  // flush, or a checkpoint (which commits first): every block's latest value is now its only one
+        // A checkpoint holds the maps, so later recoveries replay over a checkpoint with
+        // extents (opened without reading them: the extent index, store_loading.cc).
+        s = rng() % 3 == 0 ? st->checkpoint() : st->flush();
         if (s.ok()) {
           // What each block holds now is what the last write or trim put there: recover it
           // by reading (the store is up), then pin it.

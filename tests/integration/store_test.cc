@@ -658,14 +658,20 @@ TEST(StoreFsck, VolumesWithoutThePackedFeatureKeepFixedWidthCheckpoints) {
   auto sb = scan_superblock_zone(*dev, 0).newest;
   ASSERT_TRUE(sb);
   ASSERT_TRUE(sb->incompat & format::feature::kIncompatPackedExtents) << "mkfs sets the feature";
+  ASSERT_TRUE(sb->incompat & format::feature::kIncompatExtentIndex) << "mkfs sets the feature";
+  // The kind of the newest checkpoint's first extent block (after its namespaces and index).
   auto first_body_kind = [&]() {
     auto search = load_newest_checkpoint(*dev, *sb);
     EXPECT_TRUE(search.newest);
-    AlignedBuffer b;
-    EXPECT_OK(MetaIo(*dev).read(search.newest->commit.zones.front(), 1, 1, &b));
-    auto block = format::decode_checkpoint_block(b.span(), sb->seed(), "test");
-    EXPECT_TRUE(block.ok()) << block.status().to_string();
-    return block.ok() ? block->kind() : format::CheckpointKind::kCommit;
+    for (std::uint64_t i = 1; i < search.newest->commit.block_count; ++i) {
+      AlignedBuffer b;
+      EXPECT_OK(MetaIo(*dev).read(search.newest->commit.zones.front(), i, 1, &b));
+      auto block = format::decode_checkpoint_block(b.span(), sb->seed(), "test");
+      EXPECT_TRUE(block.ok()) << block.status().to_string();
+      if (!block.ok()) break;
+      if (block->kind() == format::CheckpointKind::kExtents || block->kind() == format::CheckpointKind::kPackedExtents) return block->kind();
+    }
+    return format::CheckpointKind::kCommit;
   };
   ASSERT_EQ(first_body_kind(), format::CheckpointKind::kPackedExtents);
   const LoadedCheckpoint cp = *load_newest_checkpoint(*dev, *sb).newest;
@@ -673,10 +679,17 @@ TEST(StoreFsck, VolumesWithoutThePackedFeatureKeepFixedWidthCheckpoints) {
   format::Superblock old_sb = *sb;
   old_sb.incompat = format::feature::kIncompatDataChecksum32;
   ++old_sb.generation;
-  auto refused = load_newest_checkpoint(*dev, old_sb);
-  bool said = false;
-  for (const auto& p : refused.problems) said |= p.find("packed extents on a volume without the packed_extents feature") != std::string::npos;
-  EXPECT_TRUE(said) << "a packed checkpoint is not read on a volume without the feature";
+  // Each feature on its own: a packed block, an index block, is refused without its bit.
+  auto refused_without = [&](std::uint64_t bit, const std::string& message) {
+    format::Superblock without = *sb;
+    without.incompat &= ~bit;
+    auto refused = load_newest_checkpoint(*dev, without);
+    bool said = false;
+    for (const auto& p : refused.problems) said |= p.find(message) != std::string::npos;
+    EXPECT_TRUE(said) << message;
+  };
+  refused_without(format::feature::kIncompatPackedExtents, "packed extents on a volume without the packed_extents feature");
+  refused_without(format::feature::kIncompatExtentIndex, "an extent index on a volume without the extent_index feature");
   for (std::uint32_t zone : {0u, 1u}) {
     ASSERT_OK(dev->manage_zone(ZoneAction::kReset, zone));
     AlignedBuffer block(format::kMetaBlockSize);
@@ -692,7 +705,7 @@ TEST(StoreFsck, VolumesWithoutThePackedFeatureKeepFixedWidthCheckpoints) {
   {
     ASSERT_TRUE(write_checkpoint_beside(*dev, *sb, cp.seq + 1, pack_checkpoint({cp.namespaces, [&](const ExtentVisitor& visit) {
                                                                                   for (const auto& e : cp.extents) visit(e.ns_id, e.vblock, e.lba, e.checksums);
-                                                                                }, cp.zones}, 1, false),
+                                                                                }, cp.zones}, 1, {false, false}),
                                         cp.commit, cp.commit.zones)
                     .ok());
   }
@@ -740,14 +753,14 @@ TEST(StoreCheckpoint, ACheckpointOfManyPiecesAndZonesReadsBackWhole) {
   }
   const auto bodies = pack_checkpoint({namespaces, [&](const ExtentVisitor& visit) {
                                          for (const auto& e : extents) visit(e.ns_id, e.vblock, e.lba, e.checksums);
-                                       }, before->zones}, 1, true);
+                                       }, before->zones}, 1, CheckpointLayout::of(*sb));
   ASSERT_GT(bodies.size(), 2 * 256u) << "more than two pieces";
   auto used = write_checkpoint_beside(*dev, *sb, before->seq + 1, bodies, before->commit, before->commit.zones);
   ASSERT_TRUE(used.ok()) << used.status().to_string();
   ASSERT_GE(used->size(), 2u) << "more than a zone";
   auto after = load_newest_checkpoint(*dev, *sb);
   ASSERT_TRUE(after.newest) << (after.problems.empty() ? "" : after.problems.front());
-  EXPECT_EQ(after.newest->seq, before->seq + 1);
+  EXPECT_EQ(after.newest->seq, before->seq + 1) << (after.problems.empty() ? "" : after.problems.front());
   EXPECT_EQ(after.newest->namespaces, namespaces);
   // Block by block (the packer splits an extent where a metadata block fills up).
   auto blocks_of = [](const std::vector<format::record::Extent>& v) {
@@ -796,7 +809,7 @@ void damaged_newest_checkpoint_falls_back(bool older_has_extents) {
   };
   // Checkpoint 2: checkpoint 1, block 100 of "a" as it was before the trim, and a namespace
   // "ghost".
-  std::uint64_t zones_block = 0, one_seq = 0;
+  std::uint64_t zones_block = 0, zones_position = 0, one_seq = 0;
   {
     auto d = open_device();
     auto sb = scan_superblock_zone(*d, 0).newest;
@@ -811,12 +824,15 @@ void damaged_newest_checkpoint_falls_back(bool older_has_extents) {
     namespaces.push_back({id + 1, 0, 4096, 1 << 20, 0, "ghost"});
     auto commit = one->commit;
     commit.next_ns_id = id + 2;
-    auto used = write_checkpoint_beside(*d, *sb, one->seq + 1, pack_checkpoint({namespaces, [&](const ExtentVisitor& visit) {
-                                                                                  for (const auto& e : extents) visit(e.ns_id, e.vblock, e.lba, e.checksums);
-                                                                                }, one->zones}, 1, true),
-                                        commit, one->commit.zones);
+    const auto bodies = pack_checkpoint({namespaces, [&](const ExtentVisitor& visit) {
+                                           for (const auto& e : extents) visit(e.ns_id, e.vblock, e.lba, e.checksums);
+                                         }, one->zones}, 1, CheckpointLayout::of(*sb));
+    auto used = write_checkpoint_beside(*d, *sb, one->seq + 1, bodies, commit, one->commit.zones);
     ASSERT_TRUE(used.ok()) << used.status().to_string();
-    zones_block = MetaIo(*d).lba(used->front(), 2);  // namespaces, extents, zones, commit
+    // namespaces, the extent index, extents, zones, commit: the zones block is the last body.
+    ASSERT_TRUE(std::holds_alternative<std::vector<format::ZoneEntry>>(bodies.back()));
+    zones_position = bodies.size() - 1;
+    zones_block = MetaIo(*d).lba(used->front(), zones_position);
   }
   std::vector<std::uint8_t> got(4096);
   {
@@ -836,7 +852,7 @@ void damaged_newest_checkpoint_falls_back(bool older_has_extents) {
     EXPECT_EQ(search.newest->seq, one_seq);
     EXPECT_TRUE(streamed.count(one_seq + 1)) << "checkpoint 2's extents went out before its damaged block";
     ASSERT_EQ(search.problems.size(), 1u);
-    EXPECT_NE(search.problems[0].find("block 2 "), std::string::npos) << search.problems[0];
+    EXPECT_NE(search.problems[0].find("block " + std::to_string(zones_position) + " "), std::string::npos) << search.problems[0];
   }
   auto st = Store::open(open_device());
   ASSERT_TRUE(st.ok()) << st.status().to_string();

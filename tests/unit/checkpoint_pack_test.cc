@@ -22,13 +22,13 @@ struct Input {
 // (ns, vblock) -> (lba, checksum), one entry per 4 KiB block.
 using Blocks = std::map<std::pair<std::uint32_t, std::uint64_t>, std::pair<std::uint64_t, std::uint32_t>>;
 
-std::vector<CheckpointBody> pack(const std::vector<Input>& in, std::uint32_t per, bool packed) {
+std::vector<CheckpointBody> pack(const std::vector<Input>& in, std::uint32_t per, CheckpointLayout layout) {
   CheckpointContent content;
   content.namespaces.push_back({1, 0, 4096, 1ull << 40, 0, "a"});
   content.extents_of = [&](const ExtentVisitor& visit) {
     for (const auto& e : in) visit(e.ns, e.vblock, e.lba, e.sums);
   };
-  return pack_checkpoint(content, per, packed);
+  return pack_checkpoint(content, per, layout);
 }
 
 // Every extent block's extents, and how many blocks held extents.
@@ -63,28 +63,54 @@ Blocks expected(const std::vector<Input>& in, std::uint32_t per) {
 
 TEST(CheckpointPack, EveryExtentComesBackWhateverItsLengthOrPlace) {
   for (std::uint32_t per : {1u, 8u})
-    for (bool packed : {true, false}) {
-    std::mt19937_64 rng(per);
-    std::vector<Input> in;
-    for (std::uint32_t ns : {1u, 2u, 7u}) {
-      std::uint64_t vb = 0;
-      for (int i = 0; i < 1000; ++i) {
-        const std::size_t len = rng() % 8 == 0 ? 1 + rng() % 3000 : 1 + rng() % 4;
-        std::vector<std::uint32_t> sums(len);
-        for (auto& c : sums) c = static_cast<std::uint32_t>(rng());
-        const std::uint64_t lba = rng() % 4 == 0 ? (1ull << 40) + rng() % 1000 : rng() % (1u << 22);
-        in.push_back({ns, vb, lba, std::move(sums)});
-        vb += len + rng() % 3;
+    for (bool packed : {true, false})
+      for (bool indexed : {true, false}) {
+        std::mt19937_64 rng(per);
+        std::vector<Input> in;
+        for (std::uint32_t ns : {1u, 2u, 7u}) {
+          std::uint64_t vb = 0;
+          for (int i = 0; i < 1000; ++i) {
+            const std::size_t len = rng() % 8 == 0 ? 1 + rng() % 3000 : 1 + rng() % 4;
+            std::vector<std::uint32_t> sums(len);
+            for (auto& c : sums) c = static_cast<std::uint32_t>(rng());
+            const std::uint64_t lba = rng() % 4 == 0 ? (1ull << 40) + rng() % 1000 : rng() % (1u << 22);
+            in.push_back({ns, vb, lba, std::move(sums)});
+            vb += len + rng() % 3;
+          }
+        }
+        // Out of order: below namespace 1's last extent (it restates the namespace). A store's
+        // maps come in order, which an index needs; the unindexed layouts take anything.
+        // (5 was mapped by the first extents already: the later value wins in both maps.)
+        if (!indexed) in.push_back({1, 5, 9, {1, 2}});
+        const auto bodies = pack(in, per, {packed, indexed});
+        for (const auto& b : bodies) {
+          if (std::holds_alternative<std::vector<fmt::record::Extent>>(b) || std::holds_alternative<fmt::PackedExtents>(b)) {
+            EXPECT_EQ(std::holds_alternative<fmt::PackedExtents>(b), packed);
+          }
+        }
+        std::size_t blocks = 0;
+        EXPECT_EQ(unpacked(bodies, per, &blocks), expected(in, per)) << "per " << per << " packed " << packed << " indexed " << indexed;
+        EXPECT_GT(blocks, 1u);
+        // Indexed: the index follows the namespaces, one entry per extent block in order, and
+        // each block holds what its entry says (one namespace, its range, its block count).
+        std::vector<fmt::ExtentIndexEntry> index;
+        std::size_t extent_block = 0, position = 0;
+        for (const auto& b : bodies) {
+          if (const auto* x = std::get_if<fmt::ExtentIndex>(&b)) {
+            EXPECT_EQ(position, 1u + index.size() / fmt::kExtentIndexEntriesPerBlock) << "index blocks come right after the namespaces";
+            index.insert(index.end(), x->entries.begin(), x->entries.end());
+          }
+          const std::vector<fmt::record::Extent>* extents = std::get_if<std::vector<fmt::record::Extent>>(&b);
+          if (const auto* p = std::get_if<fmt::PackedExtents>(&b)) extents = &p->extents;
+          if (extents && indexed) {
+            ASSERT_LT(extent_block, index.size());
+            EXPECT_OK(fmt::check_indexed_extents(*extents, index[extent_block]));
+            ++extent_block;
+          }
+          ++position;
+        }
+        EXPECT_EQ(index.size(), indexed ? blocks : 0u);
       }
-    }
-    in.push_back({1, 5, 9, {1, 2}});  // out of order: below namespace 1's last extent (it restates the namespace)
-    // (5 was mapped by the first extents already: the later value wins in both maps.)
-    const auto bodies = pack(in, per, packed);
-    for (const auto& b : bodies) EXPECT_EQ(std::holds_alternative<fmt::PackedExtents>(b), packed && !std::holds_alternative<std::vector<fmt::NamespaceEntry>>(b));
-    std::size_t blocks = 0;
-    EXPECT_EQ(unpacked(bodies, per, &blocks), expected(in, per)) << "per " << per << " packed " << packed;
-    EXPECT_GT(blocks, 1u);
-  }
 }
 
 TEST(CheckpointPack, OneBlockExtentsOfARandomLayoutTakeAboutTenBytes) {
@@ -92,8 +118,8 @@ TEST(CheckpointPack, OneBlockExtentsOfARandomLayoutTakeAboutTenBytes) {
   std::vector<Input> in;
   for (std::uint64_t vb = 0; vb < 100000; ++vb) in.push_back({1, vb, rng() % (1u << 21), {static_cast<std::uint32_t>(rng())}});
   std::size_t packed = 0, fixed = 0;
-  EXPECT_EQ(unpacked(pack(in, 1, true), 1, &packed), expected(in, 1));
-  EXPECT_EQ(unpacked(pack(in, 1, false), 1, &fixed), expected(in, 1));
+  EXPECT_EQ(unpacked(pack(in, 1, {true, false}), 1, &packed), expected(in, 1));
+  EXPECT_EQ(unpacked(pack(in, 1, {false, false}), 1, &fixed), expected(in, 1));
   // 2^21 device blocks: 1 head + 1 gap + 3-4 lba difference + 4 checksum bytes; kind 2: 28.
   EXPECT_LE(packed, 100000 * 10 / fmt::kCheckpointPayloadBytes + 2);
   EXPECT_GE(fixed, 100000 * 28 / fmt::kCheckpointPayloadBytes);

@@ -28,11 +28,16 @@ CheckpointBlock packed_block() {
           PackedExtents{{{1, 0, 98304, {1, 2, 3}}, {1, 5, 98200, {4}}, {2, 1, 98400, {5, 6}}, {1, 4, 1ull << 40, {7}}}}};
 }
 CheckpointBlock packed_at_the_top_block() { return {5, 1, PackedExtents{{{1, (1ull << 52) - 4, 0, {1, 2, 3}}}}}; }
+// The index of two extent blocks: namespace 1's blocks 0..12 (10 of them mapped), and
+// namespace 3's 100..101.
+CheckpointBlock index_block() {
+  return {5, 1, ExtentIndex{{{1, 10, 0, 13, 0x1122334455667788}, {3, 2, 100, 102, 0x99}}}};
+}
 CheckpointBlock zones_block() { return {5, 2, std::vector<ZoneEntry>{{6, 1, 100, 42}, {7, 2, 0, 0}}}; }
 CheckpointBlock commit_block() { return {5, 3, CheckpointCommit{3, 3, 40, 2, 7, 0xabcdef, 1700000000, {4, 5}}}; }
 
 TEST(Checkpoint, RoundTripsEveryKind) {
-  for (const auto& b : {namespaces_block(), extents_block(), zones_block(), commit_block(), packed_block()}) {
+  for (const auto& b : {namespaces_block(), extents_block(), zones_block(), commit_block(), packed_block(), index_block()}) {
     auto d = decode_checkpoint_block(encoded(b), kSeed, "c");
     ASSERT_TRUE(d.ok()) << d.status().to_string();
     EXPECT_EQ(*d, b);
@@ -101,6 +106,50 @@ TEST(Checkpoint, PackedGoldenBytes) {
   EXPECT_EQ(packed_extent_bytes(b, &a), 1u + 1 + 4 + 4);
 }
 
+TEST(Checkpoint, ExtentIndexGoldenBytes) {
+  const auto x = encoded(index_block());
+  EXPECT_EQ(get_le16(&x[8]), 3u);    // version: the extent index came with version 3
+  EXPECT_EQ(get_le16(&x[10]), 6u);   // kind: extent index
+  EXPECT_EQ(get_le32(&x[12]), 2u);   // entries
+  EXPECT_EQ(get_le32(&x[36]), 64u);  // payload: 2 x 32
+  EXPECT_EQ(get_le32(&x[40]), 1u);   // entry 0: namespace
+  EXPECT_EQ(get_le32(&x[44]), 10u);  // mapped blocks
+  EXPECT_EQ(get_le64(&x[48]), 0u);   // first vblock
+  EXPECT_EQ(get_le64(&x[56]), 13u);  // end vblock
+  EXPECT_EQ(get_le64(&x[64]), 0x1122334455667788u);  // the extent block's checksum
+  EXPECT_EQ(get_le32(&x[72]), 3u);
+  EXPECT_EQ(get_le64(&x[80]), 100u);
+  for (std::size_t i = 40 + 64; i < x.size(); ++i) ASSERT_EQ(x[i], 0) << i;
+  EXPECT_EQ(kExtentIndexEntriesPerBlock, 126u);
+  // A full block of entries round-trips; one more is refused.
+  ExtentIndex full;
+  for (std::uint64_t i = 0; i < kExtentIndexEntriesPerBlock; ++i) full.entries.push_back({1, 1, 2 * i, 2 * i + 1, i});
+  auto d = decode_checkpoint_block(encoded({6, 1, full}), kSeed, "c");
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(std::get<ExtentIndex>(d->body), full);
+  full.entries.push_back({1, 1, 1000, 1001, 0});
+  std::vector<std::uint8_t> out(kMetaBlockSize);
+  EXPECT_NE(encode_checkpoint_block({6, 1, full}, kSeed, out).message().find("127 index entries exceed 126 per block"), std::string::npos);
+}
+
+// What an extent block holds against its index entry (format.md §2.5): each rule, by its message.
+TEST(Checkpoint, IndexedExtentsMustBeWhatTheirEntrySays) {
+  const std::vector<record::Extent> extents{{1, 0, 500, {1, 2, 3}}, {1, 5, 90, {4}}, {1, 9, 7, {5, 6, 7, 8}}};
+  const ExtentIndexEntry entry{1, 8, 0, 13, 0};
+  EXPECT_OK(check_indexed_extents(extents, entry));
+  auto said = [&](std::vector<record::Extent> v, ExtentIndexEntry e, const char* want) {
+    Status s = check_indexed_extents(v, e);
+    EXPECT_EQ(s.code(), Code::kCorruption) << want;
+    EXPECT_NE(s.message().find(want), std::string::npos) << s.message();
+  };
+  said({}, entry, "holds no extents");
+  said(extents, {2, 8, 0, 13, 0}, "extent 0 is of namespace 1, its index entry names 2");
+  said(extents, {1, 8, 1, 13, 0}, "its first extent starts at block 0, its index entry says 1");
+  said(extents, {1, 8, 0, 12, 0}, "its last extent ends at block 13, its index entry says 12");
+  said(extents, {1, 9, 0, 13, 0}, "its extents map 8 blocks, its index entry says 9");
+  said({{1, 0, 500, {1, 2, 3}}, {1, 2, 90, {4}}}, {1, 4, 0, 3, 0}, "extent 1 at block 2 starts before the one before it ends (3)");
+}
+
 TEST(Checkpoint, PackedLongExtentsAndManyEntriesRoundTrip) {
   PackedExtents v;
   v.extents.push_back({3, 0, 0, std::vector<std::uint32_t>(kMaxExtentBlocksPerRecord - 20, 5)});
@@ -155,7 +204,15 @@ TEST_P(CheckpointDecodeRule, IsReported) {
 INSTANTIATE_TEST_SUITE_P(
     Bytes, CheckpointDecodeRule,
     ::testing::Values(
-        ByteCase{"version", namespaces_block, [](auto& x) { put_le16(&x[8], 3); }, "checkpoint version 3"},
+        ByteCase{"version", namespaces_block, [](auto& x) { put_le16(&x[8], 4); }, "checkpoint version 4, this build reads versions 1 to 3"},
+        ByteCase{"index_version", index_block, [](auto& x) { put_le16(&x[8], 2); }, "a block of kind 6 has version 2, not 3"},
+        ByteCase{"namespaces_version3", namespaces_block, [](auto& x) { put_le16(&x[8], 3); }, "a block of kind 1 has version 3, not 1"},
+        ByteCase{"index_count", index_block, [](auto& x) { put_le32(&x[12], 3); }, "3 index entries need 96 bytes, the payload is 64"},
+        ByteCase{"index_ns0", index_block, [](auto& x) { put_le32(&x[40], 0); }, "index entry 0: namespace id 0 is reserved"},
+        ByteCase{"index_mapped0", index_block, [](auto& x) { put_le32(&x[44], 0); }, "index entry 0: an extent block of 0 mapped blocks"},
+        ByteCase{"index_empty_range", index_block, [](auto& x) { put_le64(&x[56], 0); }, "index entry 0: blocks 0..0 are not a range within 2^52"},
+        ByteCase{"index_past_2_52", index_block, [](auto& x) { put_le64(&x[56], (1ull << 52) + 1); }, "are not a range within 2^52"},
+        ByteCase{"index_overfull", index_block, [](auto& x) { put_le32(&x[44], 14); }, "index entry 0: 14 mapped blocks do not fit in blocks 0..13"},
         ByteCase{"kind", namespaces_block, [](auto& x) { put_le16(&x[10], 9); }, "unknown checkpoint block kind 9"},
         ByteCase{"seq0", namespaces_block, [](auto& x) { put_le64(&x[16], 0); }, "checkpoint sequence 0"},
         ByteCase{"payload_big", namespaces_block, [](auto& x) { put_le32(&x[36], 4057); }, "payload of 4057 bytes exceeds 4056"},

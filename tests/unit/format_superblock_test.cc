@@ -31,7 +31,7 @@ TEST(Superblock, GoldenBytes) {
   EXPECT_EQ(get_le64(&b[16]), 3u);
   EXPECT_EQ(get_le64(&b[32]), 0u);   // compat
   EXPECT_EQ(get_le64(&b[40]), 0u);   // ro_compat
-  EXPECT_EQ(get_le64(&b[48]), 3u);   // incompat: data_checksum32, packed_extents
+  EXPECT_EQ(get_le64(&b[48]), 7u);   // incompat: data_checksum32, packed_extents, extent_index
   EXPECT_EQ(0, std::memcmp(&b[56], sb.uuid.data(), 16));
   EXPECT_EQ(get_le64(&b[72]), 1700000000u);
   EXPECT_EQ(get_le32(&b[80]), 4096u);
