@@ -290,7 +290,8 @@ Status Store::Impl::execute(std::span<StoreRequest> requests) {
   // would pay one flush per zone it empties; committing once several are waiting frees them
   // in one flush. (Through NBD on an emulated file this did not raise sequential write
   // bandwidth, which the disk's writeback bounds there.)
-  if (st.ok() && resets_after_commit.size() >= reset_batch_zones()) commit_wanted = true;
+  // (Not while the maps are being read: a commit resets nothing until they are whole.)
+  if (st.ok() && maps_complete() && resets_after_commit.size() >= reset_batch_zones()) commit_wanted = true;
   if (st.ok() && pending_bytes >= commit_due_bytes()) commit_wanted = true;
   // Few free zones: clean a slice sized to keep pace with what this batch wrote, in small
   // steps, instead of stopping one write for whole zones later.

@@ -129,8 +129,13 @@ struct Store::Impl {
   }
   // Volumes whose promises were made when two shared streams were the most (before the
   // user-cold and frozen streams) may have promised the headroom of the other two: they keep
-  // to two (set at open).
+  // to two (decided at open, or once the maps are whole: until then counts may be high, and
+  // two is the safe side).
   std::size_t shared_stream_cap = 4;
+  void decide_shared_stream_cap() {
+    shared_stream_cap = 4;
+    if (any_promised() && claimed_total() > promise_limit_blocks(namespaces.size())) shared_stream_cap = 2;
+  }
   // The stream to use for `s`, as far as shared_streams() allows it (else the next best).
   Stream available(Stream s) const {
     const std::size_t k = shared_streams();

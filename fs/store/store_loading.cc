@@ -83,6 +83,8 @@ Status Store::Impl::read_some(std::size_t max_blocks) {
 }
 
 Status Store::Impl::read_all() {
+  // A block that failed fails again: say so, not read on (nor spin on what is left).
+  NYADS_RETURN_IF_ERROR(maps_failure);
   while (!maps_complete()) NYADS_RETURN_IF_ERROR(read_some(256));
   return Status::Ok();
 }
@@ -134,6 +136,8 @@ Status Store::Impl::read_entries(const std::vector<std::size_t>& entries) {
     return Status::Ok();
   });
   if (!st.ok()) {
+    // The entries from the failed one on are still unread: idle reading resumes there.
+    read_cursor = std::min(read_cursor, entries[next]);
     st = IoError("reading the maps from checkpoint " + n(checkpoint_seq) + ": " + st.message() + " (run fsck.nyads)");
     if (maps_failure.ok()) maps_failure = st;
     return st;
@@ -170,6 +174,7 @@ void Store::Impl::count_zones_from_maps() {
   std::vector<IndexedExtentBlock>().swap(checkpoint_index);
   std::vector<bool>().swap(index_read);
   read_cursor = 0;
+  decide_shared_stream_cap();
 }
 
 }  // namespace nyads

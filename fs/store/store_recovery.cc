@@ -83,7 +83,12 @@ Status Store::Impl::recover() {
     const ZoneInfo& info = (*report)[i];
     DataZone& z = zones[i];
     z.wp = info.state == ZoneState::kFull ? info.start + info.capacity : info.write_pointer;
-    if (z.wp == z.start) continue;
+    if (z.wp == z.start) {
+      // An empty zone holds nothing, whatever the checkpoint's count said (reset since); the
+      // count from the maps, once they are whole, stands (an extent there is fsck's to report).
+      if (!maps_complete()) z.valid = 0;
+      continue;
+    }
     if (z.valid == 0 && maps_complete()) {
       // Written but referenced by nothing durable (writes never flushed, or data all dead).
       NYADS_RETURN_IF_ERROR(reset_zone(sb.data_zones.first + i));
@@ -101,7 +106,8 @@ Status Store::Impl::recover() {
   // (idle_work), so the next recovery does not repeat it; taking it here would make opening
   // as slow as writing out every map (measured: 4 GiB stored, 104 ms to open, 35 of them
   // recovery proper).
-  if (any_promised() && claimed_total() > promise_limit_blocks(namespaces.size())) shared_stream_cap = 2;
+  if (maps_complete()) decide_shared_stream_cap();
+  else shared_stream_cap = 2;  // until the maps are whole (count_zones_from_maps decides)
   if (scan.torn_tail) return checkpoint();
   if (scan.blocks >= options.checkpoint_after_journal_blocks / 4) last_checkpoint_time -= std::chrono::seconds(options.checkpoint_interval_seconds);
   return Status::Ok();

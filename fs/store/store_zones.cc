@@ -65,7 +65,9 @@ auto Store::Impl::place(Stream stream, std::uint32_t ns_id, std::uint64_t want) 
       }
       NYADS_RETURN_IF_ERROR(close_stream_zone(z, false));  // full: it leaves the stream
     }
-    // A new zone. Users may not take the cleaner's reserve; the cleaner may.
+    // A new zone. Users may not take the cleaner's reserve; the cleaner may. Few left: the
+    // maps must be whole first (zones emptied since the volume opened are reset only then).
+    if (!maps_complete() && free_zones() <= clean_below) NYADS_RETURN_IF_ERROR(read_all());
     const std::uint32_t free = free_zones();
     if (is_user(stream) && free <= clean_below && !cleaning) {
       if (!resets_after_commit.empty()) {  // cleaned zones wait for a commit: cheaper than cleaning more
