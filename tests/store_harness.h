@@ -27,6 +27,7 @@ class BorrowedDevice : public ZonedDevice {
   std::size_t reap(std::span<IoCompletion> out, std::size_t min) override { return d_.reap(out, min); }
   std::uint32_t in_flight() const override { return d_.in_flight(); }
   std::uint32_t queue_depth() const override { return d_.queue_depth(); }
+  std::size_t buffer_alignment() const override { return d_.buffer_alignment(); }
 
  private:
   ZonedDevice& d_;

@@ -1,6 +1,7 @@
 #include "nyads/faulty_device.h"
 
 #include <algorithm>
+#include <cstring>
 #include <random>
 
 #include "nyads/aligned_buffer.h"
@@ -69,13 +70,17 @@ void FaultyDevice::record(const Event& e) {
       for (auto& z : zones_) {
         z.durable_wp = z.live_wp;
         z.unflushed_ends.clear();
+        z.before_reset.reset();
       }
       break;
-    case Event::Kind::kReset:
-      zones_[e.zone] = ZoneRecord{g.zone_start(e.zone), g.zone_start(e.zone), false, {}};
+    case Event::Kind::kReset: {
+      auto kept = std::move(zones_[e.zone].before_reset);
+      zones_[e.zone] = ZoneRecord{g.zone_start(e.zone), g.zone_start(e.zone), false, {}, std::move(kept)};
       break;
-    case Event::Kind::kFinish:
+    }
+    case Event::Kind::kFinish:  // persistent at once, and with it the zone's reset
       zones_[e.zone].durable_full = true;
+      zones_[e.zone].before_reset.reset();
       break;
     case Event::Kind::kOpen:
     case Event::Kind::kClose:
@@ -102,8 +107,45 @@ FaultyDevice::Event::Kind kind_of(ZoneAction a) {
 }
 }  // namespace
 
+Status FaultyDevice::keep_before_reset(std::uint32_t zone) {
+  ZoneRecord& z = zones_[zone];
+  if (z.before_reset) return Status::Ok();
+  const Geometry& g = inner_->geometry();
+  ZoneRecord::BeforeReset b;
+  b.wp = z.durable_wp;
+  b.full = z.durable_full;
+  const std::uint64_t blocks = z.durable_wp - g.zone_start(zone);
+  b.data.resize(blocks * g.block_size);
+  if (blocks > 0) NYADS_RETURN_IF_ERROR(SyncDevice(*inner_).read(g.zone_start(zone), static_cast<std::uint32_t>(blocks), b.data.data()));
+  z.before_reset = std::move(b);
+  return Status::Ok();
+}
+
+Status FaultyDevice::restore_before_reset(std::uint32_t zone, std::uint64_t new_blocks) {
+  ZoneRecord& z = zones_[zone];
+  const Geometry& g = inner_->geometry();
+  const std::uint64_t start = g.zone_start(zone), old_blocks = z.before_reset->wp - start;
+  // The old data, with what survived of the new writes over its first blocks; reads stop at
+  // the old write pointer, as the table of the last flush says.
+  AlignedBuffer image(std::max<std::uint64_t>(old_blocks, 1) * g.block_size);
+  std::memcpy(image.data(), z.before_reset->data.data(), z.before_reset->data.size());
+  const std::uint64_t overwritten = std::min(new_blocks, old_blocks);
+  SyncDevice dev(*inner_);
+  if (overwritten > 0) NYADS_RETURN_IF_ERROR(dev.read(start, static_cast<std::uint32_t>(overwritten), image.data()));
+  NYADS_RETURN_IF_ERROR(inner_->manage_zone(ZoneAction::kReset, zone));
+  if (old_blocks > 0) NYADS_RETURN_IF_ERROR(dev.write(start, static_cast<std::uint32_t>(old_blocks), image.data()));
+  if (z.before_reset->full) NYADS_RETURN_IF_ERROR(inner_->manage_zone(ZoneAction::kFinish, zone));
+  auto info = inner_->report_zones(zone, 1);
+  if (info.ok() && is_open((*info)[0].state)) NYADS_RETURN_IF_ERROR(inner_->manage_zone(ZoneAction::kClose, zone));
+  z.live_wp = z.durable_wp = z.before_reset->wp;
+  z.durable_full = z.before_reset->full;
+  z.before_reset.reset();
+  return Status::Ok();
+}
+
 Status FaultyDevice::manage_zone(ZoneAction action, std::uint32_t zone) {
   NYADS_RETURN_IF_ERROR(power_status());
+  if (action == ZoneAction::kReset) NYADS_RETURN_IF_ERROR(keep_before_reset(zone));
   NYADS_RETURN_IF_ERROR(inner_->manage_zone(action, zone));
   record({kind_of(action), zone, inner_->geometry().zone_start(zone), 0});
   return Status::Ok();
@@ -113,6 +155,9 @@ Status FaultyDevice::manage_all_zones(ZoneAction action) {
   NYADS_RETURN_IF_ERROR(power_status());
   auto before = inner_->report_zones(0, inner_->geometry().zone_count);
   if (!before.ok()) return before.status();
+  if (action == ZoneAction::kReset)
+    for (std::uint32_t z = 0; z < before->size(); ++z)
+      if ((*before)[z].state != ZoneState::kEmpty) NYADS_RETURN_IF_ERROR(keep_before_reset(z));
   NYADS_RETURN_IF_ERROR(inner_->manage_all_zones(action));
   auto after = inner_->report_zones(0, inner_->geometry().zone_count);
   if (!after.ok()) return after.status();
@@ -215,6 +260,7 @@ Status FaultyDevice::power_cycle(const PowerCycleOptions& options) {
   const Geometry& g = inner_->geometry();
   for (std::uint32_t zone = 0; zone < zones_.size(); ++zone) {
     ZoneRecord& z = zones_[zone];
+    const bool reset_lost = options.lose_unflushed_resets && z.before_reset && pick(0, 1) == 1;
     std::uint64_t keep = z.durable_wp;
     std::size_t next_write = 0;  // index in unflushed_ends of the first write not kept whole
     if (options.keep_unflushed_prefix && !z.unflushed_ends.empty()) {
@@ -225,10 +271,16 @@ Status FaultyDevice::power_cycle(const PowerCycleOptions& options) {
       const std::uint64_t end = z.unflushed_ends[next_write];
       if (end > keep + 1) keep = pick(keep, end - 1);
     }
+    if (reset_lost) {
+      NYADS_RETURN_IF_ERROR(restore_before_reset(zone, keep - g.zone_start(zone)).with_context("power cycle"));
+      z.unflushed_ends.clear();
+      continue;
+    }
     const bool changed = keep != z.live_wp;
     if (changed) NYADS_RETURN_IF_ERROR(rebuild_zone(zone, keep - g.zone_start(zone), z.durable_full).with_context("power cycle"));
     z.live_wp = z.durable_wp = keep;
     z.unflushed_ends.clear();
+    z.before_reset.reset();
   }
   // After a power cycle no zone is open: close the ones the workload left open.
   auto report = inner_->report_zones(0, g.zone_count);

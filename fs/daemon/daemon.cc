@@ -225,7 +225,12 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
       static std::uint64_t next_id = 1;
       c->serial = next_id;
       c->peer = (control ? "control#" : "nbd#") + n(next_id++);
-      if (!control) c->session.start(c->out);
+      if (!control) {
+        c->session.start(c->out);
+        // A turn runs the commands it parsed before it receives again, and receiving is the
+        // only thing that moves or reuses the input buffer: writes can refer to it.
+        c->session.set_write_payload_in_place(true);
+      }
       c->events = EPOLLIN;
       if (!watch(fd, EPOLLIN, true).ok()) {
         ::close(fd);
@@ -240,6 +245,9 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   // ----- reading and writing --------------------------------------------------------------
   // Reads what is there (up to a fair share per turn), then parses it.
   void receive(Connection& c) {
+    // Commands taken this turn may point into the input buffer (writes in place): receiving
+    // could move it, so it waits for the next turn.
+    if (!c.commands.empty()) return;
     std::size_t budget = 8 << 20;
     while (budget > 0 && !c.dead && wants_input(c)) {
       const std::size_t want = std::max<std::size_t>(64 << 10, c.need > c.in.size() ? c.need - c.in.size() : 0);

@@ -236,6 +236,10 @@ Command Session::make_command(const Request& r) {
       c.store = StoreRequest::read(e.ns, r.offset, c.buffer.span());
       break;
     case kCmdWrite:
+      if (payload_in_place_) {
+        c.store = StoreRequest::write(e.ns, r.offset, r.payload, fua);
+        break;
+      }
       c.buffer = AlignedBuffer::uninitialized(r.length);
       std::memcpy(c.buffer.data(), r.payload.data(), r.length);
       c.store = StoreRequest::write(e.ns, r.offset, c.buffer.span(), fua);

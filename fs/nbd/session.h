@@ -46,7 +46,7 @@ struct Command {
   std::uint16_t flags = 0;
   std::uint64_t offset = 0;
   std::uint32_t length = 0;
-  AlignedBuffer buffer;         // WRITE: the payload; READ: where the data goes
+  AlignedBuffer buffer;         // READ: where the data goes; WRITE: the payload, copied (unless in place)
   StoreRequest store;           // what to run, when `error` is 0
   std::uint32_t error = 0;      // nonzero: answer this NBD error without running anything
   std::string message;          // why, for structured error replies and the log
@@ -63,6 +63,12 @@ class Session {
 
   // The greeting, to send when the connection is accepted.
   void start(OutputQueue& out);
+
+  // A WRITE's command refers to its payload where it lies in the bytes given to feed(),
+  // instead of copying it (a copy of every byte written: 13% of the daemon's time under
+  // 1 MiB writes). Only for a caller that keeps those bytes, unchanged, until the command has
+  // run: the daemon runs a turn's commands before it receives again.
+  void set_write_payload_in_place(bool in_place) { payload_in_place_ = in_place; }
 
   struct Fed {
     std::size_t consumed = 0;  // bytes of `in` used up
@@ -102,6 +108,7 @@ class Session {
   std::string meta_export_;  // the export SET_META_CONTEXT named
   bool closing_ = false;
   std::string why_;
+  bool payload_in_place_ = false;
 };
 
 }  // namespace nyads::nbd

@@ -285,13 +285,15 @@ Status Store::Impl::execute(std::span<StoreRequest> requests) {
     if (requests[i].result.ok()) start_request(i, commit_wanted);
   Status st = drain();
   batch = nullptr;
-  // Zones emptied by overwrites are reset only after a commit makes the overwrites durable,
-  // and a commit is a device flush. Left to the free-zone watermark, a sequential overwrite
-  // would pay one flush per zone it empties; committing once several are waiting frees them
-  // in one flush. (Through NBD on an emulated file this did not raise sequential write
-  // bandwidth, which the disk's writeback bounds there.)
-  // (Not while the maps are being read: a commit resets nothing until they are whole.)
-  if (st.ok() && maps_complete() && resets_after_commit.size() >= reset_batch_zones()) commit_wanted = true;
+  if (st.ok()) st = reset_unreferenced();
+  // Zones emptied by overwrites of durable data are reset only after a commit makes the
+  // overwrites durable, and a commit is a device flush: once free zones run short, one commit
+  // frees every zone waiting, before the cleaner would copy anything. Not sooner: a client
+  // streaming without flushes then goes on emptying zones it wrote since the last commit,
+  // which need no commit (zone_emptied), where a commit's flush would write out all it
+  // streamed. (Not while the maps are being read: a commit resets nothing until they are
+  // whole.)
+  if (st.ok() && maps_complete() && !resets_after_commit.empty() && free_zones() <= soft_watermark() + reset_batch_zones()) commit_wanted = true;
   if (st.ok() && pending_bytes >= commit_due_bytes()) commit_wanted = true;
   // Few free zones: clean a slice sized to keep pace with what this batch wrote, in small
   // steps, instead of stopping one write for whole zones later.

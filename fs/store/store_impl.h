@@ -69,6 +69,11 @@ struct Store::Impl {
     std::uint64_t last_seq = 0;    // journal sequence of its newest data: its age
     std::uint8_t stream = kNoStream;
     std::uint64_t stream_key = 0;  // which open stream appends here (when stream is set)
+    // A commit (or the checkpoint the volume opened from) may have made records that point
+    // here durable: emptied, the zone is reset only after the next commit. Until then it holds
+    // only data written since the last commit, and emptied it is reset at once, its pending
+    // records dropped (zone_emptied).
+    bool referenced = false;
     // What was written into the zone, by whom: the cleaner checks each against the maps to
     // find the live blocks, without walking every namespace's map.
     // 16 bytes, one per write (millions under random writes): the namespace, where the write
@@ -145,6 +150,17 @@ struct Store::Impl {
     return s;
   }
   std::vector<std::uint32_t> resets_after_commit;
+  // Emptied zones that no durable record points into: reset without a commit
+  // (reset_unreferenced), so a client streaming writes without flushes cycles through zones
+  // without a flush of the device for each one it empties.
+  std::vector<std::uint32_t> unreferenced_resets;
+  void zone_emptied(DataZone& z) { (z.referenced ? resets_after_commit : unreferenced_resets).push_back(zone_number(z)); }
+  // Resets the zones in unreferenced_resets that are still empty and unreferenced, dropping
+  // the pending records that point into them: each block they name was overwritten, trimmed
+  // or deleted by a record after it, still pending too, so a commit of what is left (or any
+  // prefix of it, if torn) never names a block of the reused zone, and never loses a
+  // block's durable old content.
+  Status reset_unreferenced();
   // Journal.
   JournalPosition head;  // where the next journal block goes
   std::vector<fmt::JournalRecord> pending;
@@ -153,7 +169,7 @@ struct Store::Impl {
   // 64 bytes of memory a 4 KiB write: 16 GiB per TiB written, measured): a batch that leaves
   // this much pending is committed, as if the client had flushed. At most a quarter of a
   // journal zone, too: a commit must fit the ring's spare room (maybe_checkpoint).
-  static constexpr std::size_t kCommitAfterBytes = 512 << 10;
+  static constexpr std::size_t kCommitAfterBytes = 2 << 20;
   std::size_t commit_due_bytes() const {
     return std::min<std::size_t>(kCommitAfterBytes, sb.meta_blocks_per_zone() / 4 * fmt::kJournalPayloadBytes);
   }
@@ -258,7 +274,7 @@ struct Store::Impl {
     for (const auto& d : displaced) {
       DataZone& z = zone_of_lba(d.lba);
       z.valid -= d.blocks;
-      if (z.valid == 0 && z.stream == kNoStream && z.wp != z.start) resets_after_commit.push_back(zone_number(z));
+      if (z.valid == 0 && z.stream == kNoStream && z.wp != z.start) zone_emptied(z);
     }
   }
 
@@ -473,7 +489,8 @@ struct Store::Impl {
   };
   Batch* batch = nullptr;
 
-  static bool dma_aligned(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % AlignedBuffer::kAlignment == 0; }
+  // Whether the device takes a buffer at p as it is (else it goes through a bounce buffer).
+  bool dma_aligned(const void* p) const { return reinterpret_cast<std::uintptr_t>(p) % dev->buffer_alignment() == 0; }
 
   void reap_some(std::size_t min_count);
 

@@ -6,6 +6,8 @@ namespace nyads {
 Status Store::Impl::commit() {
   if (!journal_failure.ok()) return journal_failure;
   NYADS_RETURN_IF_ERROR(drain());  // the synchronous I/O below must be the device's only I/O
+  // Zones emptied with nothing durable in them go first, and their records with them.
+  NYADS_RETURN_IF_ERROR(reset_unreferenced());
   MetaIo io(*dev);
   if (data_unflushed) {
     NYADS_RETURN_IF_ERROR(io.flush());
@@ -17,6 +19,9 @@ Status Store::Impl::commit() {
       journal_failure = written.with_context("the journal lost records (no further commit until the volume is opened again)");
       return journal_failure;
     }
+    // Durable records may point into any zone written so far.
+    for (auto& z : zones)
+      if (z.wp != z.start) z.referenced = true;
   }
   ++stats.flushes;
   // The records that emptied these zones are durable now: reset them. (Not before the maps

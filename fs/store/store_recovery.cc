@@ -83,6 +83,7 @@ Status Store::Impl::recover() {
     const ZoneInfo& info = (*report)[i];
     DataZone& z = zones[i];
     z.wp = info.state == ZoneState::kFull ? info.start + info.capacity : info.write_pointer;
+    z.referenced = z.wp != z.start;  // what the volume holds at open may be named by durable records
     if (z.wp == z.start) {
       // An empty zone holds nothing, whatever the checkpoint's count said (reset since); the
       // count from the maps, once they are whole, stands (an extent there is fsck's to report).

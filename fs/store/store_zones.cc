@@ -14,6 +14,7 @@ Status Store::Impl::reset_zone(std::uint32_t zone) {
   z.stream = kNoStream;
   z.last_seq = 0;
   z.stream_key = 0;
+  z.referenced = false;
   std::vector<DataZone::Owner>().swap(z.owners);  // free: an empty zone holds no list
   ++stats.zones_reset;
   add(fmt::record::ZoneReset{zone});
@@ -28,7 +29,38 @@ Status Store::Impl::close_stream_zone(DataZone& z, bool finish) {
     NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kFinish, zone_number(z)));
     z.wp = z.start + sb.zone_capacity;
   }
-  if (z.valid == 0 && z.wp != z.start) resets_after_commit.push_back(zone_number(z));
+  if (z.valid == 0 && z.wp != z.start) zone_emptied(z);
+  return Status::Ok();
+}
+
+Status Store::Impl::reset_unreferenced() {
+  if (unreferenced_resets.empty()) return Status::Ok();
+  // Counts are whole only once every completion is applied: a zone filled by appends still in
+  // flight counts 0 until then (a stream gives it up when its room is reserved, not written).
+  NYADS_RETURN_IF_ERROR(drain());
+  std::vector<std::uint32_t> list;
+  list.swap(unreferenced_resets);
+  std::sort(list.begin(), list.end());
+  list.erase(std::unique(list.begin(), list.end()), list.end());
+  const Geometry& g = dev->geometry();
+  for (std::uint32_t zone : list) {
+    DataZone& z = zones[zone - sb.data_zones.first];
+    if (z.valid != 0 || z.stream != kNoStream || z.wp == z.start) continue;
+    if (z.referenced) {  // a commit came first: then the commit's rule holds
+      resets_after_commit.push_back(zone);
+      continue;
+    }
+    std::erase_if(pending, [&](const fmt::JournalRecord& r) {
+      std::uint64_t lba = 0;
+      if (const auto* x = std::get_if<fmt::record::Extent>(&r)) lba = x->lba;
+      else if (const auto* m = std::get_if<fmt::record::Moved>(&r)) lba = m->lba;
+      else return false;
+      if (g.zone_of(lba) != zone) return false;
+      pending_bytes -= fmt::encoded_size(r);
+      return true;
+    });
+    NYADS_RETURN_IF_ERROR(reset_zone(zone));
+  }
   return Status::Ok();
 }
 
@@ -67,6 +99,7 @@ auto Store::Impl::place(Stream stream, std::uint32_t ns_id, std::uint64_t want) 
     }
     // A new zone. Users may not take the cleaner's reserve; the cleaner may. Few left: the
     // maps must be whole first (zones emptied since the volume opened are reset only then).
+    NYADS_RETURN_IF_ERROR(reset_unreferenced());
     if (!maps_complete() && free_zones() <= clean_below) NYADS_RETURN_IF_ERROR(read_all());
     const std::uint32_t free = free_zones();
     if (is_user(stream) && free <= clean_below && !cleaning) {

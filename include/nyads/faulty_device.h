@@ -5,8 +5,11 @@
 // The power-loss model is a drive with a volatile write cache and block-atomic writes:
 // what a zone held at the last completed flush survives; of what came after, a power cycle
 // keeps nothing (the default) or, when asked, a prefix of each zone's later writes, cut at
-// a write boundary or (tear) inside a write. Zone resets and finishes are persistent when
-// they complete, as on ZNS drives. LevelDB's fault_injection_test does the same for files.
+// a write boundary or (tear) inside a write. Zone finishes are persistent when they complete;
+// so are resets, unless a power cycle is asked to lose the ones no flush followed (the
+// emulated backend's file makes a reset durable at the next flush): such a zone comes back as
+// the last flush left it, its old data overwritten only by what of its later writes
+// survived. LevelDB's fault_injection_test does the same for files.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +40,9 @@ class FaultyDevice : public ZonedDevice {
     // Let the cut fall inside a write (block granularity), not only between writes.
     bool tear_writes = false;
     std::uint64_t seed = 1;
+    // Lose each zone reset that no flush (or finish of the zone) followed, with probability
+    // 1/2 (seeded): the zone comes back as the last flush left it.
+    bool lose_unflushed_resets = false;
   };
 
   explicit FaultyDevice(std::unique_ptr<ZonedDevice> inner);
@@ -73,6 +79,7 @@ class FaultyDevice : public ZonedDevice {
   std::size_t reap(std::span<IoCompletion> out, std::size_t min_count) override;
   std::uint32_t in_flight() const override { return inner_->in_flight() + static_cast<std::uint32_t>(local_.size()); }
   std::uint32_t queue_depth() const override { return inner_->queue_depth(); }
+  std::size_t buffer_alignment() const override { return inner_->buffer_alignment(); }
 
  private:
   // What the wrapper knows of each zone: where its data ends now and at the last flush.
@@ -81,6 +88,14 @@ class FaultyDevice : public ZonedDevice {
     std::uint64_t durable_wp = 0;    // live_wp at the last completed flush (or reset)
     bool durable_full = false;       // finished: persistent at completion
     std::vector<std::uint64_t> unflushed_ends;  // live_wp after each write since the flush
+    // Reset since the last flush: what the zone held at that flush (blocks from its start,
+    // and whether it was full), for a power cycle that loses the reset.
+    struct BeforeReset {
+      std::vector<std::uint8_t> data;
+      std::uint64_t wp = 0;
+      bool full = false;
+    };
+    std::optional<BeforeReset> before_reset{};
   };
   struct Pending {
     IoRequest request;  // as the caller submitted it (its tag, its buffer)
@@ -90,6 +105,12 @@ class FaultyDevice : public ZonedDevice {
   IoCompletion complete(const IoCompletion& inner_completion);
   Status power_status() const;
   Status rebuild_zone(std::uint32_t zone, std::uint64_t keep_blocks, bool full);
+  // Before a reset of `zone` reaches the inner device: keeps what the zone held at the last
+  // flush, unless an earlier reset since that flush kept it already.
+  Status keep_before_reset(std::uint32_t zone);
+  // A power cycle lost the reset: the zone as the last flush left it, overwritten by the
+  // first `new_blocks` blocks written into it since the reset.
+  Status restore_before_reset(std::uint32_t zone, std::uint64_t new_blocks);
 
   std::unique_ptr<ZonedDevice> inner_;
   std::vector<Event> events_;

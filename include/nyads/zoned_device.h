@@ -113,6 +113,10 @@ class ZonedDevice {
   virtual std::size_t reap(std::span<IoCompletion> out, std::size_t min_count) = 0;
   virtual std::uint32_t in_flight() const = 0;
   virtual std::uint32_t queue_depth() const = 0;
+  // What a request's buffer address must be a multiple of: 4096 for direct I/O and NVMe
+  // passthrough (AlignedBuffer's alignment); 1 for a backend that copies (the emulated one),
+  // so a caller may hand it bytes where they lie instead of copying them into place first.
+  virtual std::size_t buffer_alignment() const { return 4096; }
 };
 
 struct OpenOptions {

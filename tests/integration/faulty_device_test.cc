@@ -1,6 +1,9 @@
 // The faulty wrapper itself: what survives a simulated power loss, and injected errors.
 #include "nyads/faulty_device.h"
 
+#include <algorithm>
+#include <set>
+
 #include "test_util.h"
 
 namespace nyads {
@@ -147,6 +150,49 @@ TEST_F(FaultyDeviceTest, ResetsAndFinishesPersistWithoutAFlush) {
   AlignedBuffer z(2 * std::size_t{g_.block_size});
   ASSERT_OK(SyncDevice(*dev_).read(g_.zone_start(1) + 4, 2, z.data()));
   EXPECT_TRUE(test::all_zero(z));
+}
+
+// Asked to, a power cycle loses resets no flush followed: the zone comes back as the last
+// flush left it (here, full), its first blocks overwritten by what survived of the writes made
+// into it since; a reset a flush followed stays.
+TEST_F(FaultyDeviceTest, ResetsNoFlushFollowedCanBeLost) {
+  ASSERT_OK(write(0, 4));
+  ASSERT_OK(dev_->manage_zone(ZoneAction::kFinish, 0));
+  ASSERT_OK(write(g_.zone_start(1), 4));
+  ASSERT_OK(flush());
+  ASSERT_OK(dev_->manage_zone(ZoneAction::kReset, 1));
+  ASSERT_OK(flush());  // zone 1's reset is durable
+  std::set<std::uint64_t> outcomes;
+  for (std::uint64_t seed = 1; seed <= 16; ++seed) {
+    // Zone 0 is full of pattern(0, 4); each round resets it and writes 2 new blocks.
+    ASSERT_OK(dev_->manage_zone(ZoneAction::kReset, 0));
+    auto fresh = pattern(0, 2, g_.block_size, 100 + seed);
+    ASSERT_OK(SyncDevice(*dev_).write(0, 2, fresh.data()));
+    dev_->power_loss_now();
+    ASSERT_OK(dev_->power_cycle({.keep_unflushed_prefix = true, .tear_writes = false, .seed = seed, .lose_unflushed_resets = true}));
+    EXPECT_EQ(state(1), ZoneState::kEmpty) << "a flushed reset is never lost";
+    if (state(0) != ZoneState::kFull) {  // the reset survived, the unflushed writes maybe
+      outcomes.insert(wp(0));
+      EXPECT_LE(wp(0), 2u);
+      ASSERT_OK(dev_->manage_zone(ZoneAction::kReset, 0));
+    } else {  // lost: full again, pattern(0, 4) but where the new writes reached the media
+      AlignedBuffer got(4 * std::size_t{g_.block_size});
+      ASSERT_OK(SyncDevice(*dev_).read(0, 4, got.data()));
+      auto old = pattern(0, 4, g_.block_size, 1);
+      const bool old_head = std::memcmp(got.data(), old.data(), 2 * g_.block_size) == 0;
+      const bool new_head = std::memcmp(got.data(), fresh.data(), 2 * g_.block_size) == 0;
+      EXPECT_TRUE(old_head || new_head) << "a whole write survives or none of it";
+      EXPECT_EQ(0, std::memcmp(got.data() + 2 * g_.block_size, old.data() + 2 * g_.block_size, 2 * g_.block_size)) << "the rest is the old data";
+      outcomes.insert(100 + (new_head ? 1 : 0));
+      ASSERT_OK(dev_->manage_zone(ZoneAction::kReset, 0));
+    }
+    auto old = pattern(0, 4, g_.block_size, 1);
+    ASSERT_OK(SyncDevice(*dev_).write(0, 4, old.data()));
+    ASSERT_OK(dev_->manage_zone(ZoneAction::kFinish, 0));
+    ASSERT_OK(flush());
+  }
+  EXPECT_TRUE(outcomes.count(100) || outcomes.count(101)) << "some resets were lost";
+  EXPECT_TRUE(std::any_of(outcomes.begin(), outcomes.end(), [](std::uint64_t o) { return o < 100; })) << "and some kept";
 }
 
 TEST_F(FaultyDeviceTest, InFlightWritesAtPowerLossFailUnacknowledged) {

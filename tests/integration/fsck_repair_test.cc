@@ -114,6 +114,7 @@ TEST(FsckRepair, SupersededExtentsIntoAResetZoneAreNotErrors) {
     auto zone = d->report_zones(v.sb.data_zones.first, 1);
     ASSERT_TRUE(zone.ok());
     if ((*zone)[0].write_pointer != (*zone)[0].start) ASSERT_OK(d->manage_zone(ZoneAction::kReset, v.sb.data_zones.first));
+    ASSERT_OK(SyncDevice(*d).flush());  // a reset is durable at the next flush
   }
   auto report = v.check(false, false);
   EXPECT_EQ(report.exit_code(), 0) << fsck::to_text(report, true);
@@ -137,6 +138,7 @@ TEST(FsckRepair, ExtentsIntoAResetZoneAreDropped) {
   {  // The second zone loses its data behind the store's back.
     auto d = v.device();
     ASSERT_OK(d->manage_zone(ZoneAction::kReset, v.sb.data_zones.first + 1));
+    ASSERT_OK(SyncDevice(*d).flush());  // a reset is durable at the next flush
   }
   auto before = v.check(false, false);
   EXPECT_EQ(before.exit_code(), 4) << fsck::to_text(before, true);

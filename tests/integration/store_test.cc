@@ -318,6 +318,46 @@ TEST(Store, DeletingANamespaceFreesItsZones) {
   EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](auto c) { return c == 0; }));
 }
 
+// A client that rewrites its namespace again and again without a flush empties zones that
+// hold only what it wrote since the last commit: they are reset at once, their pending
+// records dropped, with no commit (a device flush) for each; after a crash every block reads
+// its flushed content or a later one, never garbage, and fsck is clean.
+TEST(Store, AStreamWithoutFlushesResetsTheZonesItEmptiesWithoutACommit) {
+  auto dev = test::formatted_memory_device(40);
+  std::uint32_t id = 0;
+  constexpr std::uint64_t kBytes = 3 << 20;  // four zones of 768 KiB
+  constexpr std::uint64_t kPasses = 16;
+  {
+    auto st = test::open_store(*dev);
+    id = st->create_namespace("stream", kBytes)->id;
+    ASSERT_OK(st->write(id, 0, bytes_of(1000, kBytes)));
+    ASSERT_OK(st->flush());
+    const StoreStats before = st->stats();
+    // 16 passes of 4 zones each through a volume of 33 data zones: zones must be reused.
+    for (std::uint64_t pass = 1; pass <= kPasses; ++pass)
+      for (std::uint64_t at = 0; at < kBytes; at += 256 << 10) ASSERT_OK(st->write(id, at, bytes_of(1000 + pass * 100 + at / (256 << 10), 256 << 10)));
+    const StoreStats after = st->stats();
+    EXPECT_GE(after.zones_reset - before.zones_reset, 4 * (kPasses - 1)) << "each pass emptied the zones of the pass before";
+    EXPECT_LE(after.flushes - before.flushes, 1u) << "one commit at most, for the zones of the flushed data";
+    EXPECT_EQ(after.cleaner_bytes_written, before.cleaner_bytes_written) << "nothing copied";
+  }  // a crash
+  auto st = test::open_store(*dev);
+  const auto flushed = bytes_of(1000, kBytes);
+  std::vector<std::uint8_t> got(256 << 10);
+  for (std::uint64_t at = 0; at < kBytes; at += 256 << 10) {
+    ASSERT_OK(st->read(id, at, got));
+    for (std::size_t b = 0; b < got.size(); b += 4096) {  // block by block: old or new
+      auto block = [&](const std::vector<std::uint8_t>& v, std::size_t from) { return std::equal(got.begin() + b, got.begin() + b + 4096, v.begin() + from); };
+      bool known = block(flushed, at + b);
+      for (std::uint64_t pass = 1; pass <= kPasses && !known; ++pass) known = block(bytes_of(1000 + pass * 100 + at / (256 << 10), 256 << 10), b);
+      EXPECT_TRUE(known) << "block " << (at + b) / 4096 << " holds neither the flushed data nor a later write";
+    }
+  }
+  st.reset();
+  auto report = fsck::check_volume(*dev, {false, true, nullptr});
+  EXPECT_EQ(report.exit_code(), 0) << fsck::to_text(report, true);
+}
+
 // Two namespaces written in turns keep their data in separate zones: deleting one gives back
 // every zone it held, by reset, with nothing copied, and the other keeps all of its data.
 TEST(Store, InterleavedNamespacesKeepSeparateZonesSoDeleteCopiesNothing) {

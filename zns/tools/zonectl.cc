@@ -147,6 +147,9 @@ int main(int argc, char** argv) {
   for (std::size_t i = 0; i < actions.size(); ++i) {
     if (!actions[i]->parsed()) continue;
     Status s = all ? dev.manage_all_zones(action_kinds[i]) : dev.manage_zone(action_kinds[i], zone);
+    // A command's effect outlives it, as a write's does: a reset of the emulated device is
+    // durable at the next flush.
+    if (s.ok()) s = sync.flush();
     return s.ok() ? 0 : fail(s);
   }
   if (write->parsed() || append->parsed()) {
