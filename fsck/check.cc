@@ -189,13 +189,14 @@ class Checker {
     auto used = write_checkpoint_beside(dev_, sb_, r_.checkpoint_seq + 1, pack_checkpoint(content, static_cast<std::uint32_t>(per), CheckpointLayout::of(sb_)), commit,
                                         checkpoint_->commit.zones);
     if (!used.ok()) return used.status();
-    // The new checkpoint is durable: the old journal is obsolete.
+    // The new checkpoint is durable: the old journal is obsolete. Its zones are reset, and a
+    // flush makes the resets last.
     for (std::uint32_t z = sb_.journal_zones.first; z < sb_.journal_zones.end(); ++z) {
       if (z == *restart) continue;
       auto written = io.written(z);
       if (written.ok() && *written > 0) NYADS_RETURN_IF_ERROR(dev_.manage_zone(ZoneAction::kReset, z));
     }
-    return Status::Ok();
+    return io.flush();
   }
 
   Status rewrite_superblock(std::uint32_t zone) {
@@ -549,6 +550,11 @@ class Checker {
     if (scan.torn_tail)
       add(Severity::kWarning, "journal", scan.end.zone, meta_offset(scan.end.index), *scan.torn_tail + ": an interrupted commit; recovery ignores it",
           "a complete journal block, or none");
+    if (scan.stale_zone)
+      add(Severity::kWarning, "journal", scan.end.zone, meta_offset(scan.end.index),
+          "a block of an older pass of the journal ring where sequence " + n(scan.end.seq) + " was expected (a zone reset lost with the power); "
+          "recovery ends the journal here and clears the zone",
+          "the journal's next block, or none");
     if (scan.corruption)
       rebuilds(error("journal", scan.end.zone, meta_offset(scan.end.index), *scan.corruption, "journal block sequence " + n(scan.end.seq)),
                "the journal is kept up to the damaged block; what was journaled after it is lost (writes after the last good block "

@@ -85,7 +85,8 @@ class Emulated final : public EmulatedDevice {
 
   ~Emulated() override {
     if (ring_) {
-      settle();
+      // Writeback kicks too: one still running would hold the file (and its lock) past us.
+      while (!pending_.empty() || kicks_in_flight_ > 0) collect(true);
       io_uring_queue_exit(&*ring_);
     }
     if (fd_ >= 0) ::close(fd_);
@@ -247,8 +248,8 @@ class Emulated final : public EmulatedDevice {
     pending_.emplace(id, std::move(io));
     ++unsubmitted_;
     if (kick_) {
-      // Writeback started from a worker of the ring, not this thread: it costs the caller
-      // nothing to wait for (its completion, id 0, is dropped).
+      // Writeback started from a worker of the ring, not this thread: nothing waits for it but
+      // closing the device, so it never outlives it.
       kick_ = false;
       io_uring_sqe* k = io_uring_get_sqe(&*ring_);
       if (k == nullptr) {
@@ -257,8 +258,9 @@ class Emulated final : public EmulatedDevice {
       }
       if (k != nullptr) {
         io_uring_prep_sync_file_range(k, fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
-        io_uring_sqe_set_data(k, nullptr);
+        io_uring_sqe_set_data(k, reinterpret_cast<void*>(static_cast<std::uintptr_t>(kKickId)));
         ++unsubmitted_;
+        ++kicks_in_flight_;
       }
     }
     return Status::Ok();
@@ -266,7 +268,7 @@ class Emulated final : public EmulatedDevice {
 
   // Moves finished ring I/O to done_; with wait, waits for at least one.
   void collect(bool wait) {
-    if (!ring_ || pending_.empty()) return;
+    if (!ring_ || (pending_.empty() && kicks_in_flight_ == 0)) return;
     if (unsubmitted_ > 0) {
       io_uring_submit(&*ring_);
       unsubmitted_ = 0;
@@ -281,6 +283,10 @@ class Emulated final : public EmulatedDevice {
       const std::uint64_t id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(io_uring_cqe_get_data(cqe)));
       const int res = cqe->res;
       io_uring_cqe_seen(&*ring_, cqe);
+      if (id == kKickId) {
+        --kicks_in_flight_;
+        continue;
+      }
       auto it = pending_.find(id);
       if (it == pending_.end()) continue;
       FileIo& io = it->second;
@@ -397,6 +403,8 @@ class Emulated final : public EmulatedDevice {
   std::uint32_t unsubmitted_ = 0;
   std::uint64_t unkicked_bytes_ = 0;  // written since writeback was last started
   bool kick_ = false;                 // start writeback with the next submission
+  std::uint32_t kicks_in_flight_ = 0;
+  static constexpr std::uint64_t kKickId = UINT64_MAX;  // a kick's completion, not a request's
 };
 
 Status lock_file(int fd, bool read_only, const std::string& path) {

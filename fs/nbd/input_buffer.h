@@ -31,7 +31,8 @@ class InputBuffer {
         // Room for several messages of this size: what is left of the last one in a turn is
         // moved to the front once every few of them, not every turn (under 1 MiB writes a
         // buffer sized for one moved half of all bytes received: 8% of the daemon's time).
-        const std::size_t grown = std::max({capacity_ * 2, held + want, 4 * want});
+        // (Four of them up to 16 MiB: a client of 32 MiB writes does not get 128 MiB.)
+        const std::size_t grown = std::max({capacity_ * 2, held + want, std::min<std::size_t>(4 * want, 16 << 20)});
         auto bigger = std::make_unique_for_overwrite<std::uint8_t[]>(grown);
         if (held) std::memcpy(bigger.get(), data_.get() + begin_, held);
         data_ = std::move(bigger);

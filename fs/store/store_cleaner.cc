@@ -72,6 +72,10 @@ Status Store::Impl::start_job() {
   DataZone* victim = pick_victim();
   if (victim == nullptr) return Status(Code::kNotFound, "no zone is worth cleaning");
   job = CleanJob{static_cast<std::uint32_t>(victim - zones.data()), 0, victim->valid};
+  // Its blocks leave as moved records, which keep the checksums of the records that put them
+  // there: those must not be dropped, so the zone is reset only after a commit, like one a
+  // durable record names (and clean_slice commits when the zone is done anyway).
+  victim->referenced = true;
   live_estimate = 0;  // N afresh for the ages of what it copies (trims and deletes move it too)
   return Status::Ok();
 }

@@ -163,6 +163,7 @@ struct Store::Impl {
   Status reset_unreferenced();
   // Journal.
   JournalPosition head;  // where the next journal block goes
+  std::uint32_t journal_start_zone = 0;  // where the newest checkpoint's replay starts
   std::vector<fmt::JournalRecord> pending;
   std::size_t pending_bytes = 0;  // their size in the journal
   // A client that never flushes would make `pending` grow with every write it sends (about

@@ -14,14 +14,15 @@ Status Store::Impl::commit() {
     data_unflushed = false;
   }
   if (!pending.empty()) {
+    // From now on durable records may point into any zone written so far (even if the write
+    // fails: some of its blocks may have reached the device).
+    for (auto& z : zones)
+      if (z.wp != z.start) z.referenced = true;
     Status written = write_journal(io);
     if (!written.ok()) {
       journal_failure = written.with_context("the journal lost records (no further commit until the volume is opened again)");
       return journal_failure;
     }
-    // Durable records may point into any zone written so far.
-    for (auto& z : zones)
-      if (z.wp != z.start) z.referenced = true;
   }
   ++stats.flushes;
   // The records that emptied these zones are durable now: reset them. (Not before the maps
@@ -85,7 +86,14 @@ Status Store::Impl::next_journal_zone() {
   MetaIo io(*dev);
   auto written = io.written(next);
   if (!written.ok()) return written.status();
-  if (*written != 0) return IoError("journal zone " + n(next) + " is not empty: the journal ring is full");
+  if (*written != 0) {
+    // The live journal runs from where the newest checkpoint's replay starts to the head; a
+    // zone outside it holds an older pass of the ring (its reset after a checkpoint was lost
+    // with the power before a flush): reset it. Only the zone replay starts in means the ring
+    // is full.
+    if (next == journal_start_zone) return IoError("journal zone " + n(next) + " is not empty: the journal ring is full");
+    NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kReset, next));
+  }
   head = {next, 0, head.seq};
   return Status::Ok();
 }
@@ -158,13 +166,19 @@ Status Store::Impl::write_new_checkpoint() {
   last_checkpoint_blocks = bodies.size() + 1;
   journal_blocks_since_checkpoint = 0;
   last_checkpoint_time = std::chrono::steady_clock::now();
-  // The journal before the new replay start is obsolete: reset its other zones.
+  // The journal before the new replay start is obsolete: reset its other zones, and flush, so
+  // the resets last (a device may keep a reset only once a flush follows it).
+  journal_start_zone = head.zone;
+  bool reset = false;
   for (std::uint32_t z = sb.journal_zones.first; z < sb.journal_zones.end(); ++z) {
     if (z == head.zone) continue;
     auto w = io.written(z);
-    if (w.ok() && *w > 0) NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kReset, z));
+    if (w.ok() && *w > 0) {
+      NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kReset, z));
+      reset = true;
+    }
   }
-  return Status::Ok();
+  return reset ? io.flush() : Status::Ok();
 }
 
 }  // namespace nyads

@@ -50,6 +50,7 @@ Status Store::Impl::recover() {
   }
   const LoadedCheckpoint& cp = *search.newest;
   checkpoint_seq = cp.seq;
+  journal_start_zone = cp.commit.journal_zone;
   newest_checkpoint_zones = cp.commit.zones;
   next_ns_id = cp.commit.next_ns_id;
   zones.resize(sb.data_zones.count);
@@ -109,7 +110,9 @@ Status Store::Impl::recover() {
   // recovery proper).
   if (maps_complete()) decide_shared_stream_cap();
   else shared_stream_cap = 2;  // until the maps are whole (count_zones_from_maps decides)
-  if (scan.torn_tail) return checkpoint();
+  // (Likewise after blocks of an older pass of the ring, left by a reset the power lost: the
+  // zone must be reset before the journal can go on, and replay must never read it again.)
+  if (scan.torn_tail || scan.stale_zone) return checkpoint();
   if (scan.blocks >= options.checkpoint_after_journal_blocks / 4) last_checkpoint_time -= std::chrono::seconds(options.checkpoint_interval_seconds);
   return Status::Ok();
 }

@@ -29,6 +29,15 @@ JournalScan scan_journal(ZonedDevice& device, const fmt::Superblock& sb, Journal
         const std::string where = "journal zone " + std::to_string(pos.zone) + " block " + std::to_string(pos.index);
         auto b = fmt::decode_journal_block(buf.span().subspan(std::size_t{i} * fmt::kMetaBlockSize, fmt::kMetaBlockSize), sb.seed(), where);
         Status problem = b.ok() ? Status::Ok() : b.status();
+        // A valid block of an older pass of the ring where the next was expected: the zone's
+        // reset was lost with the power before a flush (and of the blocks written after it, only
+        // those before this one, if any, reached the device). Nothing later was flushed: the
+        // journal ends here.
+        if (b.ok() && b->seq < pos.seq) {
+          scan.stale_zone = true;
+          scan.end = pos;
+          return scan;
+        }
         if (b.ok() && b->seq != pos.seq)
           problem = Corruption(where + ": sequence " + std::to_string(b->seq) + ", expected " + std::to_string(pos.seq));
         if (!problem.ok()) {

@@ -150,6 +150,7 @@ struct JournalScan {
   JournalPosition end;              // where the next block goes
   std::uint64_t blocks = 0;         // valid blocks visited
   std::optional<std::string> torn_tail;   // the last written block is damaged: an interrupted commit
+  bool stale_zone = false;  // the journal ends at a block of an older pass of the ring (a lost reset)
   std::optional<std::string> corruption;  // a damaged block with written blocks after it
 };
 JournalScan scan_journal(ZonedDevice& device, const format::Superblock& sb, JournalPosition start,
