@@ -145,7 +145,9 @@ Status FaultyDevice::restore_before_reset(std::uint32_t zone, std::uint64_t new_
 
 Status FaultyDevice::manage_zone(ZoneAction action, std::uint32_t zone) {
   NYADS_RETURN_IF_ERROR(power_status());
-  if (action == ZoneAction::kReset) NYADS_RETURN_IF_ERROR(keep_before_reset(zone));
+  // A zone beyond the device is the inner device's error to report; nothing to keep of it.
+  const bool on_device = zone < inner_->geometry().zone_count;
+  if (action == ZoneAction::kReset && on_device) NYADS_RETURN_IF_ERROR(keep_before_reset(zone));
   NYADS_RETURN_IF_ERROR(inner_->manage_zone(action, zone));
   record({kind_of(action), zone, inner_->geometry().zone_start(zone), 0});
   return Status::Ok();
