@@ -1,6 +1,8 @@
 // The superblock: round trip, golden bytes, and every validation rule with its message.
 #include <xxhash.h>
 
+#include <random>
+
 #include "format_samples.h"
 #include "nyads/byte_order.h"
 #include "test_util.h"
@@ -196,6 +198,21 @@ TEST(DataChecksum, DependsOnSeedAddressAndContent) {
   EXPECT_NE(c, data_checksum(seed, 1, 11, block));      // another address
   block[100] ^= 1;
   EXPECT_NE(c, data_checksum(seed, 1, 10, block));
+}
+
+// data_checksum takes the library's fastest XXH3 for this CPU; the format (§2.7) is XXH3
+// itself, so it must agree with the portable path bit for bit.
+TEST(DataChecksum, IsTheLow32BitsOfSeededXxh3) {
+  std::mt19937_64 rng(7);
+  const std::uint64_t seed = test::sample_superblock().seed();
+  for (std::size_t size : {512u, 4096u}) {
+    std::vector<std::uint8_t> block(size);
+    for (auto& b : block) b = static_cast<std::uint8_t>(rng());
+    const std::uint32_t ns = 3;
+    const std::uint64_t vblock = rng() >> 12;
+    const std::uint64_t s = seed ^ (std::uint64_t{ns} * 0x9E3779B185EBCA87ull) ^ (vblock * 0xC2B2AE3D27D4EB4Full);
+    EXPECT_EQ(data_checksum(seed, ns, vblock, block), static_cast<std::uint32_t>(XXH3_64bits_withSeed(block.data(), block.size(), s))) << size;
+  }
 }
 
 }  // namespace
