@@ -425,7 +425,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     auto stop_deadline = std::chrono::steady_clock::now();
     for (;;) {
       epoll_event events[64];
-      const int timeout = has_unparsed_work() ? 0 : idle_ms;
+      const bool busy = has_unparsed_work();
+      const int timeout = busy ? 0 : idle_ms;
       const int got = ::epoll_wait(epoll_, events, 64, timeout);
       if (got < 0 && errno != EINTR) return ErrnoStatus(errno, "epoll_wait");
       bool stop = false;
@@ -476,7 +477,9 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
       }
       // The store's idle work, only when the loop slept its full timeout: under load,
       // checkpoints come by journal size and cleaning by slices, so clients never wait for it.
-      if (got == 0) {
+      // Not after a poll that did not wait (input left over by a turn's limits): that ran a
+      // commit, with its fdatasync, every turn while a client kept more than a turn queued.
+      if (got == 0 && !busy) {
         auto wait = store_->idle_work();
         if (!wait.ok()) return wait.status();
         idle_ms = static_cast<int>(std::min<std::uint32_t>(*wait, 30000));

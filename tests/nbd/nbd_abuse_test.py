@@ -194,6 +194,28 @@ def build_checks(d):
         st["baseline_fds"] = d.open_fds()
         sample_rss()
 
+    # ----- turns ---------------------------------------------------------------------------
+    def pipelined_turns():
+        # A turn takes at most 256 requests; the rest wait, already received, for the next
+        # turns, which run at once. Those are not idle moments: the store's idle work (a
+        # commit, with a device flush) must not run between them. (It did, after every such
+        # turn: a client that kept more than a turn queued paid an fdatasync per turn.)
+        r = fresh().start().go()
+        data = bytes(range(256)) * 16
+        r.send(r.request(CMD_WRITE, 1, 0, len(data)) + data)  # left unflushed: idle work would commit it
+        require(r.simple_reply(1, "the write") == 0, "the write failed")
+        before = int(d.cli_json("stats")["flushes"])
+        count = 1000
+        print(f"    one unflushed write, then {count} 4 KiB READs in one send (four turns of one receive)")
+        r.send(b"".join(r.request(CMD_READ, 100 + i, 0, 4096) for i in range(count)))
+        for i in range(count):
+            require(r.simple_reply(100 + i, f"read {i}") == 0, f"read {i} failed")
+            require(r.recv_exact(4096, f"read {i} data") == data, f"read {i} returned other data")
+        after = int(d.cli_json("stats")["flushes"])
+        print(f"    device flushes while the reads ran: {after - before}")
+        require(after == before, f"the device was flushed {after - before} times between the turns (no client flush)")
+        r.close()
+
     # ----- handshake ---------------------------------------------------------------------
     def bad_client_flags():
         print("    client flags 0xfffffff1 (unknown bits): the spec says the server MUST close")
@@ -541,6 +563,7 @@ def build_checks(d):
         ("transmission: NBD_CMD_DISC => close", disconnect, None),
         ("transmission: unknown command 99 => EINVAL, session continues", unknown_command, None),
         ("transmission: READ beyond the end => EINVAL", read_beyond_end, None),
+        ("1000 pipelined READs: four turns, no commit between them", pipelined_turns, None),
         ("a client stalled mid-request does not stall others", half_request, None),
         ("a client that never reads its replies does not stall others", greedy_reader, None),
         ("200 connections dropped mid-handshake", storm, None),
