@@ -107,9 +107,19 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[1]) == "--open-peak") return open_peak(argv[2]);
   std::string dir = "/var/tmp/nyads-bench";
   std::string sizes = "1,4,16";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::string(argv[i]) == "--dir") dir = argv[i + 1];
-    if (std::string(argv[i]) == "--sizes-gib") sizes = argv[i + 1];
+  const char* usage = "usage: store_bench [--dir DIR] [--sizes-gib 1,4,16]\n";
+  for (int i = 1; i < argc; i += 2) {
+    const std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(usage, stdout);
+      return 0;
+    }
+    if ((a != "--dir" && a != "--sizes-gib") || i + 1 >= argc) {
+      const bool known = a == "--dir" || a == "--sizes-gib";
+      std::fprintf(stderr, "store_bench: %s: %s\n%s", a.c_str(), known ? "needs a value" : "unknown option", usage);
+      return 2;
+    }
+    (a == "--dir" ? dir : sizes) = argv[i + 1];
   }
   std::filesystem::create_directories(dir);
   const std::string path = dir + "/store-bench.img";

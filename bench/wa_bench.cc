@@ -110,13 +110,26 @@ int main(int argc, char** argv) {
   double rounds = 2;
   std::string only;  // one skew, or all
   std::uint32_t journal_zones = 0;  // mkfs's default
-  for (int i = 1; i + 1 < argc; i += 2) {
+  const char* usage = "usage: wa_bench [--zones N] [--zone-mib N] [--rounds R] [--skew uniform|80/20|90/10] [--journal-zones N]\n";
+  for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(usage, stdout);
+      return 0;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "wa_bench: %s: needs a value\n%s", a.c_str(), usage);
+      return 2;
+    }
     if (a == "--zones") zones = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
     else if (a == "--zone-mib") zone_mib = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
     else if (a == "--rounds") rounds = std::atof(argv[i + 1]);
     else if (a == "--skew") only = argv[i + 1];
     else if (a == "--journal-zones") journal_zones = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
+    else {
+      std::fprintf(stderr, "wa_bench: %s: unknown option\n%s", a.c_str(), usage);
+      return 2;
+    }
   }
   std::printf("device: %u zones of %u MiB, 20%% over-provisioning, 4 KiB random overwrite, flush every 32 writes\n", zones, zone_mib);
   std::printf("%-8s %8s %8s %8s %12s %14s %8s %10s %10s %8s %8s\n", "skew", "WA", "data WA", "target", "zones clnd", "meta B/write", "meta %", "writes/s",
