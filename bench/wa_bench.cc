@@ -117,19 +117,16 @@ int main(int argc, char** argv) {
       std::fputs(usage, stdout);
       return 0;
     }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "wa_bench: %s: needs a value\n%s", a.c_str(), usage);
+    const bool known = a == "--zones" || a == "--zone-mib" || a == "--rounds" || a == "--skew" || a == "--journal-zones";
+    if (!known || i + 1 >= argc) {
+      std::fprintf(stderr, "wa_bench: %s: %s\n%s", a.c_str(), known ? "needs a value" : "unknown option", usage);
       return 2;
     }
     if (a == "--zones") zones = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
     else if (a == "--zone-mib") zone_mib = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
     else if (a == "--rounds") rounds = std::atof(argv[i + 1]);
     else if (a == "--skew") only = argv[i + 1];
-    else if (a == "--journal-zones") journal_zones = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
-    else {
-      std::fprintf(stderr, "wa_bench: %s: unknown option\n%s", a.c_str(), usage);
-      return 2;
-    }
+    else journal_zones = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
   }
   std::printf("device: %u zones of %u MiB, 20%% over-provisioning, 4 KiB random overwrite, flush every 32 writes\n", zones, zone_mib);
   std::printf("%-8s %8s %8s %8s %12s %14s %8s %10s %10s %8s %8s\n", "skew", "WA", "data WA", "target", "zones clnd", "meta B/write", "meta %", "writes/s",

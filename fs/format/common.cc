@@ -1,7 +1,7 @@
 // What every structure shares: metadata block checksums, the volume seed, data checksums,
 // UUIDs and namespace names.
 #include <xxhash.h>
-#if defined(__x86_64__)
+#if defined(NYADS_HAVE_XXH_DISPATCH)
 // The same XXH3, through the library's run-time choice of SSE2, AVX2 or AVX-512: data
 // checksums cost as much as receiving the bytes with SSE2 alone (perf, 1 MiB NBD writes).
 #define XXH_DISPATCH_DISABLE_REPLACE
