@@ -1,5 +1,5 @@
 // The emulated backend. Every request runs through ZoneRules (the ZNS state machine), then
-// touches the bytes: a sparse file (holes punched on reset) or memory.
+// touches the bytes: a sparse file or memory.
 //
 // Queue depth (file): a request's zone rules run at submit, in order, as a drive's controller
 // would. A read's bytes then move through io_uring, so many reads are in flight at once (a
@@ -24,7 +24,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <optional>
