@@ -2,13 +2,15 @@
 # Compares NBD servers -- nyads (nyadsd), nbdkit's file plugin, qemu-nbd -- in one run: each
 # exports storage in files on the same disk (--dir), fio's nbd engine drives it over a unix
 # socket, and the report gives IOPS, bandwidth, latency percentiles, ratios, and each server's
-# CPU (idle with one client, and during every job) and memory. See bench/README.md.
+# CPU (idle with one client, and during every job) and memory. Every server is up for the
+# whole run and each job runs on them back to back, in rounds (the order reversed every other
+# round), so that a ratio compares measurements made seconds apart. See bench/README.md.
 set -euo pipefail
 
 usage() {
   cat <<'EOF'
 usage: bench/nbd_bench.sh [--servers nyads,nbdkit,qemu-nbd] [--build DIR] [--dir DIR] [--out DIR]
-                          [--runtime S] [--ramp S] [--size SIZE] [--idle S]
+                          [--runtime S] [--ramp S] [--rounds N] [--size SIZE] [--idle S]
                           [--qemu-aio io_uring|threads]
 
   --servers LIST   servers to run, in this order (default nyads,nbdkit,qemu-nbd); one whose
@@ -19,6 +21,8 @@ usage: bench/nbd_bench.sh [--servers nyads,nbdkit,qemu-nbd] [--build DIR] [--dir
   --out DIR        raw fio JSON, server logs and report.md (default DIR/results)
   --runtime S      measured seconds per job (default 10)
   --ramp S         unmeasured warm-up seconds before each job (default 2)
+  --rounds N       times every job runs on every server, back to back (default 3); the
+                   report gives medians and each round's ratio
   --size SIZE      region the jobs cover, written sequentially first (default 1G, at most 2G)
   --idle S         seconds of idle CPU measurement with one client connected (default 5)
   --qemu-aio MODE  qemu-nbd --aio mode (default io_uring if qemu-nbd has it, else threads)
@@ -36,6 +40,7 @@ out=
 servers=nyads,nbdkit,qemu-nbd
 runtime=10
 ramp=2
+rounds=3
 size=1G
 idle=5
 qemu_aio=
@@ -46,7 +51,7 @@ while [ $# -gt 0 ]; do
   opt=$1
   case ${opt%%=*} in
     -h|--help) usage; exit 0 ;;
-    --servers|--build|--dir|--out|--runtime|--ramp|--size|--idle|--qemu-aio) ;;
+    --servers|--build|--dir|--out|--runtime|--ramp|--rounds|--size|--idle|--qemu-aio) ;;
     *) usage >&2; die "unknown option: $opt" ;;
   esac
   case $opt in
@@ -60,6 +65,7 @@ while [ $# -gt 0 ]; do
     --out) out=$val ;;
     --runtime) runtime=$val ;;
     --ramp) ramp=$val ;;
+    --rounds) rounds=$val ;;
     --size) size=$val ;;
     --idle) idle=$val ;;
     --qemu-aio) qemu_aio=$val ;;
@@ -68,6 +74,7 @@ done
 
 [[ $runtime =~ ^[1-9][0-9]*$ ]] || die "--runtime must be a whole number of seconds >= 1"
 [[ $ramp =~ ^[0-9]+$ ]] || die "--ramp must be a whole number of seconds"
+[[ $rounds =~ ^[1-9][0-9]?$ ]] || die "--rounds must be a whole number from 1 to 99"
 [[ $idle =~ ^[1-9][0-9]*$ ]] || die "--idle must be a whole number of seconds >= 1"
 case $qemu_aio in ''|threads|io_uring|native) ;; *) die "--qemu-aio must be io_uring or threads" ;; esac
 size_bytes=$(numfmt --from=iec "$size" 2>/dev/null) || die "--size: not a size: $size"
@@ -116,9 +123,11 @@ jobs=(
 )
 
 clk_tck=$(getconf CLK_TCK)
-server_pid=
+server_pid=  # the server being started or measured now
 holder_pid=
 fio_pid=
+declare -A pid_of=() uri_of=()  # the servers up, by name
+active=()                      # their names, in --servers order
 scratch=("$dir/nyads.img" "$dir/nbdkit.raw" "$dir/qemu-nbd.raw" "$dir/run" "$dir/sock")
 
 stop_pid() {  # stop_pid PID: TERM, up to 10 s, then KILL; reap it
@@ -132,16 +141,23 @@ stop_pid() {  # stop_pid PID: TERM, up to 10 s, then KILL; reap it
   wait "$pid" 2>/dev/null || true
 }
 
-stop_server() {
+stop_server() {  # the one being started or measured now, and its clients
   if [ -n "$fio_pid" ]; then stop_pid "$fio_pid"; fio_pid=; fi
   if [ -n "$holder_pid" ]; then stop_pid "$holder_pid"; holder_pid=; fi
   if [ -n "$server_pid" ]; then stop_pid "$server_pid"; server_pid=; fi
 }
 
+stop_all() {
+  local s
+  stop_server
+  for s in "${!pid_of[@]}"; do stop_pid "${pid_of[$s]}"; done
+  pid_of=()
+}
+
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  stop_server
+  stop_all
   rm -rf -- "${scratch[@]}"
   if [ "$rc" -ne 0 ]; then
     say "stopped (exit status $rc): servers stopped, scratch files removed; partial results in $out"
@@ -184,11 +200,15 @@ h.opt_abort()' "$sock" 2>/dev/null; then
 srv_out=
 info() { printf '%s=%s\n' "$1" "$2" >>"$srv_out/info.env"; }
 
-fail_server() {  # fail_server NAME MESSAGE: record, say, stop
+fail_server() {  # fail_server NAME MESSAGE: record, say, stop it; the others go on
+  local s a=()
   info status "failed: $2"
   say "$1: FAILED: $2 (log: $srv_out/server.log)"
   tail -n 20 "$srv_out/server.log" >&2 || true
   stop_server
+  for s in "${active[@]}"; do [ "$s" = "$1" ] || a+=("$s"); done
+  active=("${a[@]}")
+  unset "pid_of[$1]" "uri_of[$1]"
 }
 
 # start_SERVER set server_pid, sock, start_cmd, version; if the server is not up, they set
@@ -372,21 +392,36 @@ h.shutdown()' "$uri" "$flag" $((idle + 1)) >>"$srv_out/server.log" 2>&1 &
     return 0
   fi
 
-  for line in "${jobs[@]}"; do
-    read -r name rw bs qd <<<"$line"
-    say "$s: $name (${ramp} s ramp + ${runtime} s)"
-    w0=$EPOCHREALTIME t0=$(cpu_ticks "$server_pid")
-    if ! run_fio "$name" $((runtime + ramp + 60)) --rw="$rw" --bs="$bs" --iodepth="$qd" \
-         --time_based --runtime="$runtime" --ramp_time="$ramp"; then
-      fail_server "$s" "fio job $name failed (see $srv_out/fio.log)"
-      return 0
-    fi
-    w1=$EPOCHREALTIME t1=$(cpu_ticks "$server_pid")
-    info "job.$name.ticks" $((t1 - t0))
-    info "job.$name.wall" "$w0 $w1"
-  done
+  # Up for the rest of the run: the jobs come in rounds over every server.
+  pid_of[$s]=$server_pid
+  uri_of[$s]=$uri
+  active+=("$s")
+  server_pid=
+}
 
-  local rss hwm
+# run_job SERVER ROUND NAME RW BS QD: one measured job on one server that is up.
+run_job() {
+  local s=$1 r=$2 name=$3 rw=$4 bs=$5 qd=$6 uri t0 t1 w0 w1
+  srv_out=$out/$s
+  server_pid=${pid_of[$s]}
+  uri=${uri_of[$s]}
+  say "$s: $name, round $r of $rounds (${ramp} s ramp + ${runtime} s)"
+  w0=$EPOCHREALTIME t0=$(cpu_ticks "$server_pid")
+  if ! run_fio "$name.r$r" $((runtime + ramp + 60)) --rw="$rw" --bs="$bs" --iodepth="$qd" \
+       --time_based --runtime="$runtime" --ramp_time="$ramp"; then
+    fail_server "$s" "fio job $name failed in round $r (see $srv_out/fio.log)"
+    return 0
+  fi
+  w1=$EPOCHREALTIME t1=$(cpu_ticks "$server_pid")
+  info "job.$name.r$r.ticks" $((t1 - t0))
+  info "job.$name.r$r.wall" "$w0 $w1"
+  server_pid=
+}
+
+finish_server() {  # finish_server NAME: its memory after every job, then stop it
+  local s=$1 rss hwm
+  srv_out=$out/$s
+  server_pid=${pid_of[$s]}
   read -r rss hwm < <(awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print r, h }' \
     "/proc/$server_pid/status")
   info rss_kib "$rss"
@@ -394,13 +429,13 @@ h.shutdown()' "$uri" "$flag" $((idle + 1)) >>"$srv_out/server.log" 2>&1 &
   info status ok
   say "$s: done"
   stop_server
-  rm -rf -- "${scratch[@]}"
+  unset "pid_of[$s]" "uri_of[$s]"
 }
 
 # ---- the run -------------------------------------------------------------------------------
 
-per_server=$((${#jobs[@]} * (runtime + ramp) + idle + 15))
-say "servers: ${server_list[*]}; ${#jobs[@]} jobs of ${ramp}+${runtime} s over $size each;" \
+per_server=$((rounds * ${#jobs[@]} * (runtime + ramp + 1) + idle + 15))
+say "servers: ${server_list[*]}; ${#jobs[@]} jobs of ${ramp}+${runtime} s over $size, $rounds rounds;" \
   "about $((per_server * ${#server_list[@]})) s in all; scratch $dir, results $out"
 
 rm -f -- "$out/report.md" "$out/run.env"
@@ -417,11 +452,28 @@ rm -rf -- "${scratch[@]}"
   printf 'dir_fs=%s\n' "$(stat -f -c %T "$dir")"
   printf 'servers=%s\n' "$(IFS=,; echo "${server_list[*]}")"
   printf 'jobs=%s\n' "$(for l in "${jobs[@]}"; do read -r n _ <<<"$l"; printf '%s,' "$n"; done)"
-  printf 'runtime=%s\nramp=%s\nsize=%s\nidle=%s\nclk_tck=%s\n' "$runtime" "$ramp" "$size" "$idle" "$clk_tck"
+  printf 'runtime=%s\nramp=%s\nrounds=%s\nsize=%s\nidle=%s\nclk_tck=%s\n' "$runtime" "$ramp" "$rounds" "$size" "$idle" "$clk_tck"
 } >"$out/run.env"
 
 for s in "${server_list[@]}"; do
   bench_server "$s"
 done
+# Each job on every server back to back; every other round in the reverse order, so that
+# neither server always runs right after the other's writes.
+for ((r = 1; r <= rounds; r++)); do
+  order=("${active[@]}")
+  if ((r % 2 == 0)); then
+    order=()
+    for ((k = ${#active[@]} - 1; k >= 0; k--)); do order+=("${active[k]}"); done
+  fi
+  for line in "${jobs[@]}"; do
+    read -r name rw bs qd <<<"$line"
+    for s in "${order[@]}"; do
+      if [ -n "${pid_of[$s]:-}" ]; then run_job "$s" "$r" "$name" "$rw" "$bs" "$qd"; fi
+    done
+  done
+done
+for s in "${active[@]}"; do finish_server "$s"; done
+rm -rf -- "${scratch[@]}"
 
 /usr/bin/python3 "$script_dir/nbd_bench_report.py" "$out"

@@ -3,11 +3,15 @@
 
 usage: nbd_bench_report.py OUT
 
-Reads OUT/run.env, OUT/<server>/info.env and OUT/<server>/<job>.json (fio's JSON output),
-writes OUT/report.md and prints it. Standard library only.
+Reads OUT/run.env, OUT/<server>/info.env and OUT/<server>/<job>.r<round>.json (fio's JSON
+output; <job>.json from a run before rounds), writes OUT/report.md and prints it. A server's
+figure for a job is the median of its rounds (latencies: those of its median round); a ratio
+is the median of the rounds' ratios, each between runs made back to back. Standard library
+only.
 """
 import json
 import os
+import statistics
 import sys
 
 JOB_TITLES = {
@@ -87,10 +91,24 @@ def f_num(v):
     return f"{v:.1f}" if v < 1000 else f"{v:,.0f}"
 
 
-def f_ratio(a, b):
-    if a is None or b is None or b == 0:
+def median_round(rounds):
+    """The round whose IOPS is the median of those that ran (the lower middle of an even count)."""
+    ok = sorted((r for r in rounds if r), key=lambda r: r["iops"])
+    return ok[(len(ok) - 1) // 2] if ok else None
+
+
+def round_ratios(a_rounds, b_rounds, key="iops"):
+    return [a[key] / b[key] for a, b in zip(a_rounds, b_rounds) if a and b and b[key]]
+
+
+def f_ratios(ratios):
+    """Median of the rounds' ratios, and their range when there are several."""
+    if not ratios:
         return "—"
-    return f"{a / b:.2f}×"
+    med = statistics.median(ratios)
+    if len(ratios) == 1:
+        return f"{med:.2f}×"
+    return f"{med:.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
 
 
 def main():
@@ -103,9 +121,22 @@ def main():
     servers = [s for s in run.get("servers", "").split(",") if s]
     jobs = [j for j in run.get("jobs", "").split(",") if j]
     clk_tck = int(run.get("clk_tck", "100"))
+    nrounds = int(run.get("rounds", "0") or "0")
     info = {s: read_env(os.path.join(out, s, "info.env")) for s in servers}
-    res = {s: {j: load_fio(os.path.join(out, s, j + ".json")) for j in jobs + ["precondition"]}
-           for s in servers}
+
+    def job_rounds(s, j):
+        if nrounds == 0:  # a run from before rounds: one, without a suffix
+            return [load_fio(os.path.join(out, s, j + ".json"))]
+        return [load_fio(os.path.join(out, s, f"{j}.r{r}.json")) for r in range(1, nrounds + 1)]
+
+    def job_cpu(s, j, r):  # r counts from 1; 0 is a run from before rounds
+        key = f"job.{j}.r{r}" if r else f"job.{j}"
+        return cpu_pct(info[s].get(key + ".ticks"), info[s].get(key + ".wall"), clk_tck)
+
+    rounds = {s: {j: job_rounds(s, j) for j in jobs} for s in servers}
+    res = {s: {j: median_round(rounds[s][j]) for j in jobs} for s in servers}
+    for s in servers:
+        res[s]["precondition"] = load_fio(os.path.join(out, s, "precondition.json"))
     ran = [s for s in servers if any(res[s][j] for j in jobs)]
 
     L = []
@@ -123,6 +154,13 @@ def main():
         "MB/s is 10^6 bytes/s; latencies are fio's completion latency (clat) in µs. "
         "Server CPU is the server process's user+system time (all threads) over the job's wall "
         "time (ramp included), in % of one CPU; the fio client runs on the same CPUs.")
+    if nrounds:
+        L.append("")
+        L.append(
+            f"Every server was up for the whole run, and each job ran on them back to back, "
+            f"{nrounds} round{'s' if nrounds > 1 else ''} (every other round in the reverse "
+            "order). A server's figures are those of its median round (by IOPS); a ratio is the "
+            "median of the rounds' ratios, with their range in brackets.")
     L.append("")
 
     L.append("## Servers")
@@ -161,8 +199,7 @@ def main():
         row = [JOB_TITLES.get(j, j)]
         row += [f_int(res[s][j]["iops"]) if res[s][j] else "—" for s in ran]
         for p in peers if ratio_cols else []:
-            a, b = res["nyads"][j], res[p][j]
-            row.append(f_ratio(a and a["iops"], b and b["iops"]))
+            row.append(f_ratios(round_ratios(rounds["nyads"][j], rounds[p][j])))
         L.append("| " + " | ".join(row) + " |")
     L.append("")
 
@@ -176,14 +213,19 @@ def main():
             if not r:
                 L.append(f"| {s} | — | — | — | — | — | — |")
                 continue
-            cpu = cpu_pct(info[s].get(f"job.{j}.ticks"), info[s].get(f"job.{j}.wall"), clk_tck)
+            cpus = [c for c in (job_cpu(s, j, k + 1 if nrounds else 0) for k, x in enumerate(rounds[s][j]) if x)
+                    if c is not None]
+            cpu = statistics.median(cpus) if cpus else None
             err = f" (fio error {r['error']})" if r["error"] else ""
             L.append(f"| {s}{err} | {f_int(r['iops'])} | {f_num(r['bw'] / 1e6)} | {f_num(r['p50'])} | "
                      f"{f_num(r['p99'])} | {f_num(r['p999'])} | {f_num(cpu)} |")
         for p in peers if ratio_cols else []:
-            a, b = res["nyads"][j], res[p][j]
-            L.append(f"| **nyads / {p}** | {f_ratio(a and a['iops'], b and b['iops'])} | "
-                     f"{f_ratio(a and a['bw'], b and b['bw'])} | | | | |")
+            L.append(f"| **nyads / {p}** | {f_ratios(round_ratios(rounds['nyads'][j], rounds[p][j]))} | "
+                     f"{f_ratios(round_ratios(rounds['nyads'][j], rounds[p][j], 'bw'))} | | | | |")
+        if nrounds > 1:
+            L.append("")
+            L.append("IOPS by round: " + "; ".join(
+                f"{s} " + ", ".join(f_int(x["iops"]) if x else "—" for x in rounds[s][j]) for s in ran) + ".")
         L.append("")
 
     L.append("## Resources")
