@@ -33,6 +33,7 @@ REP_ACK, REP_SERVER, REP_INFO, REP_META_CONTEXT = 1, 2, 3, 4
 REP_ERR_UNSUP, REP_ERR_POLICY, REP_ERR_INVALID, REP_ERR_UNKNOWN = (1 << 31) + 1, (1 << 31) + 2, (1 << 31) + 3, (1 << 31) + 6
 INFO_EXPORT = 0
 CMD_READ, CMD_WRITE, CMD_DISC, CMD_FLUSH = 0, 1, 2, 3
+CMD_FLAG_FUA = 1
 REPLY_FLAG_DONE = 1
 REPLY_TYPE_OFFSET_DATA, REPLY_TYPE_ERROR = 1, (1 << 15) + 1
 NBD_EINVAL = 22
@@ -219,6 +220,48 @@ def build_checks(d):
         r.send(r.request(CMD_READ, 5000, 7 * size, size))
         require(r.simple_reply(5000, "read back") == 0 and r.recv_exact(size, "read back data") == data[7], "read back differs")
         r.close()
+
+    def writes_before_the_commit():
+        # A turn runs what needs no commit first and answers it, then flushes and FUA writes
+        # with the commit: plain writes sent with a flush do not wait for the device flush.
+        # Sent in one send, so one turn takes them all: WRITE 1, FLUSH 2, WRITE 3, WRITE 4
+        # with FUA, WRITE 5. Replies: 1, 3, 5 (in order), then 2 and 4; the flush made every
+        # write durable (the device was flushed), and all read back.
+        r = fresh().start().go()
+        size = 4096
+        data = {c: bytes([c]) * size for c in (1, 3, 4, 5)}
+        before = int(d.cli_json("stats")["flushes"])
+        print("    WRITE 1, FLUSH 2, WRITE 3, WRITE 4 (FUA), WRITE 5 in one send")
+        r.send(r.request(CMD_WRITE, 1, 0, size) + data[1] + r.request(CMD_FLUSH, 2, 0, 0) +
+               r.request(CMD_WRITE, 3, size, size) + data[3] +
+               r.request(CMD_WRITE, 4, 2 * size, size, flags=CMD_FLAG_FUA) + data[4] +
+               r.request(CMD_WRITE, 5, 3 * size, size) + data[5])
+        order = []
+        for i in range(5):
+            magic, err, cookie = struct.unpack(">IIQ", r.recv_exact(16, f"reply {i + 1}"))
+            require(magic == SIMPLE_REPLY_MAGIC and err == 0, f"reply {i + 1}: magic {magic:#x}, error {err}")
+            order.append(cookie)
+        print(f"    replies in the order {order}")
+        require(order == [1, 3, 5, 2, 4], f"replies came as {order}: expected the plain writes (1, 3, 5) "
+                                          "before the flush and the FUA write (2, 4)")
+        flushes = int(d.cli_json("stats")["flushes"]) - before
+        require(flushes >= 1, "the flush did not flush the device")
+        for c in (1, 3, 4, 5):
+            r.send(r.request(CMD_READ, 100 + c, {1: 0, 3: 1, 4: 2, 5: 3}[c] * size, size))
+            require(r.simple_reply(100 + c, f"read of write {c}") == 0 and r.recv_exact(size) == data[c],
+                    f"write {c} does not read back")
+        r.close()
+        # A session ended with requests of both phases in flight: the flush is still answered
+        # (proto.md: the server handles what is outstanding before it closes for DISC).
+        print("    WRITE 6, FLUSH 7, DISC in one send: both answered, then the server closes")
+        r = fresh().start().go()
+        before = int(d.cli_json("stats")["flushes"])
+        r.send(r.request(CMD_WRITE, 6, 4 * size, size) + bytes([6]) * size + r.request(CMD_FLUSH, 7, 0, 0) +
+               r.request(CMD_DISC, 8, 0, 0))
+        require(r.simple_reply(6, "write 6") == 0, "write 6 failed")
+        require(r.simple_reply(7, "flush 7 (sent before DISC)") == 0, "flush 7 failed")
+        r.expect_closed(what="after DISC")
+        require(int(d.cli_json("stats")["flushes"]) > before, "the flush before DISC did not flush the device")
 
     # ----- handshake ---------------------------------------------------------------------
     def bad_client_flags():
@@ -568,6 +611,7 @@ def build_checks(d):
         ("transmission: unknown command 99 => EINVAL, session continues", unknown_command, None),
         ("transmission: READ beyond the end => EINVAL", read_beyond_end, None),
         ("1000 pipelined WRITEs: several turns, no commit between them", pipelined_turns, None),
+        ("writes sent with a flush are answered before its commit", writes_before_the_commit, None),
         ("a client stalled mid-request does not stall others", half_request, None),
         ("a client that never reads its replies does not stall others", greedy_reader, None),
         ("200 connections dropped mid-handshake", storm, None),
