@@ -495,7 +495,9 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
         if (it == connections_.end() || it->second->dead) continue;
         Connection& c = *it->second;
         if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) receive(c);
-        if (!c.dead && (events[i].events & EPOLLOUT)) send(c);
+        // Not closed here while it has requests taken this turn (a session ended by DISC right
+        // after them): the turn answers them first.
+        if (!c.dead && (events[i].events & EPOLLOUT)) send(c, /*may_close=*/c.commands.empty());
       }
       // Connections with parsed-but-untaken input (a previous turn's limit): parse on.
       for (auto& [fd, c] : connections_)
