@@ -374,13 +374,11 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   Status run_phase(bool commit_phase, std::vector<UblkExports::Pending>* kernel, const Status* failed = nullptr) {
     std::vector<StoreRequest> batch;
     std::vector<std::pair<Connection*, std::size_t>> owners;  // (connection, command) per request
-    bool answers = false;  // some NBD command of this phase to answer
     for (auto& [fd, c] : connections_) {
       if (c->dead) continue;
       for (std::size_t i = 0; i < c->commands.size(); ++i) {
         nbd::Command& cmd = c->commands[i];
         if (needs_commit(cmd) != commit_phase) continue;
-        answers = true;
         if (cmd.error != 0 || cmd.type == nbd::kCmdBlockStatus) continue;
         batch.push_back(cmd.store);
         owners.emplace_back(c.get(), i);
@@ -404,21 +402,18 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
       std::size_t next = nbd_count;
       for (const auto& p : *kernel) ublk_->answer(p, p.request.runnable ? batch[next++].result : Status::Ok());
     }
-    if (answers) {
-      for (auto& [fd, c] : connections_) {
-        if (c->commands.empty() || c->dead) continue;
-        bool any = false, other = false;
-        for (auto& cmd : c->commands) {
-          if (needs_commit(cmd) != commit_phase) {
-            other = true;
-            continue;
-          }
-          c->session.reply(cmd, *store_, c->out);
-          any = true;
+    for (auto& [fd, c] : connections_) {
+      if (c->dead) continue;
+      bool any = false, other = false;
+      for (auto& cmd : c->commands) {
+        if (needs_commit(cmd) != commit_phase) {
+          other = true;
+          continue;
         }
-        if (commit_phase) c->commands.clear();  // every one answered now
-        if (any) send(*c, /*may_close=*/commit_phase || !other);
+        c->session.reply(cmd, *store_, c->out);
+        any = true;
       }
+      if (any) send(*c, /*may_close=*/commit_phase || !other);
     }
     return st;
   }
