@@ -307,7 +307,7 @@ run_fio() {
 }
 
 bench_server() {
-  local s=$1 sock='' start_cmd='' version='' why='' uri t0 t1 w0 w1 line name rw bs qd
+  local s=$1 sock='' start_cmd='' version='' why='' uri t0 t1 w0 w1
   srv_out=$out/$s
   rm -rf -- "$srv_out"
   mkdir -p -- "$srv_out"
