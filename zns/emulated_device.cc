@@ -231,6 +231,7 @@ class Emulated final : public EmulatedDevice {
       // for the commits' sake (doc/design.md, "Queue depth on a file"). Best effort: the write
       // has completed whatever becomes of it.
       unkicked_bytes_ += bytes;
+      unflushed_bytes_ += bytes;
       if (unkicked_bytes_ >= (64u << 20)) {
         unkicked_bytes_ = 0;
         start_writeback();
@@ -249,6 +250,15 @@ class Emulated final : public EmulatedDevice {
     io_uring_sqe_set_data(sqe, reinterpret_cast<void*>(static_cast<std::uintptr_t>(id)));
     pending_.emplace(id, std::move(io));
     return Status::Ok();
+  }
+
+  // fdatasync on another thread: the file's dirty pages go to the disk (and the filesystem's
+  // journal commits) while the daemon goes on serving; the commit's own fdatasync after it
+  // then writes only what came meanwhile. Its outcome does not matter: the commit's flush
+  // reports any error.
+  std::function<void()> writeback_job(std::uint64_t min_bytes) override {
+    if (fd_ < 0 || read_only_ || unflushed_bytes_ < min_bytes) return {};
+    return [fd = fd_] { (void)::fdatasync(fd); };
   }
 
   // Starts writeback of the whole file on a worker of the ring (sync_file_range blocks until
@@ -376,6 +386,7 @@ class Emulated final : public EmulatedDevice {
   Status flush_data() {
     if (fd_ < 0 || read_only_) return Status::Ok();
     if (::fdatasync(fd_) != 0) return ErrnoStatus(errno, name_ + ": flush");
+    unflushed_bytes_ = 0;
     if (durable_ == rules_.zones()) return Status::Ok();
     durable_ = rules_.zones();
     return write_table();
@@ -413,6 +424,7 @@ class Emulated final : public EmulatedDevice {
   std::unordered_map<std::uint64_t, FileRead> pending_;
   std::uint64_t next_id_ = 1;
   std::uint64_t unkicked_bytes_ = 0;  // written since writeback was last started
+  std::uint64_t unflushed_bytes_ = 0;  // written since the last flush
   std::uint32_t kicks_in_flight_ = 0;
   static constexpr std::uint64_t kKickId = UINT64_MAX;  // a kick's completion, not a request's
 };

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -117,6 +118,16 @@ class ZonedDevice {
   // passthrough (AlignedBuffer's alignment); 1 for a backend that copies (the emulated one),
   // so a caller may hand it bytes where they lie instead of copying them into place first.
   virtual std::size_t buffer_alignment() const { return 4096; }
+
+  // Work that brings the device's volatile state to stable media (a file's dirty pages), to
+  // run on another thread while this one goes on: a flush soon after has less left to do.
+  // Not a flush: it promises nothing, and the flush that follows is still required. Empty
+  // when the device has no such work, or fewer than min_bytes were written since its last
+  // flush. The caller lets a job finish before it destroys the device.
+  virtual std::function<void()> writeback_job(std::uint64_t min_bytes) {
+    (void)min_bytes;
+    return {};
+  }
 };
 
 struct OpenOptions {

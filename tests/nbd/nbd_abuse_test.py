@@ -262,6 +262,23 @@ def build_checks(d):
         require(r.simple_reply(7, "flush 7 (sent before DISC)") == 0, "flush 7 failed")
         r.expect_closed(what="after DISC")
         require(int(d.cli_json("stats")["flushes"]) > before, "the flush before DISC did not flush the device")
+        # With 8 MiB or more written since the device's last flush, a flush waits for the
+        # writeback thread (the device's dirty data written out beside the loop) and then the
+        # commit; the session's end waits for it too.
+        print("    WRITE 10 (16 MiB), FLUSH 11, DISC: the flush waits for the writeback thread and the commit")
+        r = fresh().start().go()
+        before = int(d.cli_json("status")["writebacks_before_commit"])
+        big = bytes(range(251)) * (16 * MiB // 251) + bytes(16 * MiB % 251)
+        r.send(r.request(CMD_WRITE, 10, 4 * MiB, len(big)) + big + r.request(CMD_FLUSH, 11, 0, 0) + r.request(CMD_DISC, 12, 0, 0))
+        require(r.simple_reply(10, "write 10") == 0, "write 10 failed")
+        require(r.simple_reply(11, "flush 11 (after 16 MiB)") == 0, "flush 11 failed")
+        r.expect_closed(what="after DISC")
+        require(int(d.cli_json("status")["writebacks_before_commit"]) == before + 1,
+                "the flush after 16 MiB did not go through the writeback thread")
+        r = fresh().start().go()
+        r.send(r.request(CMD_READ, 13, 4 * MiB, len(big)))
+        require(r.simple_reply(13, "read 13") == 0 and r.recv_exact(len(big)) == big, "the 16 MiB write does not read back")
+        r.close()
 
     # ----- handshake ---------------------------------------------------------------------
     def bad_client_flags():

@@ -120,17 +120,22 @@ except nbd.Error:
 ' "$(uri scratch)" "$NYADS" "$T/run"
 
 step "kill -9 during flushed writes; restart; every flushed write is intact"
+# A flush every 4 writes (272 KiB: the commit runs at once), and in every other stretch of
+# 400 writes a flush every 200 (13.6 MiB: the writeback thread writes it out first).
 $PY - "$(uri alpha)" > "$T/flushed" 2>/dev/null <<'PYEOF' &
 import nbd, sys
 h = nbd.NBD(); h.connect_uri(sys.argv[1])
 for i in range(100000):
     h.pwrite(bytes([i % 251]) * 65536 + i.to_bytes(8, "little") * 512, (i % 3000) * 69632 % (256 << 20) // 4096 * 4096)
-    if i % 4 == 3:
+    every = 4 if i // 400 % 2 == 0 else 200
+    if i % every == every - 1:
         h.flush(); print(i, flush=True)
 PYEOF
 WRITER=$!
 sleep 3
+writebacks=$(cli --json status | $PY -c 'import json, sys; print(json.load(sys.stdin)["writebacks_before_commit"])')
 kill -9 "$PID"; wait "$PID" 2>/dev/null || true; PID=
+[ "$writebacks" -ge 1 ] || fail "no flush went through the writeback thread before the kill (writebacks_before_commit: $writebacks)"
 wait "$WRITER" 2>/dev/null || true
 LAST=$(tail -1 "$T/flushed")
 [ -n "$LAST" ] && [ "$LAST" -ge 3 ] || fail "the writer flushed nothing before the kill"

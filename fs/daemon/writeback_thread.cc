@@ -1,0 +1,68 @@
+#include "fs/daemon/writeback_thread.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+
+namespace nyads::daemon {
+
+WritebackThread::~WritebackThread() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();  // after the job that runs, if any
+  if (event_fd_ >= 0) ::close(event_fd_);
+}
+
+Status WritebackThread::init() {
+  event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (event_fd_ < 0) return ErrnoStatus(errno, "eventfd");
+  return Status::Ok();
+}
+
+void WritebackThread::start(std::function<void()> job) {
+  {
+    std::lock_guard lock(mutex_);
+    job_ = std::move(job);
+    done_ = false;
+  }
+  busy_ = true;
+  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+  wake_.notify_all();
+}
+
+void WritebackThread::finished() {
+  std::uint64_t count = 0;
+  while (::read(event_fd_, &count, sizeof count) < 0 && errno == EINTR) {
+  }
+  busy_ = false;
+}
+
+void WritebackThread::wait() {
+  std::unique_lock lock(mutex_);
+  wake_.wait(lock, [this] { return done_; });
+}
+
+void WritebackThread::run() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [this] { return stop_ || job_; });
+    if (!job_) return;  // stopping, nothing left to run
+    std::function<void()> job = std::move(job_);
+    job_ = nullptr;
+    lock.unlock();
+    job();
+    lock.lock();
+    done_ = true;
+    const std::uint64_t one = 1;
+    while (::write(event_fd_, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+    wake_.notify_all();
+  }
+}
+
+}  // namespace nyads::daemon
