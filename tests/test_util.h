@@ -86,4 +86,18 @@ class TempDir {
     EXPECT_EQ(_s.code(), (expected_code)) << #expr << " gave " << _s.to_string(); \
   } while (0)
 
+// A test with an emulated device in a file of its own temporary directory.
+class EmulatedFileTest : public ::testing::Test {
+ protected:
+  TempDir dir_;
+  std::string path_ = dir_.file("dev.zns");
+  Geometry g_ = small_config().geometry();
+
+  std::unique_ptr<EmulatedDevice> create() {
+    auto d = EmulatedDevice::create_file(path_, small_config());
+    EXPECT_TRUE(d.ok()) << d.status().to_string();
+    return d.ok() ? std::move(*d) : nullptr;
+  }
+};
+
 }  // namespace nyads::test

@@ -23,9 +23,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <unordered_map>
 
@@ -110,7 +112,7 @@ class Emulated final : public EmulatedDevice {
     ef::encode_zone_table(t, slot.span());
     const std::uint64_t off = layout_.table_offset + (t.generation % 2) * layout_.table_slot_bytes;
     NYADS_RETURN_IF_ERROR(full_pwrite(fd_, slot.data(), slot.size(), off, name_ + ": writing the zone table"));
-    if (::fdatasync(fd_) != 0) return ErrnoStatus(errno, name_ + ": syncing the zone table");
+    NYADS_RETURN_IF_ERROR(sync_file("syncing the zone table"));
     generation_ = t.generation;
     return Status::Ok();
   }
@@ -254,11 +256,13 @@ class Emulated final : public EmulatedDevice {
 
   // fdatasync on another thread: the file's dirty pages go to the disk (and the filesystem's
   // journal commits) while the daemon goes on serving; the commit's own fdatasync after it
-  // then writes only what came meanwhile. Its outcome does not matter: the commit's flush
-  // reports any error.
+  // then writes only what came meanwhile. A failure is kept for the next flush to report: the
+  // kernel reports a failed writeback to one fdatasync only, and that one is the job's.
   std::function<void()> writeback_job(std::uint64_t min_bytes) override {
     if (fd_ < 0 || read_only_ || unflushed_bytes_ < min_bytes) return {};
-    return [fd = fd_] { (void)::fdatasync(fd); };
+    return [fd = fd_, failed = job_errno_] {
+      if (::fdatasync(fd) != 0) failed->store(errno);
+    };
   }
 
   // Starts writeback of the whole file on a worker of the ring (sync_file_range blocks until
@@ -385,11 +389,26 @@ class Emulated final : public EmulatedDevice {
 
   Status flush_data() {
     if (fd_ < 0 || read_only_) return Status::Ok();
-    if (::fdatasync(fd_) != 0) return ErrnoStatus(errno, name_ + ": flush");
+    NYADS_RETURN_IF_ERROR(sync_file("flush"));
     unflushed_bytes_ = 0;
     if (durable_ == rules_.zones()) return Status::Ok();
     durable_ = rules_.zones();
     return write_table();
+  }
+
+  // fdatasync, and whether every writeback of the file since it was opened succeeded. Once one
+  // failed, every later sync fails: the kernel reports a failed writeback once and marks the
+  // pages clean, so a sync that succeeds after it would promise data that may be gone (the
+  // store retries a failed flush, which is right for a device that keeps its writes).
+  Status sync_file(const char* what) {
+    if (sync_failure_.ok()) {
+      int e = ::fdatasync(fd_) != 0 ? errno : 0;
+      if (const int job = job_errno_->exchange(0); e == 0) e = job;
+      if (e != 0)
+        sync_failure_ = ErrnoStatus(e, name_ + ": " + what + ": writing the file back failed; data written since the last good flush may be lost, "
+                                                              "and every later flush fails until the device is opened again");
+    }
+    return sync_failure_;
   }
 
   // A reset is durable at the next flush, as writes are; a finish at once.
@@ -425,6 +444,9 @@ class Emulated final : public EmulatedDevice {
   std::uint64_t next_id_ = 1;
   std::uint64_t unkicked_bytes_ = 0;  // written since writeback was last started
   std::uint64_t unflushed_bytes_ = 0;  // written since the last flush
+  // The errno of a writeback job's failed fdatasync (0: none), shared with the jobs.
+  std::shared_ptr<std::atomic<int>> job_errno_ = std::make_shared<std::atomic<int>>(0);
+  Status sync_failure_;  // a failed sync: every later one fails with it
   std::uint32_t kicks_in_flight_ = 0;
   static constexpr std::uint64_t kKickId = UINT64_MAX;  // a kick's completion, not a request's
 };

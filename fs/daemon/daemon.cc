@@ -462,19 +462,29 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     if (awaiting_commit_.empty() || writeback_.busy()) return Status::Ok();
     auto job = store_->device().writeback_job(kWritebackBeforeCommitBytes);
     if (!job) return finish_commit();
+    if (Status started = writeback_.start(std::move(job)); !started.ok()) {
+      log(started.to_string() + ": committing in the loop");
+      return finish_commit();
+    }
     ++writebacks_;
-    writeback_.start(std::move(job));
     return Status::Ok();
   }
 
   // Commits, and answers every request waiting for a commit: each was received, and its
-  // writes run, before this commit started, so it covers them.
-  Status finish_commit() {
+  // writes run, before this commit started, so it covers them. With `failed` set (the store
+  // failed as a whole: the daemon stops), answers them with it instead, committing nothing:
+  // a commit tried again after a failure must not answer for writes it may not cover.
+  Status finish_commit(const Status* failed = nullptr) {
     if (awaiting_commit_.empty()) return Status::Ok();
     StoreRequest flush = StoreRequest::flush();
-    const auto t0 = std::chrono::steady_clock::now();
-    Status st = store_->execute(std::span(&flush, 1));
-    log_if_slow(t0, awaiting_commit_.size());
+    Status st = Status::Ok();
+    if (failed != nullptr) {
+      flush.result = *failed;
+    } else {
+      const auto t0 = std::chrono::steady_clock::now();
+      st = store_->execute(std::span(&flush, 1));
+      log_if_slow(t0, awaiting_commit_.size());
+    }
     std::vector<AwaitingCommit> answered;
     answered.swap(awaiting_commit_);
     std::vector<Connection*> touched;
@@ -567,6 +577,12 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
         auto it = connections_.find(fd);
         if (it == connections_.end() || it->second->dead) continue;
         Connection& c = *it->second;
+        // A client gone while nothing is read from it (its session ended, or its requests
+        // wait for a commit): epoll reports that whatever it watches, so it goes now.
+        if ((events[i].events & (EPOLLHUP | EPOLLERR)) && !wants_input(c)) {
+          drop(c, c.session.in_transmission() ? "the client hung up" : "the client hung up during the handshake");
+          continue;
+        }
         if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) receive(c);
         // Not closed here while it has requests taken this turn (a session ended by DISC right
         // after them): the turn answers them first.
@@ -692,7 +708,7 @@ Status Daemon::run() {
     d.writeback_.wait();
     d.writeback_.finished();
   }
-  if (Status committed = d.finish_commit(); !committed.ok() && st.ok()) st = committed;
+  if (Status committed = d.finish_commit(st.ok() ? nullptr : &st); !committed.ok() && st.ok()) st = committed;
   for (auto& [fd, c] : d.connections_)
     if (!c->dead) d.send(*c);
   Status closed = d.store_->close();

@@ -5,6 +5,8 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <string>
+#include <system_error>
 
 namespace nyads::daemon {
 
@@ -24,15 +26,22 @@ Status WritebackThread::init() {
   return Status::Ok();
 }
 
-void WritebackThread::start(std::function<void()> job) {
+Status WritebackThread::start(std::function<void()> job) {
+  if (!thread_.joinable()) {
+    try {
+      thread_ = std::thread([this] { run(); });
+    } catch (const std::system_error& e) {
+      return IoError(std::string("starting the writeback thread: ") + e.what());
+    }
+  }
   {
     std::lock_guard lock(mutex_);
     job_ = std::move(job);
     done_ = false;
   }
   busy_ = true;
-  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
   wake_.notify_all();
+  return Status::Ok();
 }
 
 void WritebackThread::finished() {

@@ -26,8 +26,9 @@ class WritebackThread {
 
   // Whether a job was started and finished() has not been called for it since.
   bool busy() const { return busy_; }
-  // Runs the job on the thread. Only when not busy().
-  void start(std::function<void()> job);
+  // Runs the job on the thread. Only when not busy(). Fails only when the thread cannot be
+  // created (then nothing runs, and it is not busy).
+  Status start(std::function<void()> job);
   // After fd() turned readable, or to end a job it waited for: not busy any more.
   void finished();
   // Blocks until the job started last has finished (then call finished()).

@@ -13,17 +13,8 @@ namespace {
 
 using test::pattern;
 
-class EmulatedPersistence : public ::testing::Test {
+class EmulatedPersistence : public test::EmulatedFileTest {
  protected:
-  test::TempDir dir_;
-  std::string path_ = dir_.file("dev.zns");
-  Geometry g_ = test::small_config().geometry();
-
-  std::unique_ptr<EmulatedDevice> create() {
-    auto d = EmulatedDevice::create_file(path_, test::small_config());
-    EXPECT_TRUE(d.ok()) << d.status().to_string();
-    return d.ok() ? std::move(*d) : nullptr;
-  }
   std::unique_ptr<ZonedDevice> reopen() {
     auto d = open_zoned_device(path_);
     EXPECT_TRUE(d.ok()) << d.status().to_string();
