@@ -380,10 +380,11 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   // next commit, which makes everything before it durable; a connection goes on sending and
   // being answered meanwhile. NBD orders nothing among requests in flight, and a flush covers
   // the writes completed before it was sent, so that is allowed; what it buys is that plain
-  // writes and reads do not wait for a commit's device flush (fdatasync on a file: tens to
-  // hundreds of milliseconds under writes), neither on the client that flushes nor on any
-  // other (see start_commit). Requests of the kernel's ublk devices run after, as a second
-  // batch that commits when they ask for it, and are answered at the end of the turn.
+  // writes and reads are not answered after a commit's device flush (fdatasync on a file:
+  // tens to hundreds of milliseconds under writes). The flush itself still holds the loop,
+  // and so every client, unless the writeback thread does most of it (see start_commit).
+  // Requests of the kernel's ublk devices run after, as a second batch that commits when they
+  // ask for it, and are answered at the end of the turn.
   static bool needs_commit(const nbd::Command& cmd) {
     return cmd.error == 0 && cmd.type != nbd::kCmdBlockStatus && (cmd.store.op == StoreRequest::Op::kFlush || cmd.store.fua);
   }
