@@ -404,10 +404,7 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
         owners.emplace_back(c.get(), i);
       }
     }
-    Status st = Status::Ok();
-    const auto t0 = std::chrono::steady_clock::now();
-    if (!batch.empty()) st = store_->execute(batch);
-    log_if_slow(t0, batch.size());
+    Status st = execute(batch, batch.size());
     for (std::size_t i = 0; i < batch.size(); ++i) owners[i].first->commands[owners[i].second].store.result = std::move(batch[i].result);
     for (auto& [fd, c] : connections_) {
       if (c->dead || c->commands.empty()) continue;
@@ -432,21 +429,24 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     for (const auto& p : kernel)
       if (p.request.runnable) batch.push_back(p.request.store);
     Status st = Status::Ok();
-    const auto t0 = std::chrono::steady_clock::now();
     if (failed != nullptr)
       for (auto& r : batch) r.result = *failed;
-    else if (!batch.empty())
-      st = store_->execute(batch);
-    log_if_slow(t0, batch.size());
+    else
+      st = execute(batch, batch.size());
     std::size_t next = 0;
     for (const auto& p : kernel) ublk_->answer(p, p.request.runnable ? batch[next++].result : Status::Ok());
     return st;
   }
 
-  // Clients waited this long: worth a line for whoever watches latency.
-  static void log_if_slow(std::chrono::steady_clock::time_point t0, std::size_t requests) {
+  // Runs a store batch that `waiting` requests' answers wait for, and logs it when it was
+  // slow: clients waited this long, worth a line for whoever watches latency.
+  Status execute(std::span<StoreRequest> batch, std::size_t waiting) {
+    if (batch.empty()) return Status::Ok();
+    const auto t0 = std::chrono::steady_clock::now();
+    Status st = store_->execute(batch);
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
-    if (ms >= 500) log("slow turn: " + n(static_cast<std::uint64_t>(ms)) + " ms for " + n(requests) + " requests (cleaning, a checkpoint or a commit)");
+    if (ms >= 500) log("slow turn: " + n(static_cast<std::uint64_t>(ms)) + " ms for " + n(waiting) + " requests (cleaning, a checkpoint or a commit)");
+    return st;
   }
 
   // Below this much written since the last flush, a commit runs at once, in the loop.
@@ -479,13 +479,10 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     if (awaiting_commit_.empty()) return Status::Ok();
     StoreRequest flush = StoreRequest::flush();
     Status st = Status::Ok();
-    if (failed != nullptr) {
+    if (failed != nullptr)
       flush.result = *failed;
-    } else {
-      const auto t0 = std::chrono::steady_clock::now();
-      st = store_->execute(std::span(&flush, 1));
-      log_if_slow(t0, awaiting_commit_.size());
-    }
+    else
+      st = execute(std::span(&flush, 1), awaiting_commit_.size());
     std::vector<AwaitingCommit> answered;
     answered.swap(awaiting_commit_);
     std::vector<Connection*> touched;
@@ -705,10 +702,7 @@ Status Daemon::run() {
   Status st = d.loop();
   // Whatever ended the loop: answer what is queued (the requests waiting for a commit too),
   // then make everything durable.
-  if (d.writeback_.busy()) {
-    d.writeback_.wait();
-    d.writeback_.finished();
-  }
+  if (d.writeback_.busy()) d.writeback_.wait();
   if (Status committed = d.finish_commit(st.ok() ? nullptr : &st); !committed.ok() && st.ok()) st = committed;
   for (auto& [fd, c] : d.connections_)
     if (!c->dead) d.send(*c);

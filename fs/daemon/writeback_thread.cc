@@ -1,5 +1,6 @@
 #include "fs/daemon/writeback_thread.h"
 
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -37,7 +38,6 @@ Status WritebackThread::start(std::function<void()> job) {
   {
     std::lock_guard lock(mutex_);
     job_ = std::move(job);
-    done_ = false;
   }
   busy_ = true;
   wake_.notify_all();
@@ -52,8 +52,11 @@ void WritebackThread::finished() {
 }
 
 void WritebackThread::wait() {
-  std::unique_lock lock(mutex_);
-  wake_.wait(lock, [this] { return done_; });
+  // The eventfd turns readable when the job is done, as the loop sees it.
+  pollfd ready{event_fd_, POLLIN, 0};
+  while (::poll(&ready, 1, -1) < 0 && errno == EINTR) {
+  }
+  finished();
 }
 
 void WritebackThread::run() {
@@ -65,12 +68,10 @@ void WritebackThread::run() {
     job_ = nullptr;
     lock.unlock();
     job();
-    lock.lock();
-    done_ = true;
     const std::uint64_t one = 1;
     while (::write(event_fd_, &one, sizeof one) < 0 && errno == EINTR) {
     }
-    wake_.notify_all();
+    lock.lock();
   }
 }
 

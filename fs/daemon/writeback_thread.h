@@ -31,7 +31,7 @@ class WritebackThread {
   Status start(std::function<void()> job);
   // After fd() turned readable, or to end a job it waited for: not busy any more.
   void finished();
-  // Blocks until the job started last has finished (then call finished()).
+  // Blocks until the job started last has finished; then not busy any more.
   void wait();
 
  private:
@@ -43,7 +43,6 @@ class WritebackThread {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::function<void()> job_;  // guarded by mutex_: set by start(), cleared by the thread
-  bool done_ = false;          // guarded by mutex_: the job started last has finished
   bool stop_ = false;          // guarded by mutex_
 };
 
