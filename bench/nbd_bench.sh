@@ -113,8 +113,9 @@ exec 9<"$dir"
 flock -n 9 || die "another nbd_bench run holds $dir"
 
 jobs=(
-  # name              rw        bs  qd
+  # name              rw        bs  qd  more fio options
   "randwrite-4k-qd1   randwrite 4k  1"
+  "syncwrite-4k-qd1   randwrite 4k  1   --fsync=1"
   "randwrite-4k-qd32  randwrite 4k  32"
   "randread-4k-qd1    randread  4k  1"
   "randread-4k-qd32   randread  4k  32"
@@ -399,16 +400,16 @@ h.shutdown()' "$uri" "$flag" $((idle + 1)) >>"$srv_out/server.log" 2>&1 &
   server_pid=
 }
 
-# run_job SERVER ROUND NAME RW BS QD: one measured job on one server that is up.
+# run_job SERVER ROUND NAME RW BS QD [FIO-OPTION]: one measured job on one server that is up.
 run_job() {
-  local s=$1 r=$2 name=$3 rw=$4 bs=$5 qd=$6 uri t0 t1 w0 w1
+  local s=$1 r=$2 name=$3 rw=$4 bs=$5 qd=$6 extra=${7:-} uri t0 t1 w0 w1
   srv_out=$out/$s
   server_pid=${pid_of[$s]}
   uri=${uri_of[$s]}
   say "$s: $name, round $r of $rounds (${ramp} s ramp + ${runtime} s)"
   w0=$EPOCHREALTIME t0=$(cpu_ticks "$server_pid")
   if ! run_fio "$name.r$r" $((runtime + ramp + 60)) --rw="$rw" --bs="$bs" --iodepth="$qd" \
-       --time_based --runtime="$runtime" --ramp_time="$ramp"; then
+       --time_based --runtime="$runtime" --ramp_time="$ramp" ${extra:+"$extra"}; then
     fail_server "$s" "fio job $name failed in round $r (see $srv_out/fio.log)"
     return 0
   fi
@@ -467,9 +468,9 @@ for ((r = 1; r <= rounds; r++)); do
     for ((k = ${#active[@]} - 1; k >= 0; k--)); do order+=("${active[k]}"); done
   fi
   for line in "${jobs[@]}"; do
-    read -r name rw bs qd <<<"$line"
+    read -r name rw bs qd extra <<<"$line"
     for s in "${order[@]}"; do
-      if [ -n "${pid_of[$s]:-}" ]; then run_job "$s" "$r" "$name" "$rw" "$bs" "$qd"; fi
+      if [ -n "${pid_of[$s]:-}" ]; then run_job "$s" "$r" "$name" "$rw" "$bs" "$qd" "$extra"; fi
     done
   done
 done

@@ -16,6 +16,7 @@ import sys
 
 JOB_TITLES = {
     "randwrite-4k-qd1": "4 KiB random write, QD1",
+    "syncwrite-4k-qd1": "4 KiB random write, QD1, a flush after each (fio --fsync=1; latency: the flush's)",
     "randwrite-4k-qd32": "4 KiB random write, QD32",
     "randread-4k-qd1": "4 KiB random read, QD1",
     "randread-4k-qd32": "4 KiB random read, QD32",
@@ -53,6 +54,8 @@ def load_fio(path):
     rw = job["job options"].get("rw", "")
     d = job["read"] if "read" in rw else job["write"]
     pct = d.get("clat_ns", {}).get("percentile", {})
+    if "fsync" in job["job options"]:  # a flush job: its latency is the flush's
+        pct = job.get("sync", {}).get("lat_ns", {}).get("percentile", {})
 
     def us(key):
         v = pct.get(key)

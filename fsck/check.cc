@@ -148,6 +148,9 @@ class Checker {
     if (!checkpoint_) return Corruption("no checkpoint to rebuild from");
     const std::uint64_t per = fmt::kStoreBlockSize / g_.block_size;
     MetaIo io(dev_);
+    // What the rebuilt state holds must be durable before a checkpoint names it (the journal's
+    // last commit may have been read back from a drive's volatile cache).
+    NYADS_RETURN_IF_ERROR(io.flush());
     // The journal restarts in a zone outside what the current checkpoint replays, so a crash
     // during the repair leaves the old checkpoint and its journal intact.
     std::set<std::uint32_t> replayed;
@@ -184,7 +187,8 @@ class Checker {
     for (const auto& [id, x] : namespaces_) commit.next_ns_id = std::max(commit.next_ns_id, id + 1);
     commit.journal_zone = *restart;
     commit.journal_block = 0;
-    commit.journal_seq = journal_scan_.end.seq + 1;  // above every sequence number the old journal used
+    // Above every sequence number the old journal used (a dropped commit's blocks included).
+    commit.journal_seq = std::max(journal_scan_.end.seq, journal_scan_.dropped_through_seq + 1) + 1;
     commit.created = static_cast<std::uint64_t>(std::time(nullptr));
     auto used = write_checkpoint_beside(dev_, sb_, r_.checkpoint_seq + 1, pack_checkpoint(content, static_cast<std::uint32_t>(per), CheckpointLayout::of(sb_)), commit,
                                         checkpoint_->commit.zones);

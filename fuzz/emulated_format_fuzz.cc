@@ -19,15 +19,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto twice = decode_header(again);
     if (!twice.ok() || twice->data_offset != header->data_offset) std::abort();
   }
-  // The zone table against a small fixed geometry, from the same bytes.
+  // The zone table against a small fixed geometry, from the same bytes, in either version.
   const EmulatedConfig c = fuzz::emulated_config();
   const Geometry g = c.geometry();
-  auto table = decode_zone_table({data, size}, g);
-  if (table.ok()) {
-    std::vector<std::uint8_t> again(layout_for(c).table_slot_bytes);
-    encode_zone_table(*table, again);
-    auto twice = decode_zone_table(again, g);
-    if (!twice.ok() || twice->zones != table->zones || twice->generation != table->generation) std::abort();
+  for (std::uint32_t version = kOldestVersion; version <= kVersion; ++version) {
+    auto table = decode_zone_table({data, size}, g, version);
+    if (!table.ok()) continue;
+    std::vector<std::uint8_t> again(layout_for(c, version).table_slot_bytes);
+    encode_zone_table(*table, version, again);
+    auto twice = decode_zone_table(again, g, version);
+    if (!twice.ok() || twice->zones != table->zones || twice->generation != table->generation || twice->unsynced != table->unsynced)
+      std::abort();
   }
   return 0;
 }

@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   std::vector<std::uint8_t> h(ef::kHeaderBytes);
   ef::encode_header(ef::layout_for(c), h);
   save(dir / "header-small", h);
+  ef::encode_header(ef::layout_for(c, 1), h);
+  save(dir / "header-small-v1", h);
   ef::encode_header(ef::layout_for(EmulatedConfig{}), h);
   save(dir / "header-default", h);
   ef::ZoneTable t;
@@ -36,8 +38,14 @@ int main(int argc, char** argv) {
   for (std::uint32_t z = 0; z < g.zone_count; ++z) t.zones.push_back({g.zone_start(z), g.zone_start(z), g.zone_capacity, ZoneState::kEmpty});
   t.zones[1] = {g.zone_start(1), g.zone_start(1) + 7, g.zone_capacity, ZoneState::kClosed};
   t.zones[2] = {g.zone_start(2), g.zone_start(2) + g.zone_capacity, g.zone_capacity, ZoneState::kFull};
+  std::vector<std::uint8_t> tb1(ef::layout_for(c, 1).table_slot_bytes);
+  ef::encode_zone_table(t, 1, tb1);
+  save(dir / "table-small-v1", tb1);
+  t.unsynced.resize(g.zone_count);
+  for (std::uint32_t z = 0; z < g.zone_count; ++z) t.unsynced[z].from = t.zones[z].write_pointer - t.zones[z].start;
+  t.unsynced[1] = {3, 0x1234567890abcdefull};  // blocks 3..6 of zone 1 to check
   std::vector<std::uint8_t> tb(ef::layout_for(c).table_slot_bytes);
-  ef::encode_zone_table(t, tb);
+  ef::encode_zone_table(t, ef::kVersion, tb);
   save(dir / "table-small", tb);
 
   // The volume format, sealed with the seeds the fuzz targets use.

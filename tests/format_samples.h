@@ -36,7 +36,8 @@ inline format::JournalBlock sample_journal_block() {
                r::ZoneReset{9},
                r::CheckpointDone{5, 4, 12},
                r::Moved{7, 7 * 16384, {{100, 2}, {300, 1}}},
-               r::NamespaceDelete{7}};
+               r::NamespaceDelete{7},
+               r::UnflushedCommit{40}};
   return b;
 }
 

@@ -69,11 +69,14 @@ std::uint64_t Layout::file_bytes() const {
   return data_offset + config.zone_size_bytes * config.zone_count;
 }
 
-Layout layout_for(const EmulatedConfig& config) {
+std::size_t table_entry_bytes(std::uint32_t version) { return version >= 2 ? 32 : 16; }
+
+Layout layout_for(const EmulatedConfig& config, std::uint32_t version) {
   Layout l;
   l.config = config;
+  l.version = version;
   l.table_offset = kHeaderBytes;
-  l.table_slot_bytes = round_up(kTableHeaderBytes + kTableEntryBytes * config.zone_count, 4096);
+  l.table_slot_bytes = round_up(kTableHeaderBytes + table_entry_bytes(version) * config.zone_count, 4096);
   l.data_offset = round_up(l.table_offset + 2 * l.table_slot_bytes, std::max<std::uint64_t>(config.block_size, 4096));
   return l;
 }
@@ -82,7 +85,7 @@ void encode_header(const Layout& l, std::span<std::uint8_t> out) {
   std::fill(out.begin(), out.end(), 0);
   std::uint8_t* p = out.data();
   std::memcpy(p, kHeaderMagic, 8);
-  put_le32(p + 8, kVersion);
+  put_le32(p + 8, l.version);
   put_le32(p + 12, kHeaderBytes);
   put_le32(p + 16, l.config.block_size);
   put_le32(p + 20, l.config.zone_count);
@@ -107,10 +110,12 @@ Result<Layout> decode_header(std::span<const std::uint8_t> in) {
   const std::uint64_t actual = XXH3_64bits(p, kHeaderChecksumAt);
   if (stored != actual) return Corruption("emulated device header: checksum mismatch");
   const std::uint32_t version = get_le32(p + 8);
-  if (version != kVersion)
-    return NotSupported("emulated device header: version " + u(version) + ", this build reads version " + u(kVersion));
+  if (version < kOldestVersion || version > kVersion)
+    return NotSupported("emulated device header: version " + u(version) + ", this build reads versions " + u(kOldestVersion) + " to " +
+                        u(kVersion));
   if (get_le32(p + 12) != kHeaderBytes) return Corruption("emulated device header: header size " + u(get_le32(p + 12)) + ", expected 4096");
   Layout l;
+  l.version = version;
   EmulatedConfig& c = l.config;
   c.block_size = get_le32(p + 16);
   c.zone_count = get_le32(p + 20);
@@ -132,7 +137,7 @@ Result<Layout> decode_header(std::span<const std::uint8_t> in) {
   c.max_io_bytes = static_cast<std::uint32_t>(io_blocks * c.block_size);
   Status valid = c.validate();
   if (!valid.ok()) return Corruption("emulated device header: " + valid.message());
-  const Layout expected = layout_for(c);
+  const Layout expected = layout_for(c, version);
   l.table_offset = get_le64(p + 56);
   l.table_slot_bytes = get_le64(p + 64);
   l.data_offset = get_le64(p + 72);
@@ -158,37 +163,47 @@ std::uint64_t table_checksum(std::span<const std::uint8_t> used) {
 }
 }  // namespace
 
-void encode_zone_table(const ZoneTable& t, std::span<std::uint8_t> out) {
-  const std::size_t used = kTableHeaderBytes + kTableEntryBytes * t.zones.size();
+void encode_zone_table(const ZoneTable& t, std::uint32_t version, std::span<std::uint8_t> out) {
+  const std::size_t entry_bytes = table_entry_bytes(version);
+  const std::size_t used = kTableHeaderBytes + entry_bytes * t.zones.size();
   std::fill(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(used), 0);
   std::uint8_t* p = out.data();
   std::memcpy(p, kTableMagic, 8);
   put_le64(p + 8, t.generation);
   put_le32(p + 16, static_cast<std::uint32_t>(t.zones.size()));
-  put_le32(p + 20, kTableEntryBytes);
+  put_le32(p + 20, static_cast<std::uint32_t>(entry_bytes));
   for (std::size_t i = 0; i < t.zones.size(); ++i) {
-    std::uint8_t* e = p + kTableHeaderBytes + i * kTableEntryBytes;
-    put_le64(e, t.zones[i].write_pointer - t.zones[i].start);
+    std::uint8_t* e = p + kTableHeaderBytes + i * entry_bytes;
+    const std::uint64_t wp = t.zones[i].write_pointer - t.zones[i].start;
+    put_le64(e, wp);
     e[8] = static_cast<std::uint8_t>(t.zones[i].state);
+    if (version < 2) continue;
+    const UnsyncedBlocks none{wp, 0};
+    const UnsyncedBlocks& un = i < t.unsynced.size() ? t.unsynced[i] : none;
+    put_le64(e + 16, un.from);
+    put_le64(e + 24, un.hash);
   }
   put_le64(p + kTableChecksumAt, table_checksum(out.first(used)));
 }
 
-Result<ZoneTable> decode_zone_table(std::span<const std::uint8_t> in, const Geometry& g) {
-  const std::size_t used = kTableHeaderBytes + kTableEntryBytes * static_cast<std::size_t>(g.zone_count);
+Result<ZoneTable> decode_zone_table(std::span<const std::uint8_t> in, const Geometry& g, std::uint32_t version) {
+  const std::size_t entry_bytes = table_entry_bytes(version);
+  const std::size_t used = kTableHeaderBytes + entry_bytes * static_cast<std::size_t>(g.zone_count);
   if (in.size() < used) return Corruption("zone table: " + u(in.size()) + " bytes, need " + u(used));
   const std::uint8_t* p = in.data();
   if (std::memcmp(p, kTableMagic, 8) != 0) return Corruption("zone table: bad magic");
   // The count and entry size say how many bytes the checksum covers: check them first.
   if (get_le32(p + 16) != g.zone_count)
     return Corruption("zone table: " + u(get_le32(p + 16)) + " zones, the header says " + u(g.zone_count));
-  if (get_le32(p + 20) != kTableEntryBytes) return Corruption("zone table: entry size " + u(get_le32(p + 20)) + ", expected 16");
+  if (get_le32(p + 20) != entry_bytes)
+    return Corruption("zone table: entry size " + u(get_le32(p + 20)) + ", expected " + u(entry_bytes) + " in a version " + u(version) + " file");
   if (get_le64(p + kTableChecksumAt) != table_checksum(in.first(used))) return Corruption("zone table: checksum mismatch");
   ZoneTable t;
   t.generation = get_le64(p + 8);
   t.zones.resize(g.zone_count);
+  if (version >= 2) t.unsynced.resize(g.zone_count);
   for (std::uint32_t z = 0; z < g.zone_count; ++z) {
-    const std::uint8_t* e = p + kTableHeaderBytes + std::size_t{z} * kTableEntryBytes;
+    const std::uint8_t* e = p + kTableHeaderBytes + std::size_t{z} * entry_bytes;
     ZoneInfo& info = t.zones[z];
     info.start = g.zone_start(z);
     info.capacity = g.zone_capacity;
@@ -209,6 +224,15 @@ Result<ZoneTable> decode_zone_table(std::span<const std::uint8_t> in, const Geom
     if (info.state == ZoneState::kFull && wp != g.zone_capacity)
       return Corruption("zone table: zone " + u(z) + " is full but its write pointer offset is " + u(wp));
     info.write_pointer = info.start + wp;
+    if (version < 2) continue;
+    const UnsyncedBlocks un{get_le64(e + 16), get_le64(e + 24)};
+    if (un.from > wp)
+      return Corruption("zone table: zone " + u(z) + " has unsynced blocks from offset " + u(un.from) + ", past its write pointer offset " + u(wp));
+    if (un.from == wp && un.hash != 0)
+      return Corruption("zone table: zone " + u(z) + " has a hash but no unsynced blocks");
+    if (un.from < wp && (info.state == ZoneState::kReadOnly || info.state == ZoneState::kOffline))
+      return Corruption("zone table: zone " + u(z) + " is " + std::string(zone_state_name(info.state)) + " but has unsynced blocks");
+    t.unsynced[z] = un;
   }
   return t;
 }

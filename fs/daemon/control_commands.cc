@@ -149,6 +149,7 @@ control::Response run_control(const control::Request& r, ControlContext& ctx) {
               {"journal_blocks_written", n(st.journal_blocks_written)},
               {"checkpoints", n(st.checkpoints)},
               {"flushes", n(st.flushes)},
+              {"one_flush_commits", n(st.one_flush_commits)},
               {"zones_cleaned", n(st.zones_cleaned)},
               {"zones_reset", n(st.zones_reset)},
               {"checksum_errors", n(st.checksum_errors)},

@@ -18,6 +18,7 @@ enum RecordType : std::uint8_t {
   kZoneReset = 6,
   kCheckpointDone = 7,
   kMoved = 8,
+  kUnflushedCommit = 9,
 };
 // A moved run is one u64: the virtual block in the low 52 bits, blocks - 1 in the high 12.
 constexpr int kRunBlocksShift = 52;
@@ -41,6 +42,7 @@ std::size_t body_size(const JournalRecord& r) {
         if constexpr (std::is_same_v<T, record::ZoneReset>) return 4;
         if constexpr (std::is_same_v<T, record::CheckpointDone>) return 16;
         if constexpr (std::is_same_v<T, record::Moved>) return 16 + 8 * v.runs.size();
+        if constexpr (std::is_same_v<T, record::UnflushedCommit>) return 8;
       },
       r);
 }
@@ -128,10 +130,33 @@ Status validate_record(const JournalRecord& r) {
               return InvalidArgument("moved run at virtual block " + num(run.vblock) + " runs past 2^52 blocks");
           }
           return Status::Ok();
+        } else if constexpr (std::is_same_v<T, record::UnflushedCommit>) {
+          if (v.first_seq == 0) return InvalidArgument("unflushed commit starting at sequence 0");
+          return Status::Ok();
         }
       },
       r);
 }
+
+std::optional<std::uint64_t> JournalBlock::unflushed_commit() const {
+  for (const auto& r : records)
+    if (const auto* u = std::get_if<record::UnflushedCommit>(&r)) return u->first_seq;
+  return std::nullopt;
+}
+
+namespace {
+// The rules between a block's records and its header.
+Status check_block(const JournalBlock& b) {
+  std::size_t marks = 0;
+  for (const auto& r : b.records)
+    if (const auto* u = std::get_if<record::UnflushedCommit>(&r)) {
+      if (++marks > 1) return InvalidArgument("a second unflushed-commit record");
+      if (u->first_seq > b.seq)
+        return InvalidArgument("unflushed commit starting at sequence " + num(u->first_seq) + ", after its own block's " + num(b.seq));
+    }
+  return Status::Ok();
+}
+}  // namespace
 
 Status encode_journal_block(const JournalBlock& b, std::uint64_t seed, std::span<std::uint8_t> out) {
   if (out.size() < kMetaBlockSize) return InvalidArgument("journal block buffer of " + num(out.size()) + " bytes");
@@ -144,6 +169,7 @@ Status encode_journal_block(const JournalBlock& b, std::uint64_t seed, std::span
   }
   if (total > kJournalPayloadBytes)
     return InvalidArgument("records take " + num(total) + " bytes, a journal block holds " + num(kJournalPayloadBytes));
+  NYADS_RETURN_IF_ERROR(check_block(b));
   out = out.first(kMetaBlockSize);
   std::fill(out.begin(), out.end(), 0);
   Writer w(out);
@@ -191,6 +217,8 @@ Status encode_journal_block(const JournalBlock& b, std::uint64_t seed, std::span
             w.u16(0);
             w.u64(v.lba);
             for (const auto& run : v.runs) w.u64(run.vblock | (std::uint64_t{run.blocks - 1} << kRunBlocksShift));
+          } else if constexpr (std::is_same_v<T, record::UnflushedCommit>) {
+            w.u64(v.first_seq);
           }
         },
         r);
@@ -228,6 +256,7 @@ Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std:
     const std::uint16_t len = r.u16();
     if (version < 2 && (type == kMoved || flags != 0))
       return bad(rec + ": " + (type == kMoved ? std::string("a moved record") : "record flags " + hex(flags)) + " in a version 1 block");
+    if (version < 3 && type == kUnflushedCommit) return bad(rec + ": an unflushed-commit record in a version " + num(version) + " block");
     const std::uint8_t known_flags = type == kNamespaceCreate ? kThinFlag : 0;
     if (flags & ~known_flags) return bad(rec + ": flags " + hex(flags) + ", expected " + (known_flags ? "only bit 0" : "0"));
     if (r.pos() + len > end) return bad(rec + ": body of " + num(len) + " bytes runs past the payload");
@@ -308,6 +337,10 @@ Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std:
         out = std::move(v);
         break;
       }
+      case kUnflushedCommit:
+        if (len != 8) return bad(rec + ": unflushed-commit body of " + num(len) + " bytes, expected 8");
+        out = record::UnflushedCommit{r.u64()};
+        break;
       default:
         return bad(rec + ": unknown record type " + num(type));
     }
@@ -317,6 +350,7 @@ Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std:
     b.records.push_back(std::move(out));
   }
   if (r.pos() != end) return bad(num(count) + " records take " + num(r.pos() - kJournalHeaderBytes) + " bytes, the header says " + num(payload));
+  if (Status s = check_block(b); !s.ok()) return bad(s.message());
   return b;
 }
 

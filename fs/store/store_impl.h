@@ -74,6 +74,10 @@ struct Store::Impl {
     // only data written since the last commit, and emptied it is reset at once, its pending
     // records dropped (zone_emptied).
     bool referenced = false;
+    // The journal's last commit is a one-flush commit that put data here: until a later commit
+    // or a checkpoint is durable, replay reads that data back to decide whether to trust it,
+    // so the zone is not reset (its reset waits in resets_after_commit).
+    bool unproven = false;
     // What was written into the zone, by whom: the cleaner checks each against the maps to
     // find the live blocks, without walking every namespace's map.
     // 16 bytes, one per write (millions under random writes): the namespace, where the write
@@ -150,6 +154,18 @@ struct Store::Impl {
     return s;
   }
   std::vector<std::uint32_t> resets_after_commit;
+  // The zones marked unproven (DataZone::unproven), to clear them when a later commit or a
+  // checkpoint is durable.
+  std::vector<std::uint32_t> unproven_zones;
+  void set_unproven(std::vector<std::uint32_t> zones_of_commit) {
+    for (std::uint32_t z : unproven_zones) zones[z - sb.data_zones.first].unproven = false;
+    unproven_zones.clear();
+    for (std::uint32_t z : zones_of_commit)
+      if (sb.data_zones.contains(z)) {
+        zones[z - sb.data_zones.first].unproven = true;
+        unproven_zones.push_back(z);
+      }
+  }
   // Emptied zones that no durable record points into: reset without a commit
   // (reset_unreferenced), so a client streaming writes without flushes cycles through zones
   // without a flush of the device for each one it empties.
@@ -181,6 +197,9 @@ struct Store::Impl {
   // Replay could not read a checkpoint block it needed (a cleaner move over an unread block).
   Status replay_failure;
   bool data_unflushed = false;
+  // The last commit's journal blocks were written and their flush failed: the next commit
+  // flushes before it writes any block (never a one-flush commit).
+  bool journal_flush_owed = false;
   std::uint64_t journal_blocks_since_checkpoint = 0;
   std::uint64_t checkpoint_seq = 0;
   std::vector<std::uint32_t> newest_checkpoint_zones;
@@ -396,7 +415,16 @@ struct Store::Impl {
   Status commit();
 
   // Packs the pending records into journal blocks, appends them at the head, flushes.
-  Status write_journal(MetaIo& io);
+  // Writes the pending records into journal blocks (the caller flushes). With unflushed_from (the
+  // sequence number of the commit's first block), each block says the commit is a one-flush
+  // one (an unflushed-commit record).
+  Status write_journal(MetaIo& io, std::optional<std::uint64_t> unflushed_from = std::nullopt);
+  // Whether the pending records may be committed with one flush, data and journal together:
+  // they name at most 4 MiB of data (fmt::kUnflushedCommitMaxDataBlocks), all of it in
+  // extents (a moved record's data is checked by older records' checksums, which replay may
+  // not have), they are at most 1 MiB, and each fits beside the block's unflushed-commit
+  // record. The data zones they name go to *data_zones.
+  bool one_flush_commit(std::vector<std::uint32_t>* data_zones) const;
 
   // The journal head zone is full: go on in the next zone of the ring, which is empty, since a
   // checkpoint is taken before the ring runs out.

@@ -9,20 +9,40 @@ Status Store::Impl::commit() {
   // Zones emptied with nothing durable in them go first, and their records with them.
   NYADS_RETURN_IF_ERROR(reset_unreferenced());
   MetaIo io(*dev);
-  if (data_unflushed) {
+  // Little new data: one flush for it and the journal (format.md §2.4). Otherwise the data is
+  // flushed first, so no durable record names data the device may not have.
+  // (Not after a commit whose flush failed: its blocks must be durable before any block
+  // follows them, or replay would take them for proven.)
+  std::vector<std::uint32_t> commit_zones;
+  const bool one_flush = data_unflushed && !journal_flush_owed && !pending.empty() && options.one_flush_commits && one_flush_commit(&commit_zones);
+  if (data_unflushed && !one_flush) {
     NYADS_RETURN_IF_ERROR(io.flush());
     data_unflushed = false;
+    journal_flush_owed = false;
   }
   if (!pending.empty()) {
     // From now on durable records may point into any zone written so far (even if the write
     // fails: some of its blocks may have reached the device).
     for (auto& z : zones)
       if (z.wp != z.start) z.referenced = true;
-    Status written = write_journal(io);
+    Status written = write_journal(io, one_flush ? std::optional<std::uint64_t>(head.seq) : std::nullopt);
     if (!written.ok()) {
       journal_failure = written.with_context("the journal lost records (no further commit until the volume is opened again)");
       return journal_failure;
     }
+    // The commit before this one is proven now (a later one is written after its flush); this
+    // one, if it is a one-flush commit, is what replay would read back.
+    set_unproven(one_flush ? std::move(commit_zones) : std::vector<std::uint32_t>{});
+    if (Status flushed = io.flush(); !flushed.ok()) {
+      // The blocks are written, not known durable: the next commit flushes before it writes
+      // more (a retry, as for data: the device keeps what it was given).
+      data_unflushed = true;
+      journal_flush_owed = true;
+      return flushed;
+    }
+    data_unflushed = false;
+    journal_flush_owed = false;
+    if (one_flush) ++stats.one_flush_commits;
   }
   ++stats.flushes;
   // The records that emptied these zones are durable now: reset them. (Not before the maps
@@ -35,12 +55,35 @@ Status Store::Impl::commit() {
   resets.erase(std::unique(resets.begin(), resets.end()), resets.end());
   for (std::uint32_t z : resets) {
     DataZone& d = zones[z - sb.data_zones.first];
+    if (d.unproven) {  // replay may read its data back: after the next commit
+      resets_after_commit.push_back(z);
+      continue;
+    }
     if (d.valid == 0 && d.stream == kNoStream && d.wp != d.start) NYADS_RETURN_IF_ERROR(reset_zone(z));
   }
   return maybe_checkpoint();
 }
 
-Status Store::Impl::write_journal(MetaIo& io) {
+bool Store::Impl::one_flush_commit(std::vector<std::uint32_t>* data_zones) const {
+  const std::size_t mark = fmt::kUnflushedCommitRecordBytes;
+  std::uint64_t blocks = 0;
+  data_zones->clear();
+  // At most ~520 journal blocks, however the records pack (a reader refuses more than 1024).
+  if (pending_bytes > (1u << 20)) return false;
+  for (const auto& r : pending) {
+    if (std::holds_alternative<fmt::record::Moved>(r) || fmt::encoded_size(r) + mark > fmt::kJournalPayloadBytes) return false;
+    if (const auto* x = std::get_if<fmt::record::Extent>(&r)) {
+      blocks += x->checksums.size();
+      if (blocks > fmt::kUnflushedCommitMaxDataBlocks) return false;
+      data_zones->push_back(dev->geometry().zone_of(x->lba));
+    }
+  }
+  std::sort(data_zones->begin(), data_zones->end());
+  data_zones->erase(std::unique(data_zones->begin(), data_zones->end()), data_zones->end());
+  return true;
+}
+
+Status Store::Impl::write_journal(MetaIo& io, std::optional<std::uint64_t> unflushed_from) {
   // Pack records into blocks.
   std::vector<fmt::JournalBlock> blocks;
   std::size_t used = fmt::kJournalPayloadBytes;
@@ -49,6 +92,10 @@ Status Store::Impl::write_journal(MetaIo& io) {
     if (used + sz > fmt::kJournalPayloadBytes) {
       blocks.push_back({0, {}});
       used = 0;
+      if (unflushed_from) {
+        blocks.back().records.emplace_back(std::in_place_type<fmt::record::UnflushedCommit>, *unflushed_from);
+        used = fmt::kUnflushedCommitRecordBytes;
+      }
     }
     blocks.back().records.push_back(std::move(r));
     used += sz;
@@ -78,7 +125,7 @@ Status Store::Impl::write_journal(MetaIo& io) {
     stats.metadata_bytes_written += k * fmt::kMetaBlockSize;
     journal_blocks_since_checkpoint += k;
   }
-  return io.flush();
+  return Status::Ok();
 }
 
 Status Store::Impl::next_journal_zone() {
@@ -161,6 +208,7 @@ Status Store::Impl::write_new_checkpoint() {
   if (!used.ok()) return used.status();
   ++checkpoint_seq;
   newest_checkpoint_zones = std::move(*used);
+  set_unproven({});  // replay starts after the journal's last commit now: it is never read back
   ++stats.checkpoints;
   stats.metadata_bytes_written += (bodies.size() + 1) * fmt::kMetaBlockSize;
   last_checkpoint_blocks = bodies.size() + 1;

@@ -75,6 +75,12 @@ Status Store::Impl::recover() {
   NYADS_RETURN_IF_ERROR(replay_failure);
   head = scan.end;
   journal_blocks_since_checkpoint = scan.blocks;
+  set_unproven(scan.unproven_zones);
+  // Replay trusted the journal's last commit because its data read back: maybe from a drive's
+  // volatile cache, after a crash of the daemon alone. Make it durable before anything is
+  // written after it, or a block written next would prove it to a later replay.
+  if (scan.checked_last_commit) NYADS_RETURN_IF_ERROR(MetaIo(*dev).flush());
+
   // Data zones: where the device's write pointers are; live blocks counted from the maps
   // (once they are whole: until then, the checkpoint's counts and replay's additions).
   if (maps_complete()) count_zones_from_maps();
@@ -91,7 +97,15 @@ Status Store::Impl::recover() {
       if (!maps_complete()) z.valid = 0;
       continue;
     }
-    if (z.valid == 0 && maps_complete()) {
+    if (z.valid == 0 && maps_complete() && z.unproven) {
+      // Its data is all dead, but replay reads it back until the journal's last commit is
+      // proven: reset after the next commit.
+      resets_after_commit.push_back(sb.data_zones.first + i);
+      if (info.state != ZoneState::kFull) {
+        NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kFinish, sb.data_zones.first + i));
+        z.wp = info.start + info.capacity;
+      }
+    } else if (z.valid == 0 && maps_complete()) {
       // Written but referenced by nothing durable (writes never flushed, or data all dead).
       NYADS_RETURN_IF_ERROR(reset_zone(sb.data_zones.first + i));
     } else if (info.state != ZoneState::kFull) {
@@ -112,7 +126,17 @@ Status Store::Impl::recover() {
   else shared_stream_cap = 2;  // until the maps are whole (count_zones_from_maps decides)
   // (Likewise after blocks of an older pass of the ring, left by a reset the power lost: the
   // zone must be reset before the journal can go on, and replay must never read it again.)
-  if (scan.torn_tail || scan.stale_zone) return checkpoint();
+  if (scan.torn_tail || scan.stale_zone) {
+    // Nothing goes into the journal before that checkpoint: blocks replay ignored (a torn one,
+    // or those of a one-flush commit whose data did not land) lie between the head and the
+    // zone's write pointer, and a block written past them would make them look like damage in
+    // the middle of the journal to a replay from the same checkpoint, after a crash. The
+    // records of the zones reset above are not needed: the checkpoint holds the state after
+    // them, and a replay without it finds those zones' data dead again.
+    pending.clear();
+    pending_bytes = 0;
+    return checkpoint();
+  }
   if (scan.blocks >= options.checkpoint_after_journal_blocks / 4) last_checkpoint_time -= std::chrono::seconds(options.checkpoint_interval_seconds);
   return Status::Ok();
 }

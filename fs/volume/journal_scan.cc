@@ -4,8 +4,56 @@ namespace nyads {
 
 namespace fmt = format;
 
-JournalScan scan_journal(ZonedDevice& device, const fmt::Superblock& sb, JournalPosition pos,
-                         const std::function<void(const fmt::JournalBlock&, std::uint32_t, std::uint64_t)>& visit) {
+namespace {
+
+// The blocks of an unflushed commit, held back from the visitor until the commit is known to
+// be whole: nothing is written after a commit until its flush completes, so a block of a later
+// commit proves it; at the journal's end, its data read back does.
+class HeldCommit {
+ public:
+  explicit HeldCommit(const std::function<void(const fmt::JournalBlock&, std::uint32_t, std::uint64_t)>& visit) : visit_(visit) {}
+
+  bool empty() const { return blocks_.empty(); }
+  std::uint64_t first_seq() const { return blocks_.front().seq; }
+  // Takes b if it belongs to an unflushed commit (releasing a held one it is not part of);
+  // false: the caller visits b. A block that names a commit start replay did not see is an error.
+  Result<bool> take(fmt::JournalBlock& b, std::uint32_t zone, std::uint64_t index) {
+    const std::optional<std::uint64_t> first = b.unflushed_commit();
+    if (!empty() && (!first || *first != first_seq())) release();
+    if (!first) return false;
+    if (blocks_.size() >= fmt::kUnflushedCommitMaxJournalBlocks)
+      return Corruption("journal block " + std::to_string(b.seq) + ": an unflushed commit of more than " +
+                        std::to_string(fmt::kUnflushedCommitMaxJournalBlocks) + " journal blocks");
+    if (empty() && *first != b.seq)
+      return Corruption("journal block " + std::to_string(b.seq) + ": its unflushed commit began at sequence " + std::to_string(*first) +
+                        ", which is not in the journal");
+    blocks_.push_back(std::move(b));
+    where_.push_back({zone, index});
+    return true;
+  }
+  void release() {
+    for (std::size_t i = 0; i < blocks_.size(); ++i) visit_(blocks_[i], where_[i].first, where_[i].second);
+    drop();
+  }
+  void drop() {
+    blocks_.clear();
+    where_.clear();
+  }
+  const std::vector<fmt::JournalBlock>& blocks() const { return blocks_; }
+  JournalPosition start() const { return {where_.front().first, where_.front().second, first_seq()}; }
+
+ private:
+  const std::function<void(const fmt::JournalBlock&, std::uint32_t, std::uint64_t)>& visit_;
+  std::vector<fmt::JournalBlock> blocks_;
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> where_;
+};
+
+}  // namespace
+
+namespace {
+
+JournalScan scan_blocks(ZonedDevice& device, const fmt::Superblock& sb, JournalPosition pos,
+                        const std::function<void(const fmt::JournalBlock&, std::uint32_t, std::uint64_t)>& visit, HeldCommit& held) {
   MetaIo io(device);
   JournalScan scan;
   const std::uint64_t per_zone = sb.meta_blocks_per_zone();
@@ -50,7 +98,13 @@ JournalScan scan_journal(ZonedDevice& device, const fmt::Superblock& sb, Journal
           scan.end = pos;
           return scan;
         }
-        visit(*b, pos.zone, pos.index);
+        auto taken = held.take(*b, pos.zone, pos.index);
+        if (!taken.ok()) {
+          scan.corruption = taken.status().message();
+          scan.end = pos;
+          return scan;
+        }
+        if (!*taken) visit(*b, pos.zone, pos.index);
         ++scan.blocks;
         ++pos.index;
         ++pos.seq;
@@ -62,6 +116,35 @@ JournalScan scan_journal(ZonedDevice& device, const fmt::Superblock& sb, Journal
     pos.index = 0;
   }
   scan.end = pos;
+  return scan;
+}
+
+}  // namespace
+
+JournalScan scan_journal(ZonedDevice& device, const fmt::Superblock& sb, JournalPosition pos,
+                         const std::function<void(const fmt::JournalBlock&, std::uint32_t, std::uint64_t)>& visit) {
+  HeldCommit held(visit);
+  JournalScan scan = scan_blocks(device, sb, pos, visit, held);
+  if (held.empty()) return scan;
+  // The last valid commit is an unflushed one (and whatever ended the scan, damage included,
+  // proves nothing about it): trust it only if its data is there.
+  const std::string what = "the last commit (" + std::to_string(held.blocks().size()) + " journal blocks from sequence " +
+                           std::to_string(held.first_seq()) + ", made durable with its data by one flush)";
+  auto check = check_unflushed_commit(device, sb, held.blocks());
+  if (check.ok() && check->landed) {
+    held.release();
+    scan.checked_last_commit = true;
+    scan.unproven_zones = std::move(check->data_zones);
+    return scan;
+  }
+  scan.blocks -= held.blocks().size();
+  scan.dropped_through_seq = held.blocks().back().seq;
+  if (!scan.corruption) {
+    if (!check.ok()) scan.corruption = what + ": " + check.status().message();
+    else scan.torn_tail = what + " names data that did not all reach the device: " + check->why;
+    scan.end = held.start();
+  }
+  held.drop();
   return scan;
 }
 

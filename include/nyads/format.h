@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -181,21 +182,32 @@ struct Moved {
   }
   bool operator==(const Moved&) const = default;
 };
+// In every block of a commit that one device flush made durable together with the data its
+// records name (the data was not flushed before the blocks were written). Replay trusts the
+// journal's last such commit only after reading that data back (format.md §2.4). first_seq is
+// the sequence number of the commit's first block.
+struct UnflushedCommit {
+  std::uint64_t first_seq = 0;
+  bool operator==(const UnflushedCommit&) const = default;
+};
 }  // namespace record
 
 using JournalRecord = std::variant<record::NamespaceCreate, record::NamespaceDelete, record::NamespaceResize,
-                                   record::Extent, record::Trim, record::ZoneReset, record::CheckpointDone, record::Moved>;
+                                   record::Extent, record::Trim, record::ZoneReset, record::CheckpointDone, record::Moved,
+                                   record::UnflushedCommit>;
 
 struct JournalBlock {
   std::uint64_t seq = 0;  // journal sequence number: consecutive across blocks and zones
   std::vector<JournalRecord> records;
   bool operator==(const JournalBlock&) const = default;
+  // The first block's sequence number of the unflushed commit this block belongs to, if any.
+  std::optional<std::uint64_t> unflushed_commit() const;
 };
 
 inline constexpr std::size_t kJournalHeaderBytes = 32;
-// Journal blocks are written as version 2 (moved records, the create record's thin flag);
-// version 1 blocks, which have neither, are read too.
-inline constexpr std::uint16_t kJournalVersion = 2;
+// Journal blocks are written as version 3 (unflushed-commit records); versions 1 and 2, which
+// have none (and version 1 no moved records nor the create record's thin flag), are read too.
+inline constexpr std::uint16_t kJournalVersion = 3;
 inline constexpr std::size_t kJournalPayloadBytes = kMetaBlockSize - kJournalHeaderBytes;
 // Encoded size of a record (its 4-byte header included).
 std::size_t encoded_size(const JournalRecord& r);
@@ -204,6 +216,11 @@ inline constexpr std::size_t kMaxExtentBlocksPerRecord = (kJournalPayloadBytes -
 // The most runs one moved record can carry, and the longest run.
 inline constexpr std::size_t kMaxMovedRunsPerRecord = (kJournalPayloadBytes - 4 - 16) / 8;
 inline constexpr std::uint32_t kMaxMovedRunBlocks = 4096;
+inline constexpr std::size_t kUnflushedCommitRecordBytes = 12;
+// What one unflushed commit may hold at most (format.md §2.4): 4 MiB of data in its extent
+// records, and journal blocks.
+inline constexpr std::uint64_t kUnflushedCommitMaxDataBlocks = 1024;
+inline constexpr std::uint64_t kUnflushedCommitMaxJournalBlocks = 1024;
 
 // Fails with kInvalidArgument if the records do not fit or a record is invalid.
 Status encode_journal_block(const JournalBlock& block, std::uint64_t seed, std::span<std::uint8_t> out);

@@ -29,6 +29,10 @@ struct StoreOptions {
   std::uint32_t checkpoint_interval_seconds = 30;
   // Clean while at most this many data zones are free (0: the volume's reserve + 2).
   std::uint32_t clean_below_free_zones = 0;
+  // A commit that names at most 4 MiB of new data, all of it in extents, is made durable by
+  // one device flush (data and journal together, format.md §2.4) instead of two. Off: two
+  // flushes always (for comparison).
+  bool one_flush_commits = true;
 };
 
 struct NamespaceInfo {
@@ -49,6 +53,7 @@ struct StoreStats {
   std::uint64_t journal_blocks_written = 0;
   std::uint64_t checkpoints = 0;
   std::uint64_t flushes = 0;
+  std::uint64_t one_flush_commits = 0;  // commits whose data and journal one device flush made durable
   std::uint64_t zones_cleaned = 0;
   std::uint64_t zones_reset = 0;
   std::uint64_t checksum_errors = 0;

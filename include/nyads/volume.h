@@ -152,8 +152,33 @@ struct JournalScan {
   std::optional<std::string> torn_tail;   // the last written block is damaged: an interrupted commit
   bool stale_zone = false;  // the journal ends at a block of an older pass of the ring (a lost reset)
   std::optional<std::string> corruption;  // a damaged block with written blocks after it
+  // The journal's last commit is an unflushed one whose data was read back and matched (maybe
+  // from a device's volatile cache: flush before writing anything). Until a later commit or a
+  // checkpoint is durable, replay will read it again: these data zones, where its records put
+  // data, must keep that data (no reset) till then.
+  bool checked_last_commit = false;
+  std::vector<std::uint32_t> unproven_zones;
+  // The last sequence number of an unflushed commit replay dropped (0: none): valid blocks up
+  // to it lie past `end`.
+  std::uint64_t dropped_through_seq = 0;
 };
+// Visits the journal's blocks from start, in order. The blocks of an unflushed commit (one
+// device flush for its data and its blocks: format.md §2.4) are visited once a later block
+// shows that flush completed, or, for the journal's last commit, once its data is read back
+// and matches; if it does not, the journal ends where that commit began (torn_tail says why).
 JournalScan scan_journal(ZonedDevice& device, const format::Superblock& sb, JournalPosition start,
                          const std::function<void(const format::JournalBlock&, std::uint32_t zone, std::uint64_t index)>& visit);
+
+// Reads back the data the extent records of an unflushed commit's blocks name. Not landed: a
+// block lies past its zone's write pointer (the device kept a prefix of the zone's writes).
+// kCorruption: a block below the write pointer does not match its checksum (damage), or the
+// commit holds what no writer puts in one (a moved record, more than the limits); any other
+// error is the device's.
+struct UnflushedCheck {
+  bool landed = true;
+  std::string why;                       // when not landed
+  std::vector<std::uint32_t> data_zones;  // when landed: where its data lies
+};
+Result<UnflushedCheck> check_unflushed_commit(ZonedDevice& device, const format::Superblock& sb, std::span<const format::JournalBlock> blocks);
 
 }  // namespace nyads

@@ -287,7 +287,7 @@ TEST_F(MkfsFsck, ANewerJournalVersionIsNeverATornTail) {
   ASSERT_OK(io.flush());
   auto r = check();
   EXPECT_EQ(r.exit_code(), 4) << fsck::to_text(r, true);
-  EXPECT_TRUE(has(r, "journal", 2, "journal version 3, this build reads versions 1 to 2")) << fsck::to_text(r, true);
+  EXPECT_TRUE(has(r, "journal", 2, "journal version 4, this build reads versions 1 to 3")) << fsck::to_text(r, true);
 }
 
 TEST_F(MkfsFsck, ATornJournalTailIsAWarningAndMidJournalDamageAnError) {

@@ -637,6 +637,195 @@ TEST(Store, TheCleanerSortsByAgeAndMovedDataKeepsItsAge) {
 namespace nyads {
 namespace {
 
+// One device flush makes a small commit durable with its data (format.md §2.4); a commit that
+// names more than 4 MiB of data flushes the data first. Counted by the faulty backend's events.
+TEST(Store, SmallCommitsTakeOneFlushLargeOnesTwo) {
+  FaultyDevice faulty(test::formatted_memory_device());
+  auto st = test::open_store(faulty);
+  const std::uint32_t a = st->create_namespace("a", 16 << 20)->id;
+  auto flushes = [&] {
+    return std::count_if(faulty.events().begin(), faulty.events().end(), [](const FaultyDevice::Event& e) { return e.kind == FaultyDevice::Event::Kind::kFlush; });
+  };
+  auto before = flushes();
+  ASSERT_OK(st->write(a, 0, test::bytes_of(1, 65536)));
+  ASSERT_OK(st->flush());
+  EXPECT_EQ(flushes() - before, 1);
+  EXPECT_EQ(st->stats().one_flush_commits, 1u);
+  before = flushes();
+  ASSERT_OK(st->write(a, 65536, test::bytes_of(2, 5 << 20)));
+  ASSERT_OK(st->flush());
+  EXPECT_EQ(flushes() - before, 2);
+  EXPECT_EQ(st->stats().one_flush_commits, 1u);
+  // Off: two flushes always.
+  st.reset();
+  auto two = test::open_store(faulty, {.one_flush_commits = false});
+  before = flushes();
+  ASSERT_OK(two->write(a, 0, test::bytes_of(3, 4096)));
+  ASSERT_OK(two->flush());
+  EXPECT_EQ(flushes() - before, 2);
+  std::vector<std::uint8_t> got(4096);
+  ASSERT_OK(two->read(a, 0, got));
+  EXPECT_EQ(got, test::bytes_of(3, 4096));
+}
+
+namespace {
+// The data zones of a volume that hold exactly `blocks` device blocks.
+std::vector<std::uint32_t> data_zones_holding(ZonedDevice& d, const format::Superblock& sb, std::uint64_t blocks) {
+  std::vector<std::uint32_t> out;
+  auto zones = d.report_zones(sb.data_zones.first, sb.data_zones.count);
+  EXPECT_TRUE(zones.ok());
+  for (std::uint32_t i = 0; i < sb.data_zones.count; ++i)
+    if ((*zones)[i].write_pointer - (*zones)[i].start == blocks) out.push_back(sb.data_zones.first + i);
+  return out;
+}
+}  // namespace
+
+// The journal's last commit, made durable by one flush with its data, is trusted only if its
+// data is there: here the power took it (its zone comes back empty). Opening drops that commit
+// (and only it), and the journal goes on after it.
+TEST(Store, ALastOneFlushCommitWhoseDataDidNotLandIsDropped) {
+  auto dev = test::formatted_memory_device();
+  const std::size_t zone_bytes = 768 << 10;  // store_config(): one zone's capacity
+  std::uint32_t a = 0;
+  format::Superblock sb;
+  {
+    auto st = test::open_store(*dev);
+    sb = st->superblock();
+    a = st->create_namespace("a", 4 << 20)->id;
+    ASSERT_OK(st->write(a, 0, test::bytes_of(1, zone_bytes)));  // fills the stream's zone
+    ASSERT_OK(st->flush());
+    ASSERT_OK(st->write(a, zone_bytes, test::bytes_of(2, 4096)));  // the next zone
+    ASSERT_OK(st->flush());
+    EXPECT_EQ(st->stats().one_flush_commits, 2u);
+  }  // a crash: no close
+  const auto last = data_zones_holding(*dev, sb, 1);
+  ASSERT_EQ(last.size(), 1u);
+  ASSERT_OK(dev->manage_zone(ZoneAction::kReset, last[0]));  // the power lost that data
+  ASSERT_OK(SyncDevice(*dev).flush());
+  {
+    auto st = test::open_store(*dev);
+    ASSERT_TRUE(st);
+    EXPECT_EQ(st->stats().checkpoints, 1u) << "opening moves the journal past the dropped commit";
+    std::vector<std::uint8_t> got(zone_bytes);
+    ASSERT_OK(st->read(a, 0, got));
+    EXPECT_EQ(got, test::bytes_of(1, zone_bytes)) << "the commit before it stands";
+    std::vector<std::uint8_t> dropped(4096);
+    ASSERT_OK(st->read(a, zone_bytes, dropped));
+    EXPECT_TRUE(std::all_of(dropped.begin(), dropped.end(), [](std::uint8_t c) { return c == 0; })) << "the dropped commit's write is gone";
+    ASSERT_OK(st->write(a, zone_bytes, test::bytes_of(3, 4096)));
+    ASSERT_OK(st->flush());
+  }
+  auto st = test::open_store(*dev);
+  ASSERT_TRUE(st);
+  std::vector<std::uint8_t> got(4096);
+  ASSERT_OK(st->read(a, zone_bytes, got));
+  EXPECT_EQ(got, test::bytes_of(3, 4096));
+}
+
+// After a crash of the store alone, the journal's last one-flush commit reads back from the
+// device (a drive's volatile cache could serve it) whether it is durable or not: opening flushes
+// before it writes anything, so that no later block vouches for it unflushed.
+TEST(Store, OpeningFlushesALastOneFlushCommitItReadBackBeforeWritingAnything) {
+  FaultyDevice faulty(test::formatted_memory_device());
+  std::uint32_t a = 0;
+  {
+    auto st = test::open_store(faulty);
+    a = st->create_namespace("a", 1 << 20)->id;
+    ASSERT_OK(st->write(a, 0, test::bytes_of(1, 8192)));
+    faulty.fail_flushes(true);
+    EXPECT_EQ(st->flush().code(), Code::kIoError);  // its journal blocks are written, not flushed
+    faulty.clear_faults();
+  }  // the store dies; the device keeps power
+  const std::size_t mark = faulty.events().size();
+  auto st = test::open_store(faulty);
+  ASSERT_TRUE(st);
+  ASSERT_OK(st->write(a, 8192, test::bytes_of(2, 4096)));
+  ASSERT_OK(st->flush());
+  ASSERT_GT(faulty.events().size(), mark);
+  EXPECT_EQ(faulty.events()[mark].kind, FaultyDevice::Event::Kind::kFlush) << "opening wrote before it flushed";
+  std::vector<std::uint8_t> got(8192);
+  ASSERT_OK(st->read(a, 0, got));
+  EXPECT_EQ(got, test::bytes_of(1, 8192));
+}
+
+// Reading the last one-flush commit's data back can fail: the open fails, and the commit is not
+// dropped for it. With the fault gone, it opens with the data.
+TEST(Store, AReadErrorCheckingTheLastOneFlushCommitFailsTheOpen) {
+  FaultyDevice faulty(test::formatted_memory_device());
+  std::uint32_t a = 0;
+  format::Superblock sb;
+  {
+    auto st = test::open_store(faulty);
+    sb = st->superblock();
+    a = st->create_namespace("a", 1 << 20)->id;
+    ASSERT_OK(st->write(a, 0, test::bytes_of(1, 8192)));
+    ASSERT_OK(st->flush());
+  }  // a crash
+  const Geometry& g = faulty.geometry();
+  faulty.fail_reads(g.zone_start(sb.data_zones.first), g.zone_size * sb.data_zones.count);
+  auto failed = Store::open(std::make_unique<test::BorrowedDevice>(faulty), {});
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.status().message().find("injected read error"), std::string::npos) << failed.status().message();
+  faulty.clear_faults();
+  auto st = test::open_store(faulty);
+  ASSERT_TRUE(st);
+  std::vector<std::uint8_t> got(8192);
+  ASSERT_OK(st->read(a, 0, got));
+  EXPECT_EQ(got, test::bytes_of(1, 8192));
+}
+
+// Below its zone's write pointer the device holds what was written: a block of the last
+// one-flush commit that does not match its checksum there is damage, an error, never taken for
+// a write the power lost.
+TEST(Store, DamageToTheLastOneFlushCommitsDataIsAnError) {
+  test::TempDir dir;
+  const std::string path = dir.file("v.img");
+  std::uint64_t lba = 0;
+  {
+    auto d = EmulatedDevice::create_file(path, test::store_config());
+    ASSERT_TRUE(d.ok());
+    ASSERT_TRUE(mkfs::format_volume(**d, {}).ok());
+    auto st = Store::open(std::move(*d));
+    ASSERT_TRUE(st.ok());
+    const std::uint32_t a = (*st)->create_namespace("a", 1 << 20)->id;
+    ASSERT_OK((*st)->close());  // a checkpoint: the next commit is the journal's last
+    lba = test::store_config().geometry().zone_start((*st)->superblock().data_zones.first);
+    ASSERT_OK((*st)->write(a, 0, test::bytes_of(1, 8192)));
+    ASSERT_OK((*st)->flush());
+    EXPECT_EQ((*st)->stats().one_flush_commits, 1u);
+  }  // a crash after the flush
+  test::flip_byte(path, test::store_config(), lba + 1, 100);
+  auto d = open_zoned_device(path);
+  ASSERT_TRUE(d.ok());
+  auto st = Store::open(std::move(*d));
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.status().code(), Code::kCorruption) << st.status().to_string();
+  EXPECT_NE(st.status().message().find("does not match its checksum, below the zone's write pointer"), std::string::npos) << st.status().message();
+}
+
+// A zone the journal's last one-flush commit put data into is not reset, even emptied, until
+// a later commit is durable: replay would read that data back, and find it gone.
+TEST(Store, AZoneTheLastOneFlushCommitNamesIsResetOnlyAfterTheNextCommit) {
+  auto dev = test::formatted_memory_device();
+  const std::size_t zone_bytes = 768 << 10;
+  auto st = test::open_store(*dev);
+  const format::Superblock sb = st->superblock();
+  const std::uint32_t a = st->create_namespace("a", 4 << 20)->id;
+  ASSERT_OK(st->write(a, 0, test::bytes_of(1, zone_bytes - 4096)));
+  ASSERT_OK(st->flush());  // the zone is referenced by a durable commit now
+  const auto zone = data_zones_holding(*dev, sb, zone_bytes / 4096 - 1);
+  ASSERT_EQ(zone.size(), 1u);
+  ASSERT_OK(st->write(a, zone_bytes - 4096, test::bytes_of(2, 4096)));  // fills it
+  ASSERT_OK(st->write(a, zone_bytes, test::bytes_of(3, 4096)));         // the stream moves on
+  ASSERT_OK(st->trim(a, 0, zone_bytes));  // and the zone holds nothing live
+  ASSERT_OK(st->flush());  // one flush; its records name the zone
+  EXPECT_EQ(st->stats().one_flush_commits, 2u);
+  EXPECT_EQ((*dev->report_zones(zone[0], 1))[0].state, ZoneState::kFull) << "reset while the last commit names it";
+  ASSERT_OK(st->write(a, zone_bytes + 4096, test::bytes_of(4, 4096)));
+  ASSERT_OK(st->flush());  // a later commit: the zone is free to go
+  EXPECT_EQ((*dev->report_zones(zone[0], 1))[0].state, ZoneState::kEmpty);
+}
+
 TEST(Store, InjectedIoErrorsSurfaceAsErrors) {
   FaultyDevice faulty(test::formatted_memory_device());
   auto st = test::open_store(faulty);

@@ -231,6 +231,7 @@ def build_checks(d):
         size = 4096
         data = {c: bytes([c]) * size for c in (1, 3, 4, 5)}
         before = int(d.cli_json("stats")["flushes"])
+        before_one = int(d.cli_json("stats")["one_flush_commits"])
         print("    WRITE 1, FLUSH 2, WRITE 3, WRITE 4 (FUA), WRITE 5 in one send")
         r.send(r.request(CMD_WRITE, 1, 0, size) + data[1] + r.request(CMD_FLUSH, 2, 0, 0) +
                r.request(CMD_WRITE, 3, size, size) + data[3] +
@@ -246,6 +247,9 @@ def build_checks(d):
                                           "before the flush and the FUA write (2, 4)")
         flushes = int(d.cli_json("stats")["flushes"]) - before
         require(flushes >= 1, "the flush did not flush the device")
+        # 16 KiB of writes: a commit that one device flush makes durable with its data.
+        require(int(d.cli_json("stats")["one_flush_commits"]) > before_one,
+                "the flush's commit took two device flushes (one_flush_commits did not move)")
         for c in (1, 3, 4, 5):
             r.send(r.request(CMD_READ, 100 + c, {1: 0, 3: 1, 4: 2, 5: 3}[c] * size, size))
             require(r.simple_reply(100 + c, f"read of write {c}") == 0 and r.recv_exact(size) == data[c],

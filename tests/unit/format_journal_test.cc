@@ -28,7 +28,7 @@ TEST(Journal, GoldenBytes) {
   b.records = {record::NamespaceCreate{3, 512, 8192, "ab"}, record::Extent{3, 1, 4096, {0x11223344}}, record::NamespaceCreate{4, 4096, 1 << 30, "t", true}};
   const auto x = encoded(b);
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(x.data()), 8), "NYADSJNL");
-  EXPECT_EQ(get_le16(&x[8]), 2u);             // version
+  EXPECT_EQ(get_le16(&x[8]), 3u);             // version
   EXPECT_EQ(get_le16(&x[10]), 3u);            // records
   EXPECT_EQ(get_le32(&x[12]), 4u + 19 + 4 + 28 + 4 + 18);  // payload bytes
   EXPECT_EQ(get_le64(&x[16]), 9u);            // seq
@@ -56,6 +56,28 @@ TEST(Journal, MovedGoldenBytes) {
   auto d = decode_journal_block(x, kSeed, "j");
   ASSERT_TRUE(d.ok()) << d.status().to_string();
   EXPECT_EQ(*d, b);
+}
+
+// An unflushed-commit record: type 9, the commit's first sequence number; at most one a block,
+// and not after the block's own sequence number.
+TEST(Journal, UnflushedCommitGoldenBytesAndRules) {
+  JournalBlock b{12, {record::UnflushedCommit{10}, record::NamespaceDelete{2}}};
+  const auto x = encoded(b);
+  EXPECT_EQ(get_le32(&x[12]), kUnflushedCommitRecordBytes + 8);
+  EXPECT_EQ(encoded_size(record::UnflushedCommit{10}), kUnflushedCommitRecordBytes);
+  const std::uint8_t r[] = {9, 0, 8, 0, 10, 0, 0, 0, 0, 0, 0, 0};
+  EXPECT_EQ(0, std::memcmp(&x[32], r, sizeof r));
+  auto d = decode_journal_block(x, kSeed, "j");
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(*d, b);
+  EXPECT_EQ(d->unflushed_commit(), 10u);
+  EXPECT_EQ((JournalBlock{12, {record::NamespaceDelete{2}}}.unflushed_commit()), std::nullopt);
+  std::vector<std::uint8_t> out(kMetaBlockSize);
+  EXPECT_NE(encode_journal_block(JournalBlock{12, {record::UnflushedCommit{13}}}, kSeed, out).message().find("after its own block's 12"),
+            std::string::npos);
+  EXPECT_NE(encode_journal_block(JournalBlock{12, {record::UnflushedCommit{10}, record::UnflushedCommit{10}}}, kSeed, out).message().find("a second"),
+            std::string::npos);
+  EXPECT_NE(encode_journal_block(JournalBlock{12, {record::UnflushedCommit{0}}}, kSeed, out).message().find("sequence 0"), std::string::npos);
 }
 
 TEST(Journal, EncodeRefusesWhatDoesNotFitOrIsInvalid) {
@@ -137,7 +159,7 @@ INSTANTIATE_TEST_SUITE_P(
         ByteCase{"payload_big", [](auto& x) { put_le32(&x[12], 5000); }, "payload of 5000 bytes exceeds 4064"},
         ByteCase{"payload_short", [](auto& x) { put_le32(&x[12], get_le32(&x[12]) - 4); }, "runs past the payload"},
         ByteCase{"payload_long", [](auto& x) { put_le32(&x[12], get_le32(&x[12]) + 8); }, "the header says"},
-        ByteCase{"count_more", [](auto& x) { put_le16(&x[10], 9); }, "record 8 at byte"},
+        ByteCase{"count_more", [](auto& x) { put_le16(&x[10], 10); }, "record 9 at byte"},
         ByteCase{"flags", [](auto& x) { x[33] = 2; }, "flags 0x0000000000000002, expected only bit 0"},
         ByteCase{"type", [](auto& x) { x[32] = 99; }, "unknown record type 99"},
         ByteCase{"create_len", [](auto& x) { put_le16(&x[34], 12); }, "namespace-create body of 12 bytes, expected at least 17"},
@@ -145,7 +167,7 @@ INSTANTIATE_TEST_SUITE_P(
         ByteCase{"create_invalid", [](auto& x) { put_le32(&x[32 + 8], 100); }, "block size 100"},
         // The sample's records start at 32 (create: 27 bytes), 59 (extent: 40), 99 (trim: 28), 127 (resize),
         // and the moved record at 175 (36 bytes: ns at 179, runs at 183, reserved at 185).
-        ByteCase{"version_newer", [](auto& x) { put_le16(&x[8], 3); }, "journal version 3, this build reads versions 1 to 2"},
+        ByteCase{"version_newer", [](auto& x) { put_le16(&x[8], 4); }, "journal version 4, this build reads versions 1 to 3"},
         ByteCase{"version1_moved", [](auto& x) { put_le16(&x[8], 1); }, "record 6 at byte 175: a moved record in a version 1 block"},
         ByteCase{"moved_reserved", [](auto& x) { put_le16(&x[185], 1); }, "record 6 at byte 175: reserved field is not zero"},
         ByteCase{"moved_runs", [](auto& x) { put_le16(&x[183], 3); }, "moved body of 32 bytes, its 3 runs need 40"},
@@ -153,6 +175,10 @@ INSTANTIATE_TEST_SUITE_P(
         ByteCase{"moved_ns0", [](auto& x) { put_le32(&x[179], 0); }, "namespace id 0 is reserved"},
         ByteCase{"trim_reserved", [](auto& x) { put_le32(&x[99 + 8], 1); }, "record 2 at byte 99: reserved field is not zero"},
         ByteCase{"resize_reserved", [](auto& x) { put_le32(&x[127 + 8], 1); }, "record 3 at byte 127: reserved field is not zero"},
+        ByteCase{"version2_unflushed", [](auto& x) { put_le16(&x[8], 2); }, "record 8 at byte 219: an unflushed-commit record in a version 2 block"},
+        ByteCase{"unflushed_len", [](auto& x) { put_le16(&x[221], 4); }, "unflushed-commit body of 4 bytes, expected 8"},
+        ByteCase{"unflushed_after_seq", [](auto& x) { put_le64(&x[223], 43); }, "unflushed commit starting at sequence 43, after its own block's 42"},
+        ByteCase{"unflushed_zero", [](auto& x) { put_le64(&x[223], 0); }, "unflushed commit starting at sequence 0"},
         ByteCase{"extent_len", [](auto& x) { put_le16(&x[59 + 2], 44); }, "record 1 at byte 59: extent of 3 blocks takes 36 bytes, the record says 44"}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
 
@@ -170,7 +196,7 @@ TEST(Journal, DamageAndForeignSeedAreCaught) {
 
 TEST(Journal, RecordSizesMatchTheEncoding) {
   for (const auto& r : test::sample_journal_block().records) {
-    JournalBlock one{1, {r}};
+    JournalBlock one{50, {r}};  // after the sample unflushed commit's start
     auto x = encoded(one);
     EXPECT_EQ(get_le32(&x[12]), encoded_size(r));
   }

@@ -1,0 +1,230 @@
+// What a flush of the emulated file backend costs in syncs, and what a failed sync does.
+// This binary defines fdatasync itself, which the device (linked into it) calls instead of
+// libc's: it counts the calls, and fails them on demand.
+//
+// A failed fdatasync fails every later flush: the kernel reports a failed writeback to one
+// fdatasync only and marks the pages clean, so a later fdatasync would succeed over data that
+// may be gone.
+#include <dlfcn.h>
+
+#include <atomic>
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <utility>
+
+#include "test_util.h"
+#include "zns/emulated_format.h"
+
+namespace {
+std::atomic<int> g_fail_with{0};  // the errno fdatasync fails with; 0: libc's
+std::atomic<int> g_syncs{0};      // fdatasync calls
+// When set, each fdatasync first copies this file to g_copy.second: the file as a power cut
+// at that sync would leave it if every page written so far had landed.
+std::pair<std::string, std::string> g_copy;
+}  // namespace
+
+extern "C" int fdatasync(int fd) {
+  ++g_syncs;
+  if (!g_copy.first.empty())
+    std::filesystem::copy_file(g_copy.first, g_copy.second, std::filesystem::copy_options::overwrite_existing);
+  if (const int e = g_fail_with.load(); e != 0) {
+    errno = e;
+    return -1;
+  }
+  using Fn = int (*)(int);
+  static const Fn real = reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, "fdatasync"));
+  return real(fd);
+}
+
+namespace nyads {
+namespace {
+
+using test::pattern;
+
+class EmulatedSync : public test::EmulatedFileTest {
+ protected:
+  void TearDown() override {
+    g_fail_with = 0;
+    g_copy = {};
+  }
+};
+
+TEST_F(EmulatedSync, AFailedFlushFailsEveryLaterFlushUntilReopened) {
+  auto d = create();
+  ASSERT_TRUE(d);
+  auto a = pattern(0, 4, g_.block_size, 1);
+  ASSERT_OK(SyncDevice(*d).write(0, 4, a.data()));
+  g_fail_with = EIO;
+  Status failed = SyncDevice(*d).flush();
+  EXPECT_EQ(failed.code(), Code::kIoError) << failed.to_string();
+  g_fail_with = 0;
+  // The kernel would now report success: the device must not.
+  Status again = SyncDevice(*d).flush();
+  EXPECT_EQ(again.code(), Code::kIoError) << "a flush after a failed one succeeded";
+  EXPECT_NE(again.message().find("every later flush fails until the device is opened again"), std::string::npos) << again.message();
+  ASSERT_OK(SyncDevice(*d).write(4, 4, a.data()));
+  EXPECT_EQ(SyncDevice(*d).flush().code(), Code::kIoError);
+  d.reset();
+  auto reopened = open_zoned_device(path_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().to_string();
+  ASSERT_OK(SyncDevice(**reopened).flush());
+  // The failed flushes promised nothing; whatever the zone kept is what was written.
+  const std::uint64_t wp = (*(*reopened)->report_zones(0, 1))[0].write_pointer;
+  EXPECT_TRUE(wp == 0 || wp == 4 || wp == 8) << wp;
+  AlignedBuffer got(8 * std::size_t{g_.block_size});
+  ASSERT_OK(SyncDevice(**reopened).read(0, 8, got.data()));
+  for (std::uint64_t b = 0; b < 8; ++b)
+    EXPECT_EQ(0, std::memcmp(got.data() + b * g_.block_size, b < wp ? a.data() + (b % 4) * g_.block_size : AlignedBuffer(g_.block_size).data(), g_.block_size))
+        << "block " << b << ", write pointer " << wp;
+}
+
+TEST_F(EmulatedSync, AWritebackJobsFailureFailsTheNextFlush) {
+  auto d = create();
+  ASSERT_TRUE(d);
+  auto a = pattern(0, 8, g_.block_size, 2);
+  ASSERT_OK(SyncDevice(*d).write(0, 8, a.data()));
+  const std::uint64_t written = 8ull * g_.block_size;
+  EXPECT_FALSE(d->writeback_job(written + 1)) << "a job for less than asked";
+  auto job = d->writeback_job(written);
+  ASSERT_TRUE(job) << "no writeback job for a file with unflushed writes";
+  g_fail_with = EIO;
+  job();  // the daemon runs it on its writeback thread
+  g_fail_with = 0;
+  Status flushed = SyncDevice(*d).flush();
+  EXPECT_EQ(flushed.code(), Code::kIoError) << "the flush after a failed writeback job succeeded";
+  EXPECT_NE(flushed.message().find("writing the file back failed"), std::string::npos) << flushed.message();
+}
+
+TEST_F(EmulatedSync, AGoodWritebackJobLeavesFlushesWorking) {
+  auto d = create();
+  ASSERT_TRUE(d);
+  auto a = pattern(0, 8, g_.block_size, 3);
+  ASSERT_OK(SyncDevice(*d).write(0, 8, a.data()));
+  auto job = d->writeback_job(0);
+  ASSERT_TRUE(job);
+  job();
+  ASSERT_OK(SyncDevice(*d).flush());
+  EXPECT_FALSE(d->writeback_job(1)) << "a job right after a flush";
+}
+
+// A flush that wrote little since the last sync is one sync (version 2: the table names the
+// blocks and their hash); one after more than 4 MiB is two, data first.
+TEST_F(EmulatedSync, ASmallFlushIsOneSyncALargeOneTwo) {
+  auto d = create();
+  ASSERT_TRUE(d);
+  auto a = pattern(0, 4, g_.block_size, 4);
+  ASSERT_OK(SyncDevice(*d).write(0, 4, a.data()));
+  g_syncs = 0;
+  ASSERT_OK(SyncDevice(*d).flush());
+  EXPECT_EQ(g_syncs.load(), 1);
+  g_syncs = 0;
+  ASSERT_OK(SyncDevice(*d).flush());
+  EXPECT_EQ(g_syncs.load(), 1) << "a flush with nothing new still syncs, once";
+  // Six zones of 768 KiB: 4.5 MiB since the last sync.
+  auto zone = pattern(0, static_cast<std::uint32_t>(g_.zone_capacity), g_.block_size, 5);
+  for (std::uint32_t z = 1; z <= 6; ++z)
+    for (std::uint64_t at = 0; at < g_.zone_capacity; at += 32)
+      ASSERT_OK(SyncDevice(*d).write(g_.zone_start(z) + at, 32, zone.data() + at * g_.block_size));
+  g_syncs = 0;
+  ASSERT_OK(SyncDevice(*d).flush());
+  EXPECT_EQ(g_syncs.load(), 2);
+  // Small again after it.
+  ASSERT_OK(SyncDevice(*d).write(4, 4, a.data()));
+  g_syncs = 0;
+  ASSERT_OK(SyncDevice(*d).flush());
+  EXPECT_EQ(g_syncs.load(), 1);
+  d.reset();
+  auto r = open_zoned_device(path_);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ((*(*r)->report_zones(0, 1))[0].write_pointer, 8u);
+  EXPECT_EQ((*(*r)->report_zones(6, 1))[0].state, ZoneState::kFull);
+}
+
+// The one sync of a small flush covers the table: at the moment of the sync the table in the
+// file already names the new blocks. A power cut there keeps them if they landed, and sends
+// the zone back if one did not.
+TEST_F(EmulatedSync, ASmallFlushsTableIsInTheFileBeforeItsSync) {
+  auto d = create();
+  ASSERT_TRUE(d);
+  auto a = pattern(0, 4, g_.block_size, 7);
+  ASSERT_OK(SyncDevice(*d).write(0, 4, a.data()));
+  const std::string at_sync = dir_.file("at-the-sync");
+  g_copy = {path_, at_sync};
+  ASSERT_OK(SyncDevice(*d).flush());
+  g_copy = {};
+  d.reset();
+  std::filesystem::copy_file(at_sync, path_, std::filesystem::copy_options::overwrite_existing);
+  {
+    auto r = open_zoned_device(path_);
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ((*(*r)->report_zones(0, 1))[0].write_pointer, 4u) << "the table was not written before the sync";
+  }
+  std::filesystem::copy_file(at_sync, path_, std::filesystem::copy_options::overwrite_existing);
+  {  // Block 2 did not land.
+    const auto layout = emulated_format::layout_for(test::small_config());
+    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(layout.data_offset + 2 * g_.block_size));
+    f.put('\x01');
+  }
+  auto r = open_zoned_device(path_);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ((*(*r)->report_zones(0, 1))[0].write_pointer, 0u);
+  EXPECT_EQ((*(*r)->report_zones(0, 1))[0].state, ZoneState::kEmpty);
+}
+
+// A finish makes the zone full at once: the data first (one sync, naming it), then the table.
+TEST_F(EmulatedSync, AFinishAfterSmallWritesSyncsTheDataFirst) {
+  auto d = create();
+  ASSERT_TRUE(d);
+  auto a = pattern(0, 4, g_.block_size, 8);
+  ASSERT_OK(SyncDevice(*d).write(g_.zone_start(5), 4, a.data()));
+  g_syncs = 0;
+  ASSERT_OK(d->manage_zone(ZoneAction::kFinish, 5));
+  EXPECT_EQ(g_syncs.load(), 2);
+  d.reset();
+  auto r = open_zoned_device(path_);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ((*(*r)->report_zones(5, 1))[0].state, ZoneState::kFull);
+  AlignedBuffer got(4 * std::size_t{g_.block_size});
+  ASSERT_OK(SyncDevice(**r).read(g_.zone_start(5), 4, got.data()));
+  EXPECT_EQ(0, std::memcmp(got.data(), a.data(), got.size()));
+}
+
+// A version 1 file (made before version 2) opens, keeps its data, and flushes by its own rule:
+// data, then table, two syncs.
+TEST_F(EmulatedSync, AVersion1FileFlushesDataThenTable) {
+  namespace ef = emulated_format;
+  const ef::Layout layout = ef::layout_for(test::small_config(), 1);
+  {
+    std::vector<std::uint8_t> header(ef::kHeaderBytes), slot(layout.table_slot_bytes);
+    ef::encode_header(layout, header);
+    ef::ZoneTable t{1, {}, {}};
+    for (std::uint32_t z = 0; z < g_.zone_count; ++z) t.zones.push_back({g_.zone_start(z), g_.zone_start(z), g_.zone_capacity, ZoneState::kEmpty});
+    ef::encode_zone_table(t, 1, slot);
+    std::ofstream f(path_, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(header.data()), static_cast<std::streamsize>(header.size()));
+    f.seekp(static_cast<std::streamoff>(layout.table_offset + layout.table_slot_bytes));  // generation 1: slot 1
+    f.write(reinterpret_cast<const char*>(slot.data()), static_cast<std::streamsize>(slot.size()));
+  }
+  ASSERT_EQ(::truncate(path_.c_str(), static_cast<off_t>(layout.file_bytes())), 0);
+  auto a = pattern(0, 4, g_.block_size, 6);
+  {
+    auto d = open_zoned_device(path_);
+    ASSERT_TRUE(d.ok()) << d.status().to_string();
+    ASSERT_OK(SyncDevice(**d).write(0, 4, a.data()));
+    g_syncs = 0;
+    ASSERT_OK(SyncDevice(**d).flush());
+    EXPECT_EQ(g_syncs.load(), 2);
+  }
+  auto r = open_zoned_device(path_);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ((*(*r)->report_zones(0, 1))[0].write_pointer, 4u);
+  AlignedBuffer got(4 * std::size_t{g_.block_size});
+  ASSERT_OK(SyncDevice(**r).read(0, 4, got.data()));
+  EXPECT_EQ(0, std::memcmp(got.data(), a.data(), a.size()));
+}
+
+}  // namespace
+}  // namespace nyads
