@@ -93,7 +93,9 @@ Status Store::Impl::write_journal(MetaIo& io, std::optional<std::uint64_t> unflu
       blocks.push_back({0, {}});
       used = 0;
       if (unflushed_from) {
-        blocks.back().records.emplace_back(std::in_place_type<fmt::record::UnflushedCommit>, *unflushed_from);
+        fmt::record::UnflushedCommit mark;
+        mark.first_seq = *unflushed_from;
+        blocks.back().records.emplace_back(std::in_place_type<fmt::record::UnflushedCommit>, mark);
         used = fmt::kUnflushedCommitRecordBytes;
       }
     }
