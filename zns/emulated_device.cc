@@ -118,10 +118,7 @@ class Emulated final : public EmulatedDevice {
   // after it (into a zone reset since, with no flush after the reset) overwrote them: data
   // the reset had already let go.
   Status check_unsynced(ef::ZoneTable& table) {
-    bool names = false;
-    for (std::uint32_t z = 0; z < table.unsynced.size(); ++z)
-      if (table.unsynced[z].from != table.zones[z].write_pointer - table.zones[z].start) names = true;
-    if (!names) return init_table(table);
+    if (!table.names_unsynced()) return init_table(table);
     // The check must read the disk, not the page cache: after a crash of this process (not of
     // the machine) the pages may still be dirty, or clean after a failed writeback without
     // having reached the disk. Sync them first (a writable open; a failure fails the open),
@@ -173,9 +170,7 @@ class Emulated final : public EmulatedDevice {
     NYADS_RETURN_IF_ERROR(full_pwrite(fd_, slot.data(), slot.size(), off, name_ + ": writing the zone table"));
     NYADS_RETURN_IF_ERROR(sync_file(what));
     generation_ = t.generation;
-    table_names_unsynced_ = false;
-    for (std::size_t z = 0; z < t.unsynced.size(); ++z)
-      if (t.unsynced[z].from != zones[z].write_pointer - zones[z].start) table_names_unsynced_ = true;
+    table_names_unsynced_ = t.names_unsynced();
     return Status::Ok();
   }
 

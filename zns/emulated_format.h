@@ -50,6 +50,12 @@ struct ZoneTable {
   // Version 2: one per zone as decoded (encoding takes fewer: the rest have none); from at
   // the write pointer: none.
   std::vector<UnsyncedBlocks> unsynced;
+  // Whether some zone has unsynced blocks named (from below its write pointer).
+  bool names_unsynced() const {
+    for (std::size_t z = 0; z < unsynced.size(); ++z)
+      if (unsynced[z].from != zones[z].write_pointer - zones[z].start) return true;
+    return false;
+  }
 };
 // out: table_slot_bytes. A version 1 table has no unsynced blocks: the caller syncs the data first.
 void encode_zone_table(const ZoneTable& table, std::uint32_t version, std::span<std::uint8_t> out);
