@@ -422,8 +422,8 @@ struct Store::Impl {
   // Whether the pending records may be committed with one flush, data and journal together:
   // they name at most 4 MiB of data (fmt::kUnflushedCommitMaxDataBlocks), all of it in
   // extents (a moved record's data is checked by older records' checksums, which replay may
-  // not have), they are at most 1 MiB, and each fits beside the block's unflushed-commit
-  // record. The data zones they name go to *data_zones.
+  // not have), they are at most 1 MiB, each fits beside the block's unflushed-commit record,
+  // and none of that data is in a zone they reset. The data zones they name go to *data_zones.
   bool one_flush_commit(std::vector<std::uint32_t>* data_zones) const;
 
   // The journal head zone is full: go on in the next zone of the ring, which is empty, since a

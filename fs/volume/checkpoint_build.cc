@@ -89,14 +89,24 @@ Result<std::vector<std::uint32_t>> write_checkpoint_beside(ZonedDevice& device, 
                                                            const std::vector<std::uint32_t>& keep) {
   MetaIo io(device);
   std::vector<std::uint32_t> targets;
+  bool reset_any = false;
   const std::uint32_t needed = checkpoint_zones_needed(sb, bodies.size());
   for (std::uint32_t z = sb.checkpoint_zones.first; z < sb.checkpoint_zones.end() && targets.size() < needed; ++z) {
     if (std::find(keep.begin(), keep.end(), z) != keep.end()) continue;
     auto w = io.written(z);
     if (!w.ok()) return w.status();
-    if (*w != 0) NYADS_RETURN_IF_ERROR(device.manage_zone(ZoneAction::kReset, z));
+    if (*w != 0) {
+      NYADS_RETURN_IF_ERROR(device.manage_zone(ZoneAction::kReset, z));
+      reset_any = true;
+    }
     targets.push_back(z);
   }
+  // The resets are made durable before the new checkpoint is written over the old one's
+  // blocks. Otherwise a power cut could leave a zone that still holds an older checkpoint
+  // with some blocks of the new one over it (a reset is durable at the next flush; the
+  // emulated file writes pages back in any order): a torn checkpoint that reads as a damaged
+  // older one. After the commit that comes before a checkpoint, this flush has little to do.
+  if (reset_any) NYADS_RETURN_IF_ERROR(io.flush());
   NYADS_RETURN_IF_ERROR(write_checkpoint(device, sb, seq, targets, bodies, commit));
   targets.resize(std::min<std::size_t>(targets.size(), needed));
   return targets;

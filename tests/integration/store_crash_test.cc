@@ -5,48 +5,13 @@
 // clean, every block reads as one of the values it may hold — the value it had at the last
 // flush or FUA, or one written since — and never another namespace's data or garbage.
 #include <cstdlib>
-#include <cstring>
-#include <optional>
-#include <random>
-#include <set>
 
+#include "crash_workload.h"
 #include "fsck/fsck.h"
 #include "store_harness.h"
 
 namespace nyads {
 namespace {
-
-constexpr std::uint32_t kNamespaces = 2;
-constexpr std::uint64_t kBlocks = 160;  // per namespace, 4 KiB each
-constexpr int kOps = 90;
-
-// One block's possible contents, as the 64-bit tag stamped in it (0 = zeros).
-struct BlockModel {
-  std::set<std::uint64_t> candidates{0};
-};
-
-// A block's bytes: pseudo-random from its tag, which its first 8 bytes carry, so a block read
-// back names the one candidate it can be (checking every candidate's bytes was most of the
-// suite's time once sweeps gave blocks dozens of candidates).
-std::vector<std::uint8_t> block_bytes(std::uint64_t tag) {
-  std::vector<std::uint8_t> b(4096, 0);
-  if (tag == 0) return b;
-  // Every 8 bytes differ, and differ between tags (a byte-wise generator took half the
-  // suite's time: every point replays its workload, and sweeps write whole namespaces).
-  for (std::uint64_t i = 0; i < 512; ++i) {
-    const std::uint64_t word = i == 0 ? tag : (tag * 0x9E3779B97F4A7C15ull) ^ (i * 0xC2B2AE3D27D4EB4Full);
-    std::memcpy(b.data() + i * 8, &word, 8);
-  }
-  return b;
-}
-
-// The tag a block read back holds, if it is one of `candidates`' bytes exactly.
-std::optional<std::uint64_t> tag_of(const std::vector<std::uint8_t>& got, const std::set<std::uint64_t>& candidates) {
-  std::uint64_t tag = 0;
-  std::memcpy(&tag, got.data(), 8);
-  if (!candidates.count(tag) || block_bytes(tag) != got) return std::nullopt;
-  return tag;
-}
 
 struct Outcome {
   std::uint64_t events = 0;  // events the whole workload produced (with no power loss)
@@ -57,78 +22,19 @@ struct Outcome {
 Outcome run_point(std::uint64_t seed, std::uint64_t loss_after, const FaultyDevice::PowerCycleOptions& pc, std::string* failure) {
   auto inner = test::formatted_memory_device(16);
   FaultyDevice faulty(std::move(inner));
-  std::vector<std::vector<BlockModel>> model(kNamespaces, std::vector<BlockModel>(kBlocks));
-  std::uint32_t ids[kNamespaces];
+  test::CrashWorkload workload;
   {
     auto st = test::open_store(faulty);
     if (!st) {
       *failure = "open failed";
       return {};
     }
-    // Thin: on a device this small, promises would not leave room for both.
-    for (std::uint32_t i = 0; i < kNamespaces; ++i) ids[i] = st->create_namespace("ns" + std::to_string(i), kBlocks * 4096, 4096, true)->id;
+    *failure = workload.create_namespaces(*st);
+    if (!failure->empty()) return {};
     const std::uint64_t base = faulty.events().size();
     if (loss_after > 0) faulty.power_loss_after_events(loss_after);
-    std::mt19937_64 rng(seed);
-    std::uint64_t tag = seed << 32;
-    bool powered = true;
-    for (int op = 0; op < kOps && powered; ++op) {
-      const std::uint32_t n = static_cast<std::uint32_t>(rng() % kNamespaces);
-      const std::uint64_t first = rng() % kBlocks;
-      const std::uint64_t count = std::min<std::uint64_t>(1 + rng() % 8, kBlocks - first);
-      const int kind = static_cast<int>(rng() % 10);
-      Status s;
-      if (kind < 6 && rng() % 16 == 0) {  // a sweep: the whole namespace rewritten, no flush
-        // (Two sweeps between commits empty the zones the first one filled: zones no durable
-        // record names, reset at once with their pending records dropped.)
-        for (std::uint64_t b = 0; b < kBlocks && s.ok(); b += 32) {
-          std::vector<std::uint8_t> data;
-          for (std::uint64_t k = 0; k < 32; ++k) {
-            model[n][b + k].candidates.insert(++tag);
-            auto bytes = block_bytes(tag);
-            data.insert(data.end(), bytes.begin(), bytes.end());
-          }
-          s = st->write(ids[n], b * 4096, data);
-        }
-      } else if (kind < 6) {  // write (sometimes FUA)
-        const bool fua = rng() % 6 == 0;
-        std::vector<std::uint8_t> data;
-        std::vector<std::uint64_t> tags;
-        for (std::uint64_t b = 0; b < count; ++b) {
-          tags.push_back(++tag);
-          auto bytes = block_bytes(tag);
-          data.insert(data.end(), bytes.begin(), bytes.end());
-        }
-        for (std::uint64_t b = 0; b < count; ++b) model[n][first + b].candidates.insert(tags[b]);
-        s = st->write(ids[n], first * 4096, data, fua);
-        if (s.ok() && fua)
-          for (std::uint64_t b = 0; b < count; ++b) model[n][first + b].candidates = {tags[b]};
-      } else if (kind < 8) {  // trim
-        for (std::uint64_t b = 0; b < count; ++b) model[n][first + b].candidates.insert(0);
-        s = st->trim(ids[n], first * 4096, count * 4096);
-      } else {  // flush, or a checkpoint (which commits first): every block's latest value is now its only one
-        // A checkpoint holds the maps, so later recoveries replay over a checkpoint with
-        // extents (opened without reading them: the extent index, store_loading.cc).
-        s = rng() % 3 == 0 ? st->checkpoint() : st->flush();
-        if (s.ok()) {
-          // What each block holds now is what the last write or trim put there: recover it
-          // by reading (the store is up), then pin it.
-          for (std::uint32_t i = 0; i < kNamespaces; ++i)
-            for (std::uint64_t b = 0; b < kBlocks; ++b) {
-              std::vector<std::uint8_t> got(4096);
-              if (!st->read(ids[i], b * 4096, got).ok()) break;
-              if (auto t = tag_of(got, model[i][b].candidates)) model[i][b].candidates = {*t};
-            }
-        }
-      }
-      if (!s.ok()) {
-        if (faulty.has_power()) {
-          *failure = "op " + std::to_string(op) + " failed with power on: " + s.to_string();
-          return {};
-        }
-        powered = false;
-      }
-    }
+    *failure = workload.run(*st, seed, [&] { return faulty.has_power(); });
+    if (!failure->empty()) return {};
     Outcome full;
     full.events = faulty.events().size() - base;
     if (loss_after == 0) return full;
@@ -144,20 +50,8 @@ Outcome run_point(std::uint64_t seed, std::uint64_t loss_after, const FaultyDevi
     *failure = "reopen after the power loss failed";
     return {};
   }
-  for (std::uint32_t i = 0; i < kNamespaces; ++i) {
-    for (std::uint64_t b = 0; b < kBlocks; ++b) {
-      std::vector<std::uint8_t> got(4096);
-      Status s = st->read(ids[i], b * 4096, got);
-      if (!s.ok()) {
-        *failure = "ns" + std::to_string(i) + " block " + std::to_string(b) + ": " + s.to_string();
-        return {};
-      }
-      if (!tag_of(got, model[i][b].candidates)) {
-        *failure = "ns" + std::to_string(i) + " block " + std::to_string(b) + " holds neither its flushed value nor a later one";
-        return {};
-      }
-    }
-  }
+  *failure = workload.verify(*st);
+  if (!failure->empty()) return {};
   st.reset();
   auto report = fsck::check_volume(faulty, {});
   if (report.exit_code() != 0) {

@@ -622,6 +622,13 @@ TEST(Store, TheCleanerSortsByAgeAndMovedDataKeepsItsAge) {
   ASSERT_OK(st->write(x, 40 * 4096, bytes_of(8, 4096)));  // old data: the user-cold zone
   const auto moved = appended_since(*dev, before);
   EXPECT_EQ(moved.size(), 2u) << "young and old overwrites went to one zone";
+  // zx, reset by the cleaner, took the young overwrite before any flush: the commit naming it
+  // flushes that data (and the reset) before its journal blocks, not with them, or a power
+  // cut could keep the blocks and lose the reset (format.md §2.4).
+  ASSERT_TRUE(moved.count(zx)) << "the young overwrite did not go to zx, just reset";
+  const std::uint64_t one_flush = st->stats().one_flush_commits;
+  ASSERT_OK(st->flush());
+  EXPECT_EQ(st->stats().one_flush_commits, one_flush) << "a one-flush commit named data in a zone it resets";
   std::vector<std::uint8_t> got(4096);
   ASSERT_OK(st->read(x, 110 * 4096, got));  // moved, never overwritten: block 46 of the last young write
   const auto young = bytes_of(5, 64 * 4096);
