@@ -1,7 +1,7 @@
 // Crash consistency: a random workload with flushes and checkpoints runs on the faulty device
-// until the power fails after its k-th event, for every k; the device keeps what a drive with a volatile cache
-// would (nothing unflushed, a prefix of it, or a torn write; and in the two modes that tear
-// nothing, zone resets no flush followed lost half the time, as the emulated file may). After each loss: reopen, fsck is
+// until the power fails after its k-th event, for every k; the device keeps what a drive with a
+// volatile cache would (nothing unflushed, a prefix of it, or a torn write; and zone resets no
+// flush followed lost half the time, as the emulated file may). After each loss: reopen, fsck is
 // clean, every block reads as one of the values it may hold — the value it had at the last
 // flush or FUA, or one written since — and never another namespace's data or garbage.
 #include <cstdlib>
@@ -66,7 +66,7 @@ TEST(StoreCrash, EveryPowerLossPointRecoversFlushedDataAndOnlyOldOrNewBlocks) {
   // keep an unflushed prefix, tear a write, (seed), lose resets no flush followed (as the
   // emulated backend's file may).
   const FaultyDevice::PowerCycleOptions modes[] = {
-      {false, false, 1, true}, {true, false, 2, true}, {false, true, 3, false}, {true, true, 4, false}};
+      {false, false, 1, true}, {true, false, 2, true}, {false, true, 3, true}, {true, true, 4, true}};
   std::uint64_t points = 0;
   // At least three workloads, and as many more as it takes to reach 1000 points per scale.
   const std::uint64_t wanted = 1000u * static_cast<std::uint64_t>(scale);
