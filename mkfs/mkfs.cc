@@ -109,6 +109,11 @@ nyads::Result<Result> format_volume(ZonedDevice& device, const Options& o) {
     NYADS_RETURN_IF_ERROR(device.manage_zone(ZoneAction::kReset, to_reset[i]).with_context("resetting zone " + std::to_string(to_reset[i])));
     if (o.progress) o.progress(static_cast<std::uint32_t>(i + 1), static_cast<std::uint32_t>(to_reset.size()));
   }
+  // Made durable before anything is written. A reset is durable at the next flush (the
+  // emulated file's are), and a power cut before it could bring an old volume's zones back
+  // with some blocks of the new one over their own: a damaged old volume, not the old volume
+  // or none.
+  if (!to_reset.empty()) NYADS_RETURN_IF_ERROR(SyncDevice(device).flush().with_context("flushing the zone resets"));
   // 2. The first checkpoint: no namespaces, every data zone empty; the journal starts at the
   //    first journal zone with sequence 1.
   std::vector<CheckpointBody> bodies;

