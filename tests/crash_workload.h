@@ -32,10 +32,6 @@ class CrashWorkload {
   static constexpr std::uint64_t kPointStride = 1;
 #endif
 
-  // One write in `sweep_one_in` is a sweep of a whole namespace: more of them turn zones over
-  // faster (zones emptied, reset and written again between two flushes).
-  explicit CrashWorkload(std::uint32_t sweep_one_in = 16) : sweep_one_in_(sweep_one_in) {}
-
   // Makes the namespaces, before any crash is armed. Thin: on a small device, promises would
   // not leave room for both.
   std::string create_namespaces(Store& st) {
@@ -58,7 +54,7 @@ class CrashWorkload {
       const std::uint64_t count = std::min<std::uint64_t>(1 + rng() % 8, kBlocks - first);
       const int kind = static_cast<int>(rng() % 10);
       Status s;
-      if (kind < 6 && rng() % sweep_one_in_ == 0) {  // a sweep: the whole namespace rewritten, no flush
+      if (kind < 6 && rng() % 16 == 0) {  // a sweep: the whole namespace rewritten, no flush
         // (Two sweeps between commits empty the zones the first one filled: zones no durable
         // record names, reset at once with their pending records dropped.)
         for (std::uint64_t b = 0; b < kBlocks && s.ok(); b += 32) {
@@ -156,7 +152,6 @@ class CrashWorkload {
 
   std::vector<std::vector<Candidates>> model_ = std::vector<std::vector<Candidates>>(kNamespaces, std::vector<Candidates>(kBlocks, Candidates{0}));
   std::uint32_t ids_[kNamespaces] = {};
-  std::uint32_t sweep_one_in_;
 };
 
 }  // namespace nyads::test

@@ -80,6 +80,11 @@ struct DiskModel {
     if (from < to) std::memcpy(page.data() + (from - p * kPage), w.bytes.data() + (from - w.offset), to - from);
   }
 
+  // Every page of `pages` the first `bytes` of w touch, as they leave it.
+  static void patch_all(std::map<std::uint64_t, Page>& pages, const Write& w, std::uint64_t bytes) {
+    for (std::uint64_t p = first_page(w); p < end_page(w, bytes); ++p) patch(pages.at(p), p, w, bytes);
+  }
+
   // Before a write: the durable bytes of each page it is the first to touch are the file's now.
   void remember_pages(std::uint64_t offset, std::size_t n) {
     for (std::uint64_t p = offset / kPage; p * kPage < offset + n; ++p) {
@@ -89,8 +94,7 @@ struct DiskModel {
   }
 
   void sync() {
-    for (const Write& w : unsynced)
-      for (std::uint64_t p = first_page(w); p < end_page(w, w.bytes.size()); ++p) patch(durable.at(p), p, w, w.bytes.size());
+    for (const Write& w : unsynced) patch_all(durable, w, w.bytes.size());
     unsynced.clear();
   }
 
@@ -102,8 +106,7 @@ struct DiskModel {
       case Survivors::kNone:
         break;
       case Survivors::kAll:
-        for (const Write& w : unsynced)
-          for (std::uint64_t p = first_page(w); p < end_page(w, w.bytes.size()); ++p) patch(disk.at(p), p, w, w.bytes.size());
+        for (const Write& w : unsynced) patch_all(disk, w, w.bytes.size());
         break;
       case Survivors::kOrderedTorn: {
         const std::size_t whole = unsynced.empty() ? 0 : rng() % unsynced.size();
@@ -112,7 +115,7 @@ struct DiskModel {
           const std::uint64_t pages = end_page(w, w.bytes.size()) - first_page(w);
           // The last one torn: its first pages only (none, some or all).
           const std::uint64_t bytes = i < whole ? w.bytes.size() : std::min<std::uint64_t>(w.bytes.size(), (rng() % (pages + 1)) * kPage);
-          for (std::uint64_t p = first_page(w); p < end_page(w, bytes); ++p) patch(disk.at(p), p, w, bytes);
+          patch_all(disk, w, bytes);
         }
         break;
       }
@@ -208,7 +211,11 @@ namespace {
 std::string arm(const std::string& path, std::uint64_t crash_after, Survivors survivors, std::uint64_t seed) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   struct stat st {};
-  if (fd < 0 || ::fstat(fd, &st) != 0) return "arming the disk model on " + path + ": " + std::strerror(errno);
+  if (fd < 0 || ::fstat(fd, &st) != 0) {
+    const std::string why = "arming the disk model on " + path + ": " + std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    return why;
+  }
   std::lock_guard lock(g_disk.mu);
   g_disk.fd_for_reads = fd;
   g_disk.dev = st.st_dev;
