@@ -120,6 +120,7 @@ jobs=(
   "randread-4k-qd1    randread  4k  1"
   "randread-4k-qd32   randread  4k  32"
   "write-1m-qd8       write     1m  8"
+  "flushwrite-1m-qd8  write     1m  8   --fsync=64"
   "read-1m-qd8        read      1m  8"
 )
 
@@ -168,6 +169,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+written_back() {  # bytes the kernel has written back to disk since boot, all files (/proc/vmstat)
+  awk '/^nr_written / { printf "%.0f\n", $2 * 4096 }' /proc/vmstat
+}
 
 cpu_ticks() {  # utime+stime of every thread of PID, in clock ticks
   local stat rest
@@ -402,19 +407,20 @@ h.shutdown()' "$uri" "$flag" $((idle + 1)) >>"$srv_out/server.log" 2>&1 &
 
 # run_job SERVER ROUND NAME RW BS QD [FIO-OPTION]: one measured job on one server that is up.
 run_job() {
-  local s=$1 r=$2 name=$3 rw=$4 bs=$5 qd=$6 extra=${7:-} uri t0 t1 w0 w1
+  local s=$1 r=$2 name=$3 rw=$4 bs=$5 qd=$6 extra=${7:-} uri t0 t1 w0 w1 d0 d1
   srv_out=$out/$s
   server_pid=${pid_of[$s]}
   uri=${uri_of[$s]}
   say "$s: $name, round $r of $rounds (${ramp} s ramp + ${runtime} s)"
-  w0=$EPOCHREALTIME t0=$(cpu_ticks "$server_pid")
+  w0=$EPOCHREALTIME t0=$(cpu_ticks "$server_pid") d0=$(written_back)
   if ! run_fio "$name.r$r" $((runtime + ramp + 60)) --rw="$rw" --bs="$bs" --iodepth="$qd" \
        --time_based --runtime="$runtime" --ramp_time="$ramp" ${extra:+"$extra"}; then
     fail_server "$s" "fio job $name failed in round $r (see $srv_out/fio.log)"
     return 0
   fi
-  w1=$EPOCHREALTIME t1=$(cpu_ticks "$server_pid")
+  w1=$EPOCHREALTIME t1=$(cpu_ticks "$server_pid") d1=$(written_back)
   info "job.$name.r$r.ticks" $((t1 - t0))
+  info "job.$name.r$r.written_back" $((d1 - d0))
   info "job.$name.r$r.wall" "$w0 $w1"
   server_pid=
 }

@@ -21,6 +21,7 @@ JOB_TITLES = {
     "randread-4k-qd1": "4 KiB random read, QD1",
     "randread-4k-qd32": "4 KiB random read, QD32",
     "write-1m-qd8": "1 MiB sequential write, QD8",
+    "flushwrite-1m-qd8": "1 MiB sequential write, QD8, a flush every 64 (fio --fsync=64; latency: the flush's)",
     "read-1m-qd8": "1 MiB sequential read, QD8",
 }
 PEERS = ("nbdkit", "qemu-nbd")
@@ -136,6 +137,12 @@ def main():
         key = f"job.{j}.r{r}" if r else f"job.{j}"
         return cpu_pct(info[s].get(key + ".ticks"), info[s].get(key + ".wall"), clk_tck)
 
+    def job_written_back(s, j, r):  # MB/s the kernel wrote back over the job's wall time (None: not recorded)
+        try:
+            return int(info[s][f"job.{j}.r{r}.written_back"]) / 1e6 / wall(info[s][f"job.{j}.r{r}.wall"])
+        except (KeyError, ValueError, ZeroDivisionError):
+            return None
+
     rounds = {s: {j: job_rounds(s, j) for j in jobs} for s in servers}
     res = {s: {j: median_round(rounds[s][j]) for j in jobs} for s in servers}
     for s in servers:
@@ -156,7 +163,10 @@ def main():
         f"{run.get('size', '?')} of the export, which was written sequentially first (1 MiB, QD8). "
         "MB/s is 10^6 bytes/s; latencies are fio's completion latency (clat) in µs. "
         "Server CPU is the server process's user+system time (all threads) over the job's wall "
-        "time (ramp included), in % of one CPU; the fio client runs on the same CPUs.")
+        "time (ramp included), in % of one CPU; the fio client runs on the same CPUs. "
+        "Written back: MB/s the kernel wrote to disk over the job's wall time, every file of "
+        "the machine (/proc/vmstat nr_written); beside the client's MB/s, it shows what the "
+        "page cache absorbed (a rewrite of a page still dirty costs the disk nothing) or added.")
     if nrounds:
         L.append("")
         L.append(
@@ -209,22 +219,26 @@ def main():
     for j in jobs:
         L.append(f"## {JOB_TITLES.get(j, j)} (`{j}`)")
         L.append("")
-        L.append("| server | IOPS | MB/s | p50 µs | p99 µs | p99.9 µs | server CPU % |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        L.append("| server | IOPS | MB/s | p50 µs | p99 µs | p99.9 µs | server CPU % | written back MB/s |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
         for s in ran:
             r = res[s][j]
             if not r:
-                L.append(f"| {s} | — | — | — | — | — | — |")
+                L.append(f"| {s} | — | — | — | — | — | — | — |")
                 continue
             cpus = [c for c in (job_cpu(s, j, k + 1 if nrounds else 0) for k, x in enumerate(rounds[s][j]) if x)
                     if c is not None]
             cpu = statistics.median(cpus) if cpus else None
+            # Of the median round.
+            k = next((k for k, x in enumerate(rounds[s][j]) if x is r), None)
+            back = job_written_back(s, j, k + 1) if nrounds and k is not None else None
+            disk = f_num(back)
             err = f" (fio error {r['error']})" if r["error"] else ""
             L.append(f"| {s}{err} | {f_int(r['iops'])} | {f_num(r['bw'] / 1e6)} | {f_num(r['p50'])} | "
-                     f"{f_num(r['p99'])} | {f_num(r['p999'])} | {f_num(cpu)} |")
+                     f"{f_num(r['p99'])} | {f_num(r['p999'])} | {f_num(cpu)} | {disk} |")
         for p in peers if ratio_cols else []:
             L.append(f"| **nyads / {p}** | {f_ratios(round_ratios(rounds['nyads'][j], rounds[p][j]))} | "
-                     f"{f_ratios(round_ratios(rounds['nyads'][j], rounds[p][j], 'bw'))} | | | | |")
+                     f"{f_ratios(round_ratios(rounds['nyads'][j], rounds[p][j], 'bw'))} | | | | | |")
         if nrounds > 1:
             L.append("")
             L.append("IOPS by round: " + "; ".join(
