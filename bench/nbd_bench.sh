@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Compares NBD servers -- nyads (nyadsd), nbdkit's file plugin, qemu-nbd -- in one run: each
+# Compares NBD servers -- nyads (nyadsd), nbdkit's file plugin (with its default page cache
+# use, and with cache=none), qemu-nbd -- in one run: each
 # exports storage in files on the same disk (--dir), fio's nbd engine drives it over a unix
 # socket, and the report gives IOPS, bandwidth, latency percentiles, ratios, and each server's
 # CPU (idle with one client, and during every job) and memory. Every server is up for the
@@ -9,11 +10,11 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: bench/nbd_bench.sh [--servers nyads,nbdkit,qemu-nbd] [--build DIR] [--dir DIR] [--out DIR]
+usage: bench/nbd_bench.sh [--servers nyads,nbdkit,nbdkit-nocache,qemu-nbd] [--build DIR] [--dir DIR] [--out DIR]
                           [--runtime S] [--ramp S] [--rounds N] [--size SIZE] [--idle S]
                           [--qemu-aio io_uring|threads]
 
-  --servers LIST   servers to run, in this order (default nyads,nbdkit,qemu-nbd); one whose
+  --servers LIST   servers to run, in this order (default nyads,nbdkit,nbdkit-nocache,qemu-nbd); one whose
                    programs are missing is skipped with a message
   --build DIR      nyads build dir with mkfs/mkfs.nyads, fs/daemon/nyadsd, fs/daemon/nyads
                    (default: the repo's build/)
@@ -37,7 +38,7 @@ repo=$(dirname "$script_dir")
 build=$repo/build
 dir=/var/tmp/nyads-nbd-bench
 out=
-servers=nyads,nbdkit,qemu-nbd
+servers=nyads,nbdkit,nbdkit-nocache,qemu-nbd
 runtime=10
 ramp=2
 rounds=3
@@ -87,7 +88,7 @@ fi
 IFS=, read -r -a server_list <<<"$servers"
 [ ${#server_list[@]} -gt 0 ] || die "--servers is empty"
 for s in "${server_list[@]}"; do
-  case $s in nyads|nbdkit|qemu-nbd) ;; *) die "unknown server '$s' (nyads, nbdkit, qemu-nbd)" ;; esac
+  case $s in nyads|nbdkit|nbdkit-nocache|qemu-nbd) ;; *) die "unknown server '$s' (nyads, nbdkit, nbdkit-nocache, qemu-nbd)" ;; esac
 done
 
 # Paths go into nbd URIs unescaped and unix socket paths are at most 107 bytes.
@@ -130,7 +131,7 @@ holder_pid=
 fio_pid=
 declare -A pid_of=() uri_of=()  # the servers up, by name
 active=()                      # their names, in --servers order
-scratch=("$dir/nyads.img" "$dir/nbdkit.raw" "$dir/qemu-nbd.raw" "$dir/run" "$dir/sock")
+scratch=("$dir/nyads.img" "$dir/nbdkit.raw" "$dir/nbdkit-nocache.raw" "$dir/qemu-nbd.raw" "$dir/run" "$dir/sock")
 
 stop_pid() {  # stop_pid PID: TERM, up to 10 s, then KILL; reap it
   local pid=$1 i
@@ -247,23 +248,30 @@ start_nyads() {
   info device "emulated zoned device in a $nyads_device_size file (mkfs.nyads defaults), namespace bench of $export_size"
 }
 
+# start_nbdkit [NAME PLUGIN-OPTION]: nbdkit's file plugin with its defaults, or one option more.
 start_nbdkit() {
-  local img=$dir/nbdkit.raw
+  local name=${1:-nbdkit} more=${2:-}
+  local img=$dir/$name.raw
   truncate -s "$export_size" "$img"
   mkdir -p "$dir/sock"
-  sock=$dir/sock/nbdkit.sock
+  sock=$dir/sock/$name.sock
   # Defaults: thread model parallel, 16 threads per connection, cache=default (page cache),
   # fadvise=normal. --exit-with-parent only guards against an orphaned server.
-  start_cmd="nbdkit --foreground --exit-with-parent --unix $sock file file=$img"
-  nbdkit --foreground --exit-with-parent --unix "$sock" file "file=$img" >>"$srv_out/server.log" 2>&1 &
+  start_cmd="nbdkit --foreground --exit-with-parent --unix $sock file file=$img${more:+ $more}"
+  nbdkit --foreground --exit-with-parent --unix "$sock" file "file=$img" ${more:+"$more"} >>"$srv_out/server.log" 2>&1 &
   server_pid=$!
   if ! wait_socket "$sock"; then
     why="nbdkit exited, or $sock accepted no connection within 30 s"
     return 1
   fi
   version=$(nbdkit --version | head -n 1)
-  info device "sparse raw file of $export_size"
+  info device "sparse raw file of $export_size${more:+, $more}"
 }
+
+# cache=none: the plugin keeps what it has read or written out of the page cache
+# (nbdkit-file-plugin(1)). So its writes reach the disk during a job, as nyads's do, where with
+# its defaults it rewrites dirty pages in memory; and its reads come from the disk.
+start_nbdkit_nocache() { start_nbdkit nbdkit-nocache cache=none; }
 
 start_qemu_nbd() {
   local img=$dir/qemu-nbd.raw aio=$qemu_aio
@@ -329,10 +337,11 @@ bench_server() {
         say "nyads: SKIPPED: not built yet: ${missing[*]} (build it, or pass --build DIR)"
         return 0
       fi ;;
-    nbdkit|qemu-nbd)
-      if ! command -v "$s" >/dev/null; then
-        info status "skipped: $s not installed"
-        say "$s: SKIPPED: $s is not installed (scripts/install-deps.sh)"
+    nbdkit|nbdkit-nocache|qemu-nbd)
+      local program=${s%-nocache}
+      if ! command -v "$program" >/dev/null; then
+        info status "skipped: $program not installed"
+        say "$s: SKIPPED: $program is not installed (scripts/install-deps.sh)"
         return 0
       fi ;;
   esac

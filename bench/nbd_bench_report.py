@@ -24,7 +24,7 @@ JOB_TITLES = {
     "flushwrite-1m-qd8": "1 MiB sequential write, QD8, a flush every 64 (fio --fsync=64; latency: the flush's)",
     "read-1m-qd8": "1 MiB sequential read, QD8",
 }
-PEERS = ("nbdkit", "qemu-nbd")
+PEERS = ("nbdkit", "nbdkit-nocache", "qemu-nbd")
 
 
 def read_env(path):
@@ -197,10 +197,10 @@ def main():
     else:
         ratio_cols = []
         if has_nyads:
-            why = "neither nbdkit nor qemu-nbd ran"
+            why = "no peer ran"
         else:
             why = "nyads: " + info.get("nyads", {}).get("status", "not selected (--servers)")
-        L.append(f"Ratios nyads/nbdkit and nyads/qemu-nbd: n/a ({why}).")
+        L.append(f"Ratios of nyads to nbdkit, nbdkit-nocache and qemu-nbd: n/a ({why}).")
         L.append("")
 
     L.append("## Summary: IOPS")

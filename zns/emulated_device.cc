@@ -561,7 +561,7 @@ class Emulated final : public EmulatedDevice {
   std::uint64_t unkicked_bytes_ = 0;  // written since writeback was last started
   // How often writeback is started. Measured (fio 1 MiB writes QD8 through NBD with a flush
   // every 64 MiB, back to back with nbdkit): every 64 MiB, 0.93-0.98 GB/s against nbdkit's
-  // 0.99-1.04 (0.90x); every 8 MiB, 1.08-1.16; every 4 MiB, 1.01-1.18 (1.06-1.15x). Without
+  // 0.99-1.04 (0.90x); every 8 MiB, 1.08-1.16; every 4 MiB, 0.88-1.18 (0.99-1.15x). Without
   // flushes the same job and 4 KiB random writes QD32 did not move beyond the runs' spread.
   static constexpr std::uint64_t kKickBytes = 4ull << 20;
   // Kicks queued on the ring's workers at most; each holds one while the disk is busy.
