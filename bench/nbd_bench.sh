@@ -171,8 +171,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+page_size=$(getconf PAGESIZE)
 written_back() {  # bytes the kernel has written back to disk since boot, all files (/proc/vmstat)
-  awk '/^nr_written / { printf "%.0f\n", $2 * 4096 }' /proc/vmstat
+  awk -v page="$page_size" '/^nr_written / { printf "%.0f\n", $2 * page }' /proc/vmstat
 }
 
 cpu_ticks() {  # utime+stime of every thread of PID, in clock ticks
@@ -421,6 +422,10 @@ run_job() {
   server_pid=${pid_of[$s]}
   uri=${uri_of[$s]}
   say "$s: $name, round $r of $rounds (${ramp} s ramp + ${runtime} s)"
+  # Every job starts with nothing dirty in the page cache: a write job leaves the raw files'
+  # servers up to --size dirty, which the next job's first flush, or the kernel's writeback
+  # during whichever job comes next, would otherwise pay for (and count as written back).
+  sync -f "$dir/."
   w0=$EPOCHREALTIME t0=$(cpu_ticks "$server_pid") d0=$(written_back)
   if ! run_fio "$name.r$r" $((runtime + ramp + 60)) --rw="$rw" --bs="$bs" --iodepth="$qd" \
        --time_based --runtime="$runtime" --ramp_time="$ramp" ${extra:+"$extra"}; then

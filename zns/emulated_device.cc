@@ -334,7 +334,8 @@ class Emulated final : public EmulatedDevice {
   void start_writeback() {
     if (!ensure_ring().ok()) return;
     collect(/*wait=*/false);  // earlier kicks that finished
-    // Writes outrunning the disk: the kicks still queued will start this data's writeback.
+    // Writes outrunning the disk: a kick still queued, or one still walking the file, starts
+    // this data's writeback too.
     if (kicks_in_flight_ >= kMaxKicksInFlight) return;
     io_uring_sqe* k = io_uring_get_sqe(&*ring_);
     if (k == nullptr) {
@@ -561,8 +562,9 @@ class Emulated final : public EmulatedDevice {
   std::uint64_t unkicked_bytes_ = 0;  // written since writeback was last started
   // How often writeback is started. Measured (fio 1 MiB writes QD8 through NBD with a flush
   // every 64 MiB, back to back with nbdkit): every 64 MiB, 0.93-0.98 GB/s against nbdkit's
-  // 0.99-1.04 (0.90x); every 8 MiB, 1.08-1.16; every 4 MiB, 0.88-1.18 (0.99-1.15x). Without
-  // flushes the same job and 4 KiB random writes QD32 did not move beyond the runs' spread.
+  // 0.99-1.04 (0.90x); every 8 MiB, 1.08-1.16; every 4 MiB, 0.88-1.18 (nbd_bench medians
+  // 0.99x and 1.06x, 1.06-1.15x in pairs by hand). Without flushes the same job and 4 KiB
+  // random writes QD32 did not move beyond the runs' spread.
   static constexpr std::uint64_t kKickBytes = 4ull << 20;
   // Kicks queued on the ring's workers at most; each holds one while the disk is busy.
   static constexpr std::uint32_t kMaxKicksInFlight = 8;

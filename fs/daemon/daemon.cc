@@ -456,9 +456,10 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   // blocks the loop, and on a file it writes out every dirty page (with the writeback kicks,
   // a few MiB plus what the disk has not caught up with; measured with a kick every 64 MiB:
   // 60 ms typical and 480 ms at worst under 1 MiB writes with a flush every 64, every other
-  // client stalled meanwhile). So when there is that much to write, the writeback thread
-  // writes it first (fdatasync) while the loop goes on serving; the commit, when the thread
-  // is done, has only what came meanwhile left. With little to write, the commit runs at once.
+  // client stalled meanwhile). So when 8 MiB or more were written since the last flush, the
+  // writeback thread writes the file back first (fdatasync) while the loop goes on serving;
+  // the commit, when the thread is done, has only what came meanwhile left. Below that, the
+  // commit runs at once.
   Status start_commit() {
     if (awaiting_commit_.empty() || writeback_.busy()) return Status::Ok();
     auto job = store_->device().writeback_job(kWritebackBeforeCommitBytes);
