@@ -259,6 +259,14 @@ struct Outcome {
   bool verified = false;
 };
 
+// fsck of the emulated device in `path`: "" when it finds nothing wrong, else why.
+std::string fsck_finds_nothing(const std::string& path, bool read_only, const std::string& when) {
+  auto d = open_zoned_device(path, {.read_only = read_only});
+  if (!d.ok()) return "opening the device for fsck " + when + ": " + d.status().to_string();
+  auto report = fsck::check_volume(**d, {});
+  return report.exit_code() == 0 ? std::string() : "fsck " + when + ": " + fsck::to_text(report, true);
+}
+
 // Runs the workload of `seed` on a store over a new emulated file; with crash_after > 0 the
 // power fails after that many writes and syncs of the file, the file is made what the disk
 // kept, and the store is opened again on it.
@@ -303,18 +311,8 @@ Outcome run_point(const test::TempDir& dir, std::uint64_t seed, std::uint64_t cr
   if (const char* keep = std::getenv("NYADS_CRASH_KEEP")) std::filesystem::copy_file(path, keep, std::filesystem::copy_options::overwrite_existing);
   // fsck first, on a read-only open of the file as the power cut left it: the checkpoint that
   // recovery may take resets zones, and could wipe out damage before fsck saw it.
-  {
-    auto d = open_zoned_device(path, {.read_only = true});
-    if (!d.ok()) {
-      *failure = "opening the device read-only after the power loss: " + d.status().to_string();
-      return {};
-    }
-    auto report = fsck::check_volume(**d, {});
-    if (report.exit_code() != 0) {
-      *failure = "fsck before recovery: " + fsck::to_text(report, true);
-      return {};
-    }
-  }
+  *failure = fsck_finds_nothing(path, /*read_only=*/true, "before recovery");
+  if (!failure->empty()) return {};
   {
     auto d = open_zoned_device(path);
     if (!d.ok()) {
@@ -329,16 +327,8 @@ Outcome run_point(const test::TempDir& dir, std::uint64_t seed, std::uint64_t cr
     *failure = workload.verify(**st);
     if (!failure->empty()) return {};
   }
-  auto d = open_zoned_device(path);
-  if (!d.ok()) {
-    *failure = "opening the device for fsck: " + d.status().to_string();
-    return {};
-  }
-  auto report = fsck::check_volume(**d, {});
-  if (report.exit_code() != 0) {
-    *failure = "fsck after recovery: " + fsck::to_text(report, true);
-    return {};
-  }
+  *failure = fsck_finds_nothing(path, /*read_only=*/false, "after recovery");
+  if (!failure->empty()) return {};
   return {0, true};
 }
 
