@@ -70,7 +70,8 @@ class Checker {
       std::string why;
       for (auto& s : scans)
         for (auto& p : s.problems) why += "\n  " + p;
-      r_.operational_error = "no valid nyads superblock on " + dev_.name() + ":" + why;
+      r_.operational_error = (scans[0].unreadable && scans[1].unreadable ? "cannot read the superblocks of " : "no valid nyads superblock on ") +
+                             dev_.name() + ":" + why;
       return false;
     }
     r_.superblock = *best;

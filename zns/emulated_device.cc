@@ -37,6 +37,7 @@
 #include "nyads/aligned_buffer.h"
 #include "nyads/emulated_device.h"
 #include "zns/emulated_format.h"
+#include "zns/io_uring_setup.h"
 #include "zns/zone_rules.h"
 
 namespace nyads {
@@ -299,7 +300,13 @@ class Emulated final : public EmulatedDevice {
       }
       return Status::Ok();
     }
-    NYADS_RETURN_IF_ERROR(ensure_ring());
+    if (!ensure_ring().ok()) {
+      // No io_uring here (Docker's default seccomp profile forbids it; so can a sysctl), or
+      // the ring failed: the read runs now instead.
+      io.completion.status = full_pread(fd_, io.buffer, io.bytes, io.offset, name_ + ": read");
+      done_.push_back(std::move(io.completion));
+      return Status::Ok();
+    }
     io_uring_sqe* sqe = io_uring_get_sqe(&*ring_);
     if (sqe == nullptr) {  // the ring's submission queue is full: send it on, then retry
       io_uring_submit(&*ring_);
@@ -349,12 +356,15 @@ class Emulated final : public EmulatedDevice {
     io_uring_submit(&*ring_);  // a failure leaves it queued: collect() sends it on
   }
 
+  // The ring, created at the first use. Once it cannot be had (or failed), not tried again.
   Status ensure_ring() {
+    if (!ring_unusable_.ok()) return ring_unusable_;
     if (ring_) return Status::Ok();
     ring_.emplace();
     if (int e = io_uring_queue_init(kQueueDepth, &*ring_, 0); e < 0) {
       ring_.reset();
-      return ErrnoStatus(-e, name_ + ": io_uring_queue_init");
+      ring_unusable_ = io_uring_setup_error(-e, name_);
+      return ring_unusable_;
     }
     return Status::Ok();
   }
@@ -369,6 +379,10 @@ class Emulated final : public EmulatedDevice {
       int e;
       do e = io_uring_submit_and_wait(&*ring_, 1);
       while (e == -EINTR);
+      // EAGAIN and EBUSY pass (the kernel is short of memory, or completions wait for us:
+      // reaped below); any other error means the ring is broken and nothing more will
+      // complete on it, so waiting again would spin for ever.
+      if (e < 0 && e != -EAGAIN && e != -EBUSY) return abandon_ring(ErrnoStatus(-e, name_ + ": io_uring_submit_and_wait"));
     } else if (io_uring_sq_ready(&*ring_) > 0) {
       io_uring_submit(&*ring_);
     }
@@ -394,6 +408,19 @@ class Emulated final : public EmulatedDevice {
       done_.push_back(std::move(io.completion));
       pending_.erase(it);
     }
+  }
+
+  // The ring failed: the reads queued on it run now, without it, and so do later ones (kicks
+  // are skipped). A failed io_uring_enter took none of the requests it was given; the ring
+  // itself is let go when the device closes.
+  void abandon_ring(const Status& why) {
+    for (auto& [id, io] : pending_) {
+      io.completion.status = full_pread(fd_, io.buffer, io.bytes, io.offset, name_ + ": read");
+      done_.push_back(std::move(io.completion));
+    }
+    pending_.clear();
+    kicks_in_flight_ = 0;
+    ring_unusable_ = why;
   }
 
   // Waits for everything in flight on the ring (its completions wait in done_).
@@ -557,6 +584,7 @@ class Emulated final : public EmulatedDevice {
   std::vector<std::vector<std::uint8_t>> memory_;
   std::deque<IoCompletion> done_;
   std::optional<io_uring> ring_;  // file I/O, created at the first request
+  Status ring_unusable_;          // why there is no ring to use (ok: there is, or will be)
   std::unordered_map<std::uint64_t, FileRead> pending_;
   std::uint64_t next_id_ = 1;
   std::uint64_t unkicked_bytes_ = 0;  // written since writeback was last started

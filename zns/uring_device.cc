@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "zns/io_uring_setup.h"
+
 namespace nyads {
 
 namespace {
@@ -32,7 +34,7 @@ UringZonedDevice::~UringZonedDevice() {
 
 Status UringZonedDevice::start(unsigned ring_flags) {
   int rc = io_uring_queue_init(queue_depth_, &ring_, ring_flags);
-  if (rc < 0) return ErrnoStatus(-rc, name_ + ": setting up io_uring");
+  if (rc < 0) return io_uring_setup_error(-rc, name_);
   ring_ready_ = true;
   slots_.resize(queue_depth_);
   for (std::uint32_t i = queue_depth_; i > 0; --i) free_slots_.push_back(i - 1);

@@ -8,11 +8,15 @@ Status Store::Impl::recover() {
   if (fmt::kMetaBlockSize % g.block_size != 0) return NotSupported(dev->name() + ": block size " + n(g.block_size) + " does not divide 4096");
   std::optional<fmt::Superblock> best;
   std::string why;
+  bool unreadable = true;
   for (std::uint32_t z : {0u, 1u}) {
     SuperblockZoneScan scan = scan_superblock_zone(*dev, z);
     for (auto& p : scan.problems) why += "; " + p;
+    unreadable = unreadable && scan.unreadable;
     if (scan.newest && (!best || scan.newest->generation > best->generation)) best = scan.newest;
   }
+  // Reads that failed say nothing of what the device holds: no advice to format it.
+  if (!best && unreadable) return IoError(dev->name() + ": cannot read its superblocks" + why);
   if (!best) return Corruption(dev->name() + " holds no valid nyads superblock" + why + " (run mkfs.nyads, or fsck.nyads)");
   sb = *best;
   seed = sb.seed();

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <thread>
 
+#include "zns/io_uring_setup.h"
+
 namespace nyads::ublk {
 
 namespace {
@@ -66,7 +68,7 @@ Status open_control_ring(int* fd, io_uring* ring) {
   if (int e = io_uring_queue_init(4, ring, IORING_SETUP_SQE128); e < 0) {
     ::close(*fd);
     *fd = -1;
-    return ErrnoStatus(-e, "ublk: io_uring for /dev/ublk-control");
+    return io_uring_setup_error(-e, "ublk: /dev/ublk-control");
   }
   return Status::Ok();
 }
@@ -191,7 +193,7 @@ Status UblkDevice::setup_queues() {
   void* b = ::mmap(nullptr, buffer_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (b == MAP_FAILED) return ErrnoStatus(errno, "ublk: buffers");
   buffers_ = static_cast<std::uint8_t*>(b);
-  if (int e = io_uring_queue_init(static_cast<unsigned>(queues * depth), &queue_ring_, 0); e < 0) return ErrnoStatus(-e, "ublk: io_uring for " + path);
+  if (int e = io_uring_queue_init(static_cast<unsigned>(queues * depth), &queue_ring_, 0); e < 0) return io_uring_setup_error(-e, "ublk: " + path);
   queue_ring_ready_ = true;
   for (std::size_t q = 0; q < queues; ++q)
     for (std::size_t t = 0; t < depth; ++t) queue_fetch(static_cast<std::uint16_t>(q), static_cast<std::uint16_t>(t), kIoFetchReq, 0);

@@ -53,6 +53,7 @@ SuperblockZoneScan scan_superblock_zone(ZonedDevice& device, std::uint32_t zone)
   auto written = io.written(zone);
   if (!written.ok()) {
     scan.problems.push_back("zone " + std::to_string(zone) + ": " + written.status().message());
+    scan.unreadable = true;
     return scan;
   }
   if (*written == 0) {
@@ -69,6 +70,7 @@ SuperblockZoneScan scan_superblock_zone(ZonedDevice& device, std::uint32_t zone)
     Status st = io.read(zone, first, n, &buf);
     if (!st.ok()) {
       scan.problems.push_back("superblock zone " + std::to_string(zone) + " block " + std::to_string(first) + ": " + st.message());
+      scan.unreadable = scan.blocks_written == 0;  // nothing of it read: its content is unknown
       return scan;
     }
     for (std::uint64_t i = 0; i < n; ++i) {

@@ -53,6 +53,7 @@ struct SuperblockZoneScan {
   std::uint64_t newest_index = 0;
   std::uint64_t blocks_written = 0;
   std::vector<std::string> problems;  // each names the zone and block
+  bool unreadable = false;             // the zone could not be read (an I/O error, not its content)
 };
 SuperblockZoneScan scan_superblock_zone(ZonedDevice& device, std::uint32_t zone);
 

@@ -755,6 +755,26 @@ TEST(Store, OpeningFlushesALastOneFlushCommitItReadBackBeforeWritingAnything) {
   EXPECT_EQ(got, test::bytes_of(1, 8192));
 }
 
+// Superblocks that cannot be read say nothing of what the device holds: the open fails with the
+// I/O error, with no advice to format the device. Damaged ones are corruption, and fsck's job.
+TEST(Store, UnreadableSuperblocksAreAnIoErrorNotAnInvalidVolume) {
+  FaultyDevice faulty(test::formatted_memory_device());
+  const Geometry& g = faulty.geometry();
+  faulty.fail_reads(0, 2 * g.zone_size);  // superblock zones 0 and 1
+  auto failed = Store::open(std::make_unique<test::BorrowedDevice>(faulty), {});
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), Code::kIoError) << failed.status().to_string();
+  EXPECT_NE(failed.status().message().find("cannot read its superblocks"), std::string::npos) << failed.status().message();
+  EXPECT_NE(failed.status().message().find("injected read error"), std::string::npos) << failed.status().message();
+  EXPECT_EQ(failed.status().message().find("mkfs"), std::string::npos) << failed.status().message();
+  // One readable copy is enough.
+  faulty.clear_faults();
+  faulty.fail_reads(0, g.zone_size);
+  EXPECT_TRUE(Store::open(std::make_unique<test::BorrowedDevice>(faulty), {}).ok());
+  faulty.clear_faults();
+  EXPECT_TRUE(test::open_store(faulty));
+}
+
 // Reading the last one-flush commit's data back can fail: the open fails, and the commit is not
 // dropped for it. With the fault gone, it opens with the data.
 TEST(Store, AReadErrorCheckingTheLastOneFlushCommitFailsTheOpen) {

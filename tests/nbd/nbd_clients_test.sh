@@ -1,7 +1,7 @@
 #!/bin/bash
 # nyadsd with real NBD clients: nbdinfo, nbdcopy, qemu-img, qemu-io, fio (nbd engine, verify
 # at QD32), the nyads CLI; a kill -9 during flushed writes; a stale socket; a second daemon;
-# SIGTERM and fsck. Usage: nbd_clients_test.sh BUILD_DIR
+# SIGTERM and fsck; a daemon where io_uring is forbidden. Usage: nbd_clients_test.sh BUILD_DIR
 set -euo pipefail
 BUILD=$(cd "$1" && pwd)
 MKFS=$BUILD/mkfs/mkfs.nyads FSCK=$BUILD/fsck/fsck.nyads NYADSD=$BUILD/fs/daemon/nyadsd NYADS=$BUILD/fs/daemon/nyads
@@ -169,6 +169,31 @@ kill -TERM "$PID"; rc=0; wait "$PID" || rc=$?; PID=
 grep -q "everything flushed and checkpointed" "$T/daemon.log" || fail "no clean stop in the log"
 [ -e "$SOCK" ] && fail "the socket file was left after a clean stop"
 "$FSCK" -n "$T/dev.img" > "$T/fsck.out" 2>&1 || fail "fsck after stop: $(cat "$T/fsck.out")"
+# Where io_uring is forbidden (Docker's default seccomp profile), or every submission to a ring
+# fails (a ring that breaks): the daemon serves, its reads done at once instead.
+serve_without_io_uring() {
+  "$BUILD/tests/nbd/without_io_uring" "$@" "$NYADSD" --run-dir "$T/run" "$T/dev.img" 2>>"$T/daemon.log" &
+  PID=$!
+  local up=
+  for _ in $(seq 100); do
+    if [ -S "$SOCK" ] && nbdinfo --list "$(uri '')" >/dev/null 2>&1; then up=1; break; fi
+    kill -0 "$PID" 2>/dev/null || fail "nyadsd without io_uring ($*) exited at start"
+    sleep 0.1
+  done
+  [ -n "$up" ] || fail "nyadsd without io_uring ($*) did not come up"
+  head -c 24M /dev/urandom > "$T/nu.bin"
+  nbdcopy "$T/nu.bin" "$(uri alpha)" || fail "nbdcopy in, without io_uring ($*)"
+  nbdcopy "$(uri alpha)" "$T/nu.out" || fail "nbdcopy out, without io_uring ($*)"
+  cmp <(head -c 24M "$T/nu.out") "$T/nu.bin" || fail "round trip without io_uring ($*) differs"
+  kill -TERM "$PID"; rc=0; wait "$PID" || rc=$?; PID=
+  [ $rc -eq 0 ] || fail "nyadsd without io_uring ($*) exited $rc on SIGTERM"
+  "$FSCK" -n "$T/dev.img" > "$T/fsck.out" 2>&1 || fail "fsck after the run without io_uring ($*): $(cat "$T/fsck.out")"
+}
+step "where io_uring is forbidden (Docker's default seccomp profile)"
+serve_without_io_uring
+step "where every submission to io_uring fails"
+serve_without_io_uring --enter
+
 step "socket activation: nbdinfo -- [ nyadsd DEVICE ] (LISTEN_FDS)"
 size=$(nbdinfo --size -- [ "$NYADSD" "$T/dev.img" ] 2>/dev/null) || fail "nbdinfo with socket activation"
 [ "$size" = $((256 << 20)) ] || fail "socket activation: size $size, want the one namespace left, alpha (256 MiB)"

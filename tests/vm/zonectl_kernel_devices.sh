@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs inside the VM (tests/vm/run-vm.sh): nyads-zonectl on the kernel's ZNS namespace
-# through both kernel backends, and the refusal of devices nyads cannot use.
+# through both kernel backends, the refusal of devices nyads cannot use, and what it says where
+# io_uring is forbidden.
 set -euo pipefail
-zonectl=$1
+zonectl=$1 without_io_uring=$2
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 "$zonectl" info /dev/nvme0n1 | tee /dev/stderr | grep -q "zbd backend" || fail "nvme0n1 is not opened with zbd"
@@ -26,4 +27,10 @@ out=$("$zonectl" info /dev/nvme0 2>&1) && fail "the controller device was accept
 grep -q "not an NVMe generic device" <<<"$out" || fail "controller message: $out"
 out=$("$zonectl" info /dev/null 2>&1) && fail "/dev/null was accepted"
 grep -q "host-managed zoned block device" <<<"$out" || fail "/dev/null message: $out"
+
+# Where io_uring is forbidden (a container's seccomp profile), both kernel backends say so and why.
+for dev in /dev/nvme0n1 /dev/ng0n1; do
+  out=$("$without_io_uring" "$zonectl" info $dev 2>&1) && fail "$dev opened where io_uring is forbidden"
+  grep -q "setting up io_uring: Operation not permitted (io_uring is forbidden here: by a seccomp profile" <<<"$out" || fail "$dev without io_uring: $out"
+done
 echo "zonectl on kernel devices: all checks passed"
