@@ -125,7 +125,8 @@ int main(int argc, char** argv) {
   const std::string path = dir + "/store-bench.img";
   std::vector<std::uint8_t> chunk(1 << 20);
   std::printf("1. recovery after a crash, 64 MiB written (and flushed) since the last checkpoint\n");
-  std::printf("%10s %12s %14s %12s %12s %12s %14s\n", "data GiB", "extents", "checkpoint ms", "recover ms", "fastest ms", "no replay ms", "maps read ms");
+  std::printf("%10s %12s %14s %12s %12s %12s %14s\n", "data GiB", "extents", "checkpoint ms", "recover ms",
+              "fastest ms", "no replay ms", "maps read ms");
   std::stringstream ss(sizes);
   std::string item;
   while (std::getline(ss, item, ',')) {
@@ -178,8 +179,8 @@ int main(int argc, char** argv) {
       read_all_maps(*st);
       read_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     }
-    std::printf("%10llu %12llu %14.1f %12.1f %12.1f %12.1f %14.1f\n", static_cast<unsigned long long>(gib), static_cast<unsigned long long>(extents),
-                ckpt_ms, ms[2], ms[0], bare[2], read_ms);
+    std::printf("%10llu %12llu %14.1f %12.1f %12.1f %12.1f %14.1f\n", static_cast<unsigned long long>(gib),
+                static_cast<unsigned long long>(extents), ckpt_ms, ms[2], ms[0], bare[2], read_ms);
     std::fflush(stdout);
   }
 
@@ -206,9 +207,12 @@ int main(int argc, char** argv) {
     // after a checkpoint (which trims the write lists of full zones, as the daemon's regular
     // checkpoints do) and, before it, just after the writes.
     const double heap = static_cast<double>(heap_in_use() - heap_before);
-    std::printf("%-11s %10llu extents, %8.2f MiB per GiB -> %8.2f GiB per TiB (store heap: %8.2f GiB per TiB; %.2f before a checkpoint)\n",
-                layout, static_cast<unsigned long long>(s.map_extents), static_cast<double>(s.map_memory_bytes) / (1 << 20),
-                static_cast<double>(s.map_memory_bytes) * 1024 / (1ull << 30), heap * 1024 / (1ull << 30), heap_flushed * 1024 / (1ull << 30));
+    std::printf(
+        "%-11s %10llu extents, %8.2f MiB per GiB -> %8.2f GiB per TiB (store heap: %8.2f GiB per TiB; %.2f before a "
+        "checkpoint)\n",
+        layout, static_cast<unsigned long long>(s.map_extents), static_cast<double>(s.map_memory_bytes) / (1 << 20),
+        static_cast<double>(s.map_memory_bytes) * 1024 / (1ull << 30), heap * 1024 / (1ull << 30),
+        heap_flushed * 1024 / (1ull << 30));
     // Opening it again, in a fresh process: the peak against what the store keeps.
     st.reset();
     const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
@@ -220,7 +224,8 @@ int main(int argc, char** argv) {
       std::abort();
     }
     std::printf("%-11s opening it: peak %8.2f GiB per TiB above the process before it, keeps %8.2f (store heap)\n", "",
-                static_cast<double>(peak_kib) * 1024 * 1024 / (1ull << 30), static_cast<double>(kept) * 1024 / (1ull << 30));
+                static_cast<double>(peak_kib) * 1024 * 1024 / (1ull << 30),
+                static_cast<double>(kept) * 1024 / (1ull << 30));
   }
   std::filesystem::remove(path);
   return 0;

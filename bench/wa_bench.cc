@@ -25,7 +25,8 @@ struct Measured {
   std::uint64_t writes, cleaned, journal_blocks, checkpoints, flushes;
 };
 
-Measured run(const char* skew, std::uint32_t zones, std::uint32_t zone_mib, double rounds, std::uint32_t journal_zones) {
+Measured run(const char* skew, std::uint32_t zones, std::uint32_t zone_mib, double rounds,
+             std::uint32_t journal_zones) {
   EmulatedConfig c;
   c.zone_size_bytes = std::uint64_t{zone_mib} << 20;
   c.zone_capacity_bytes = c.zone_size_bytes;
@@ -51,7 +52,8 @@ Measured run(const char* skew, std::uint32_t zones, std::uint32_t zone_mib, doub
   }
   Store& s = **st;
   const auto& sb = s.superblock();
-  const std::uint64_t usable_blocks = std::uint64_t(sb.data_zones.count - sb.reserved_data_zones) * (c.zone_capacity_bytes / 4096);
+  const std::uint64_t usable_blocks =
+      std::uint64_t(sb.data_zones.count - sb.reserved_data_zones) * (c.zone_capacity_bytes / 4096);
   const std::uint64_t user_blocks = static_cast<std::uint64_t>(static_cast<double>(usable_blocks) / 1.2);
   const std::uint32_t id = s.create_namespace("bench", user_blocks * 4096)->id;
   // A QD32 client: batches of 32 writes and a flush, executed together (Store::execute).
@@ -99,8 +101,15 @@ Measured run(const char* skew, std::uint32_t zones, std::uint32_t zone_mib, doub
                                             (after.cleaner_bytes_written - before.cleaner_bytes_written) +
                                             (after.metadata_bytes_written - before.metadata_bytes_written));
   const double meta = static_cast<double>(after.metadata_bytes_written - before.metadata_bytes_written);
-  return {device / user, (device - meta) / user, meta / static_cast<double>(measure), secs, measure, after.zones_cleaned - before.zones_cleaned,
-          after.journal_blocks_written - before.journal_blocks_written, after.checkpoints - before.checkpoints, after.flushes - before.flushes};
+  return {device / user,
+          (device - meta) / user,
+          meta / static_cast<double>(measure),
+          secs,
+          measure,
+          after.zones_cleaned - before.zones_cleaned,
+          after.journal_blocks_written - before.journal_blocks_written,
+          after.checkpoints - before.checkpoints,
+          after.flushes - before.flushes};
 }
 
 }  // namespace
@@ -108,29 +117,37 @@ Measured run(const char* skew, std::uint32_t zones, std::uint32_t zone_mib, doub
 int main(int argc, char** argv) {
   std::uint32_t zones = 128, zone_mib = 4;
   double rounds = 2;
-  std::string only;  // one skew, or all
+  std::string only;                 // one skew, or all
   std::uint32_t journal_zones = 0;  // mkfs's default
-  const char* usage = "usage: wa_bench [--zones N] [--zone-mib N] [--rounds R] [--skew uniform|80/20|90/10] [--journal-zones N]\n";
+  const char* usage =
+      "usage: wa_bench [--zones N] [--zone-mib N] [--rounds R] [--skew uniform|80/20|90/10] [--journal-zones N]\n";
   for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "-h" || a == "--help") {
       std::fputs(usage, stdout);
       return 0;
     }
-    const bool known = a == "--zones" || a == "--zone-mib" || a == "--rounds" || a == "--skew" || a == "--journal-zones";
+    const bool known =
+        a == "--zones" || a == "--zone-mib" || a == "--rounds" || a == "--skew" || a == "--journal-zones";
     if (!known || i + 1 >= argc) {
       std::fprintf(stderr, "wa_bench: %s: %s\n%s", a.c_str(), known ? "needs a value" : "unknown option", usage);
       return 2;
     }
-    if (a == "--zones") zones = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
-    else if (a == "--zone-mib") zone_mib = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
-    else if (a == "--rounds") rounds = std::atof(argv[i + 1]);
-    else if (a == "--skew") only = argv[i + 1];
-    else journal_zones = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
+    if (a == "--zones")
+      zones = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
+    else if (a == "--zone-mib")
+      zone_mib = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
+    else if (a == "--rounds")
+      rounds = std::atof(argv[i + 1]);
+    else if (a == "--skew")
+      only = argv[i + 1];
+    else
+      journal_zones = static_cast<std::uint32_t>(std::atoi(argv[i + 1]));
   }
-  std::printf("device: %u zones of %u MiB, 20%% over-provisioning, 4 KiB random overwrite, flush every 32 writes\n", zones, zone_mib);
-  std::printf("%-8s %8s %8s %8s %12s %14s %8s %10s %10s %8s %8s\n", "skew", "WA", "data WA", "target", "zones clnd", "meta B/write", "meta %", "writes/s",
-              "jrnl blks", "ckpts", "commits");
+  std::printf("device: %u zones of %u MiB, 20%% over-provisioning, 4 KiB random overwrite, flush every 32 writes\n",
+              zones, zone_mib);
+  std::printf("%-8s %8s %8s %8s %12s %14s %8s %10s %10s %8s %8s\n", "skew", "WA", "data WA", "target", "zones clnd",
+              "meta B/write", "meta %", "writes/s", "jrnl blks", "ckpts", "commits");
   const struct {
     const char* skew;
     double target;
@@ -138,9 +155,10 @@ int main(int argc, char** argv) {
   for (const auto& k : cases) {
     if (!only.empty() && only != k.skew) continue;
     Measured r = run(k.skew, zones, zone_mib, rounds, journal_zones);
-    std::printf("%-8s %8.2f %8.2f %8.2f %12llu %14.1f %7.1f%% %10.0f %10llu %8llu %8llu\n", k.skew, r.wa, r.data_wa, k.target,
-                static_cast<unsigned long long>(r.cleaned), r.meta_per_write, 100 * r.meta_per_write / 4096, static_cast<double>(r.writes) / r.seconds,
-                static_cast<unsigned long long>(r.journal_blocks), static_cast<unsigned long long>(r.checkpoints), static_cast<unsigned long long>(r.flushes));
+    std::printf("%-8s %8.2f %8.2f %8.2f %12llu %14.1f %7.1f%% %10.0f %10llu %8llu %8llu\n", k.skew, r.wa, r.data_wa,
+                k.target, static_cast<unsigned long long>(r.cleaned), r.meta_per_write, 100 * r.meta_per_write / 4096,
+                static_cast<double>(r.writes) / r.seconds, static_cast<unsigned long long>(r.journal_blocks),
+                static_cast<unsigned long long>(r.checkpoints), static_cast<unsigned long long>(r.flushes));
     std::fflush(stdout);
   }
   return 0;

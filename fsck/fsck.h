@@ -18,11 +18,11 @@ enum class Severity { kError, kWarning };
 // One finding. Every problem names where it is and what was expected there.
 struct Problem {
   Severity severity = Severity::kError;
-  std::string structure;      // "superblock", "geometry", "zone", "checkpoint", "journal", "map", "data"
-  std::int64_t zone = -1;     // -1: not tied to one zone
-  std::int64_t offset = -1;   // byte offset in the zone, -1: the whole zone or structure
-  std::string message;        // what is wrong
-  std::string expected;       // what should be there
+  std::string structure;     // "superblock", "geometry", "zone", "checkpoint", "journal", "map", "data"
+  std::int64_t zone = -1;    // -1: not tied to one zone
+  std::int64_t offset = -1;  // byte offset in the zone, -1: the whole zone or structure
+  std::string message;       // what is wrong
+  std::string expected;      // what should be there
   bool fixable = false;
   bool fixed = false;
 };
@@ -46,7 +46,7 @@ struct Report {
   std::uint64_t extents = 0;
   std::uint64_t live_blocks = 0;      // 4 KiB blocks mapped after replay
   std::uint64_t scrubbed_blocks = 0;  // with --scrub
-  std::vector<std::string> notes;  // what -v shows: what was read and found in order
+  std::vector<std::string> notes;     // what -v shows: what was read and found in order
 
   // fsck(8): 0 clean, 1 errors corrected, 4 errors left uncorrected, 8 operational error.
   int exit_code() const;

@@ -63,8 +63,11 @@ int main(int argc, char** argv) {
     return 8;
   }
   fsck::Report report = fsck::check_volume(**device, options);
-  if (json) std::cout << fsck::to_json(report);
-  else if (report.operational_error) std::cerr << fsck::to_text(report, verbose);
-  else std::cout << fsck::to_text(report, verbose);
+  if (json)
+    std::cout << fsck::to_json(report);
+  else if (report.operational_error)
+    std::cerr << fsck::to_text(report, verbose);
+  else
+    std::cout << fsck::to_text(report, verbose);
   return report.exit_code();
 }

@@ -32,14 +32,20 @@ std::string to_text(const Report& r, bool verbose) {
     const std::string loc = location(p);
     if (!loc.empty()) s << ", " << loc;
     s << "] " << p.message << "; expected " << p.expected;
-    if (p.fixed) s << " -- FIXED";
-    else if (p.fixable) s << " -- fixable with -y";
+    if (p.fixed)
+      s << " -- FIXED";
+    else if (p.fixable)
+      s << " -- fixable with -y";
     s << "\n";
   }
   const int code = r.exit_code();
-  s << r.device << ": " << (code == 0 ? "clean" : code == 1 ? "errors corrected" : "errors left uncorrected") << ", "
-    << r.namespaces << " namespaces, " << r.live_blocks << " live blocks, checkpoint " << r.checkpoint_seq << ", " << r.journal_blocks
-    << " journal blocks" << (r.scrubbed_blocks ? ", " + std::to_string(r.scrubbed_blocks) + " blocks scrubbed" : std::string()) << "\n";
+  s << r.device << ": "
+    << (code == 0   ? "clean"
+        : code == 1 ? "errors corrected"
+                    : "errors left uncorrected")
+    << ", " << r.namespaces << " namespaces, " << r.live_blocks << " live blocks, checkpoint " << r.checkpoint_seq
+    << ", " << r.journal_blocks << " journal blocks"
+    << (r.scrubbed_blocks ? ", " + std::to_string(r.scrubbed_blocks) + " blocks scrubbed" : std::string()) << "\n";
   return s.str();
 }
 
@@ -48,12 +54,14 @@ std::string to_json(const Report& r) {
   s << "{\n  \"device\": " << json_string(r.device) << ",\n  \"exit_code\": " << r.exit_code() << ",\n";
   if (r.operational_error) s << "  \"operational_error\": " << json_string(*r.operational_error) << ",\n";
   if (r.superblock) {
-    s << "  \"uuid\": " << json_string(format::uuid_to_string(r.superblock->uuid)) << ",\n  \"label\": " << json_string(r.superblock->label)
+    s << "  \"uuid\": " << json_string(format::uuid_to_string(r.superblock->uuid))
+      << ",\n  \"label\": " << json_string(r.superblock->label)
       << ",\n  \"superblock_generation\": " << r.superblock->generation << ",\n";
   }
-  s << "  \"checkpoint\": " << r.checkpoint_seq << ",\n  \"journal_blocks\": " << r.journal_blocks << ",\n  \"journal_records\": "
-    << r.journal_records << ",\n  \"namespaces\": " << r.namespaces << ",\n  \"extents\": " << r.extents << ",\n  \"live_blocks\": "
-    << r.live_blocks << ",\n  \"scrubbed_blocks\": " << r.scrubbed_blocks << ",\n  \"problems\": [";
+  s << "  \"checkpoint\": " << r.checkpoint_seq << ",\n  \"journal_blocks\": " << r.journal_blocks
+    << ",\n  \"journal_records\": " << r.journal_records << ",\n  \"namespaces\": " << r.namespaces
+    << ",\n  \"extents\": " << r.extents << ",\n  \"live_blocks\": " << r.live_blocks
+    << ",\n  \"scrubbed_blocks\": " << r.scrubbed_blocks << ",\n  \"problems\": [";
   for (std::size_t i = 0; i < r.problems.size(); ++i) {
     const Problem& p = r.problems[i];
     s << (i ? "," : "") << "\n    {\"severity\": " << (p.severity == Severity::kError ? "\"error\"" : "\"warning\"")

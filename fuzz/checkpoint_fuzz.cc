@@ -11,16 +11,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         // An extent block's check against an index entry (what a lazily read block goes
         // through): an entry made from its first and last extents.
         if (b.ok()) {
-          const std::vector<format::record::Extent>* extents = std::get_if<std::vector<format::record::Extent>>(&b->body);
+          const std::vector<format::record::Extent>* extents =
+              std::get_if<std::vector<format::record::Extent>>(&b->body);
           if (const auto* p = std::get_if<format::PackedExtents>(&b->body)) extents = &p->extents;
           if (extents != nullptr && !extents->empty()) {
-            format::ExtentIndexEntry entry{extents->front().ns_id, 0, extents->front().vblock, extents->back().vblock + extents->back().checksums.size(), 0};
+            format::ExtentIndexEntry entry{extents->front().ns_id, 0, extents->front().vblock,
+                                           extents->back().vblock + extents->back().checksums.size(), 0};
             for (const auto& e : *extents) entry.mapped_blocks += static_cast<std::uint32_t>(e.checksums.size());
             (void)format::check_indexed_extents(*extents, entry);
           }
         }
         return b;
       },
-      [](const format::CheckpointBlock& b, std::uint64_t seed, std::span<std::uint8_t> out) { return format::encode_checkpoint_block(b, seed, out); });
+      [](const format::CheckpointBlock& b, std::uint64_t seed, std::span<std::uint8_t> out) {
+        return format::encode_checkpoint_block(b, seed, out);
+      });
   return 0;
 }

@@ -28,7 +28,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::vector<std::uint8_t> again(layout_for(c, version).table_slot_bytes);
     encode_zone_table(*table, version, again);
     auto twice = decode_zone_table(again, g, version);
-    if (!twice.ok() || twice->zones != table->zones || twice->generation != table->generation || twice->unsynced != table->unsynced)
+    if (!twice.ok() || twice->zones != table->zones || twice->generation != table->generation ||
+        twice->unsynced != table->unsynced)
       std::abort();
   }
   return 0;

@@ -30,7 +30,8 @@ inline EmulatedConfig emulated_config() {
 // resealed with a valid checksum (so the fuzzer reaches every field rule). Whatever decodes
 // must encode and decode back to itself; anything else aborts, which libFuzzer reports.
 template <typename Decode, typename Encode>
-void check_metadata_block(const std::uint8_t* data, std::size_t size, std::uint64_t seed, Decode decode, Encode encode) {
+void check_metadata_block(const std::uint8_t* data, std::size_t size, std::uint64_t seed, Decode decode,
+                          Encode encode) {
   (void)decode(std::span<const std::uint8_t>(data, size), seed);
   std::vector<std::uint8_t> block(format::kMetaBlockSize, 0);
   std::memcpy(block.data(), data, std::min<std::size_t>(size, format::kMetaBlockSize));

@@ -28,15 +28,14 @@ bool same(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b) {
 // The rules every stream parse keeps, whatever the bytes: `header` is the message's fixed
 // size, `payload` what follows it once complete, `parse` the same parse on other bytes.
 template <typename Parse, typename ParseResult>
-void check_stream(std::span<const std::uint8_t> in, const ParseResult& r, std::size_t header, std::size_t payload, Parse parse) {
+void check_stream(std::span<const std::uint8_t> in, const ParseResult& r, std::size_t header, std::size_t payload,
+                  Parse parse) {
   require(r.consumed <= in.size());
   switch (r.state) {
     case ParseState::kNeedMore:
       require(r.consumed == 0 && r.error.empty() && r.need > in.size() && r.need >= header);
       break;
-    case ParseState::kBad:
-      require(r.consumed == 0 && !r.error.empty());
-      break;
+    case ParseState::kBad: require(r.consumed == 0 && !r.error.empty()); break;
     case ParseState::kComplete: {
       require(r.consumed == header + payload && r.error.empty());
       // One byte less is not enough, and says exactly how much is.
@@ -49,7 +48,9 @@ void check_stream(std::span<const std::uint8_t> in, const ParseResult& r, std::s
 }
 
 // The data of an encoded option: what follows its header.
-std::span<const std::uint8_t> option_data(const std::vector<std::uint8_t>& option) { return std::span(option).subspan(kOptionHeaderBytes); }
+std::span<const std::uint8_t> option_data(const std::vector<std::uint8_t>& option) {
+  return std::span(option).subspan(kOptionHeaderBytes);
+}
 
 void check_payload_parsers(const Option& o) {
   if (auto g = parse_go(o.data); g.ok()) {
@@ -89,12 +90,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::uint32_t max_payload = (data[0] & 2) != 0 ? 512 : kDefaultMaxPayload;
   std::span<const std::uint8_t> in(data + 1, size - 1);
   if (in.size() >= 4) {
-    const std::uint32_t raw = (std::uint32_t{in[0]} << 24) | (std::uint32_t{in[1]} << 16) | (std::uint32_t{in[2]} << 8) | in[3];
+    const std::uint32_t raw =
+        (std::uint32_t{in[0]} << 24) | (std::uint32_t{in[1]} << 16) | (std::uint32_t{in[2]} << 8) | in[3];
     auto flags = parse_client_flags(in.first<4>());
     require(flags.ok() == ((raw & ~(kFlagCFixedNewstyle | kFlagCNoZeroes)) == 0));
     require(!flags.ok() || *flags == raw);
     require(same(encode_client_flags(raw), in.first(4)));
-    if (flags.ok()) require(encode_export_name_reply(raw, kFlagHasFlags, (raw & kFlagCNoZeroes) != 0).size() == ((raw & kFlagCNoZeroes) != 0 ? 10 : 134));
+    if (flags.ok())
+      require(encode_export_name_reply(raw, kFlagHasFlags, (raw & kFlagCNoZeroes) != 0).size() ==
+              ((raw & kFlagCNoZeroes) != 0 ? 10 : 134));
     in = in.subspan(4);
   }
   while (!in.empty()) {
@@ -104,7 +108,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (option.state == ParseState::kComplete) {
       require(option.option.data.data() == in.data() + kOptionHeaderBytes);
       require(option.option.data.size() <= max_option);
-      require(same(encode_option_header(option.option.option, static_cast<std::uint32_t>(option.option.data.size())), in.first(kOptionHeaderBytes)));
+      require(same(encode_option_header(option.option.option, static_cast<std::uint32_t>(option.option.data.size())),
+                   in.first(kOptionHeaderBytes)));
       check_payload_parsers(option.option);
       in = in.subspan(option.consumed);
       continue;
@@ -120,7 +125,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       require(q.payload.empty() || q.payload.data() == in.data() + kRequestHeaderBytes);
       // What a server says back: every reply and chunk carries the cookie at bytes 8..15,
       // just where the request has it.
-      auto echoes_cookie = [&](std::span<const std::uint8_t> reply) { require(same(reply.subspan(8, 8), in.subspan(8, 8))); };
+      auto echoes_cookie = [&](std::span<const std::uint8_t> reply) {
+        require(same(reply.subspan(8, 8), in.subspan(8, 8)));
+      };
       echoes_cookie(encode_simple_reply(q.cookie, errno_to_nbd(static_cast<int>(q.length & 0xff))));
       echoes_cookie(encode_none_chunk(q.cookie));
       echoes_cookie(encode_error_chunk(kReplyFlagDone, q.cookie, kEinval, command_name(q.type)));
@@ -129,7 +136,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (q.length <= 0xffffffffu - 8) echoes_cookie(encode_offset_data_header(0, q.cookie, q.offset, q.length));
         echoes_cookie(encode_offset_hole_chunk(0, q.cookie, q.offset, q.length));
         const BlockStatusExtent extents[] = {{q.length, kStateHole}, {q.length, q.flags}};
-        const auto status = encode_block_status_chunk(kReplyFlagDone, q.cookie, 1, std::span(extents).first(1 + (q.flags & 1)));
+        const auto status =
+            encode_block_status_chunk(kReplyFlagDone, q.cookie, 1, std::span(extents).first(1 + (q.flags & 1)));
         require(status.size() == kChunkHeaderBytes + 4 + 8 * (1 + (q.flags & 1)));
         echoes_cookie(status);
       }

@@ -9,11 +9,11 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <array>
-#include <cstring>
-#include <span>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
+#include <span>
 
 #include "mkfs/mkfs.h"
 #include "nyads/emulated_device.h"
@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
       "DEVICE is a host-managed zoned block device (/dev/nvme0n1), an NVMe ZNS generic device\n"
       "(/dev/ng0n1), or a file: a new file is created as an emulated zoned device (sparse) with\n"
       "the geometry options below. With --emulate, DEVICE may be a plain (not zoned) block device,\n"
-      "laid out as an emulated zoned device the same way (--size defaults to the whole disk). mkfs.nyads refuses a device that holds a volume or any data\n"
+      "laid out as an emulated zoned device the same way (--size defaults to the whole disk). mkfs.nyads refuses a "
+      "device that holds a volume or any data\n"
       "unless -f is given. Exit status: 0 on success, 1 on failure."};
   app.set_version_flag("-V,--version", std::string("mkfs.nyads ") + NYADS_VERSION);
   std::string path, label, uuid_text;
@@ -47,10 +48,12 @@ int main(int argc, char** argv) {
   app.add_option("DEVICE", path, "Zoned device or file")->required();
   app.add_option("-L,--label", label, "Volume label (up to 63 bytes)");
   app.add_option("-U,--uuid", uuid_text, "Volume UUID (default: random)");
-  app.add_flag("-f,--force", force, "Overwrite an existing volume, other data, or a file that is not an emulated device");
+  app.add_flag("-f,--force", force,
+               "Overwrite an existing volume, other data, or a file that is not an emulated device");
   app.add_flag("-n,--dry-run", dry_run, "Print what would be done; write nothing");
   app.add_flag("-q,--quiet", quiet, "Print only errors");
-  app.add_flag("--emulate", emulate, "DEVICE is a plain block device: lay out emulated zones on it (geometry options apply)");
+  app.add_flag("--emulate", emulate,
+               "DEVICE is a plain block device: lay out emulated zones on it (geometry options apply)");
   auto* geometry = app.add_option_group("Emulated device (new files, or a disk with --emulate)");
   std::vector<CLI::Option*> geometry_options = {
       geometry->add_option("--size", size, "Device size, rounded down to whole zones")->capture_default_str(),
@@ -94,10 +97,11 @@ int main(int argc, char** argv) {
     std::ifstream(path, std::ios::binary).read(reinterpret_cast<char*>(magic.data()), magic.size());
     const bool emulated = looks_like_emulated_device(magic);
     if (!emulated && st.st_size > 0 && !force)
-      return fail(path + " exists and is not an emulated zoned device (" + format_size(static_cast<std::uint64_t>(st.st_size)) +
-                  "); -f replaces it with a new one");
+      return fail(path + " exists and is not an emulated zoned device (" +
+                  format_size(static_cast<std::uint64_t>(st.st_size)) + "); -f replaces it with a new one");
     if (emulated && geometry_given && !force)
-      return fail(path + " is an emulated zoned device already; its geometry is fixed. -f recreates it with the options given");
+      return fail(
+          path + " is an emulated zoned device already; its geometry is fixed. -f recreates it with the options given");
     create = !emulated || geometry_given;
   } else if (exists && S_ISBLK(st.st_mode) && emulate) {
     // A plain disk: emulated zones over the whole of it unless --size says less. Its old
@@ -121,8 +125,10 @@ int main(int argc, char** argv) {
   } else if (exists && emulate) {
     return fail("--emulate is for a plain block device; " + path + " is not one");
   } else if (exists && geometry_given) {
-    return fail("--size, --zone-size and the other geometry options apply only when creating a file (or a disk with --emulate); " + path +
-                " is a device");
+    return fail(
+        "--size, --zone-size and the other geometry options apply only when creating a file (or a disk with "
+        "--emulate); " +
+        path + " is a device");
   }
 
   std::unique_ptr<ZonedDevice> device;
@@ -136,11 +142,13 @@ int main(int argc, char** argv) {
       };
       c.block_size = static_cast<std::uint32_t>(parse(block));
       c.zone_size_bytes = parse(zone_size);
-      c.zone_capacity_bytes = zone_cap.empty() ? c.zone_size_bytes / 16 * 15 / c.block_size * c.block_size : parse(zone_cap);
+      c.zone_capacity_bytes =
+          zone_cap.empty() ? c.zone_size_bytes / 16 * 15 / c.block_size * c.block_size : parse(zone_cap);
       c.max_append_bytes = static_cast<std::uint32_t>(parse(max_append));
       if (c.zone_size_bytes == 0) return fail("zone size must not be 0");
       const std::uint64_t zones = parse(size) / c.zone_size_bytes;
-      if (zones == 0 || zones > UINT32_MAX) return fail("size " + size + " holds " + std::to_string(zones) + " zones of " + zone_size);
+      if (zones == 0 || zones > UINT32_MAX)
+        return fail("size " + size + " holds " + std::to_string(zones) + " zones of " + zone_size);
       c.zone_count = static_cast<std::uint32_t>(zones);
     } catch (const std::exception& e) {
       return fail(e.what());
@@ -163,7 +171,8 @@ int main(int argc, char** argv) {
   };
   auto r = mkfs::format_volume(*device, options);
   if (!r.ok()) {
-    if (create && !dry_run && !(exists && S_ISBLK(st.st_mode))) ::unlink(path.c_str());  // do not leave a half-made file behind
+    if (create && !dry_run && !(exists && S_ISBLK(st.st_mode)))
+      ::unlink(path.c_str());  // do not leave a half-made file behind
     return fail(r.status().message());
   }
   if (!quiet) {

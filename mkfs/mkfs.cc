@@ -24,7 +24,7 @@ struct Signature {
 const Signature kSignatures[] = {
     {"an ext2/3/4 file system", 1080, std::string_view("\x53\xef", 2)},
     {"an XFS file system", 0, "XFSB"},
-    {"a btrfs file system", 64, "_BHRfS_M"},          // zoned btrfs: superblock at the zone start
+    {"a btrfs file system", 64, "_BHRfS_M"},  // zoned btrfs: superblock at the zone start
     {"a btrfs file system", 65536 + 64, "_BHRfS_M"},
     {"an F2FS file system", 1024, std::string_view("\x10\x20\xf5\xf2", 4)},
     {"a LUKS volume", 0, std::string_view("LUKS\xba\xbe", 6)},
@@ -53,7 +53,8 @@ nyads::Result<std::string> existing_contents(ZonedDevice& device) {
     SuperblockZoneScan scan = scan_superblock_zone(device, zone);
     if (scan.newest) {
       const fmt::Superblock& sb = *scan.newest;
-      return "a nyads volume (uuid " + fmt::uuid_to_string(sb.uuid) + (sb.label.empty() ? "" : ", label '" + sb.label + "'") + ")";
+      return "a nyads volume (uuid " + fmt::uuid_to_string(sb.uuid) +
+             (sb.label.empty() ? "" : ", label '" + sb.label + "'") + ")";
     }
   }
   // Other formats, in what zone 0 holds (up to 68 KiB).
@@ -63,7 +64,8 @@ nyads::Result<std::string> existing_contents(ZonedDevice& device) {
     AlignedBuffer head(bytes);
     if (SyncDevice(device).read(0, static_cast<std::uint32_t>(bytes / g.block_size), head.data()).ok()) {
       for (const Signature& s : kSignatures) {
-        if (s.offset + s.magic.size() <= bytes && std::memcmp(head.data() + s.offset, s.magic.data(), s.magic.size()) == 0)
+        if (s.offset + s.magic.size() <= bytes &&
+            std::memcmp(head.data() + s.offset, s.magic.data(), s.magic.size()) == 0)
           return std::string(s.name);
       }
     }
@@ -92,8 +94,9 @@ nyads::Result<Result> format_volume(ZonedDevice& device, const Options& o) {
                           "; nyads needs every zone writable");
     if (s != ZoneState::kEmpty) to_reset.push_back(z);
     if ((*zones)[z].capacity < sb.zone_capacity)
-      return NotSupported(device.name() + ": zone " + std::to_string(z) + " has capacity " + std::to_string((*zones)[z].capacity) +
-                          " blocks, less than the device's " + std::to_string(sb.zone_capacity) + "; zones of different capacities are not supported yet");
+      return NotSupported(device.name() + ": zone " + std::to_string(z) + " has capacity " +
+                          std::to_string((*zones)[z].capacity) + " blocks, less than the device's " +
+                          std::to_string(sb.zone_capacity) + "; zones of different capacities are not supported yet");
   }
   if (!o.force) {
     auto found = existing_contents(device);
@@ -106,7 +109,8 @@ nyads::Result<Result> format_volume(ZonedDevice& device, const Options& o) {
 
   // 1. Reset what holds data: the time mkfs takes depends on this, not on the data.
   for (std::size_t i = 0; i < to_reset.size(); ++i) {
-    NYADS_RETURN_IF_ERROR(device.manage_zone(ZoneAction::kReset, to_reset[i]).with_context("resetting zone " + std::to_string(to_reset[i])));
+    NYADS_RETURN_IF_ERROR(device.manage_zone(ZoneAction::kReset, to_reset[i])
+                              .with_context("resetting zone " + std::to_string(to_reset[i])));
     if (o.progress) o.progress(static_cast<std::uint32_t>(i + 1), static_cast<std::uint32_t>(to_reset.size()));
   }
   // Made durable before anything is written. A reset is durable at the next flush (the
@@ -161,9 +165,9 @@ std::string describe(const fmt::Superblock& sb) {
   s << "device      " << sb.zone_count << " zones of " << format_size(sb.zone_size * sb.block_size) << " (capacity "
     << format_size(zone_bytes) << "), " << sb.block_size << "-byte blocks: " << format_size(total) << " writable\n";
   s << "zones       superblock 0-1, journal " << sb.journal_zones.first << "-" << sb.journal_zones.end() - 1 << " ("
-    << sb.journal_zones.count << "), checkpoint " << sb.checkpoint_zones.first << "-" << sb.checkpoint_zones.end() - 1 << " ("
-    << sb.checkpoint_zones.count << "), data " << sb.data_zones.first << "-" << sb.data_zones.end() - 1 << " (" << sb.data_zones.count
-    << ", of which " << sb.reserved_data_zones << " reserved for cleaning)\n";
+    << sb.journal_zones.count << "), checkpoint " << sb.checkpoint_zones.first << "-" << sb.checkpoint_zones.end() - 1
+    << " (" << sb.checkpoint_zones.count << "), data " << sb.data_zones.first << "-" << sb.data_zones.end() - 1 << " ("
+    << sb.data_zones.count << ", of which " << sb.reserved_data_zones << " reserved for cleaning)\n";
   s << "usable      " << format_size(usable) << " for namespaces\n";
   s << "overhead    " << format_size(total - usable) << " (" << pct << "): " << meta_zones << " metadata zones, "
     << sb.reserved_data_zones << " reserve zones\n";

@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake pkg-config clang lld libclang-rt-14-dev
+  # style: the sources are checked against .clang-format (scripts/check-format.sh)
+  clang-format-14
   # libraries (chosen on purpose: see README)
   libzbd-dev libnvme-dev libjson-c-dev liburing-dev libxxhash-dev libcli11-dev libgtest-dev libgmock-dev
   # tests: the VM runner (QEMU boots Debian's 6.12 kernel with an emulated ZNS drive)

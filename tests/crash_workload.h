@@ -113,7 +113,9 @@ class CrashWorkload {
       Status s = st.read(ids_[i], 0, got);
       if (!s.ok()) return "ns" + std::to_string(i) + ": " + s.to_string();
       for (std::uint64_t b = 0; b < kBlocks; ++b)
-        if (!tag_of(block_of(got, b), model_[i][b])) return "ns" + std::to_string(i) + " block " + std::to_string(b) + " holds neither its flushed value nor a later one";
+        if (!tag_of(block_of(got, b), model_[i][b]))
+          return "ns" + std::to_string(i) + " block " + std::to_string(b) +
+                 " holds neither its flushed value nor a later one";
     }
     return {};
   }
@@ -150,7 +152,8 @@ class CrashWorkload {
     return tag;
   }
 
-  std::vector<std::vector<Candidates>> model_ = std::vector<std::vector<Candidates>>(kNamespaces, std::vector<Candidates>(kBlocks, Candidates{0}));
+  std::vector<std::vector<Candidates>> model_ =
+      std::vector<std::vector<Candidates>>(kNamespaces, std::vector<Candidates>(kBlocks, Candidates{0}));
   std::uint32_t ids_[kNamespaces] = {};
 };
 

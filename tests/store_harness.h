@@ -20,7 +20,9 @@ class BorrowedDevice : public ZonedDevice {
   const Geometry& geometry() const override { return d_.geometry(); }
   std::string backend() const override { return d_.backend(); }
   const std::string& name() const override { return d_.name(); }
-  Result<std::vector<ZoneInfo>> report_zones(std::uint32_t f, std::uint32_t c) override { return d_.report_zones(f, c); }
+  Result<std::vector<ZoneInfo>> report_zones(std::uint32_t f, std::uint32_t c) override {
+    return d_.report_zones(f, c);
+  }
   Status manage_zone(ZoneAction a, std::uint32_t z) override { return d_.manage_zone(a, z); }
   Status manage_all_zones(ZoneAction a) override { return d_.manage_all_zones(a); }
   Status submit(const IoRequest& r) override { return d_.submit(r); }
@@ -59,7 +61,9 @@ inline std::unique_ptr<EmulatedDevice> formatted_memory_device(const EmulatedCon
   return std::move(*d);
 }
 
-inline std::unique_ptr<EmulatedDevice> formatted_memory_device(std::uint32_t zones = 40) { return formatted_memory_device(store_config(zones)); }
+inline std::unique_ptr<EmulatedDevice> formatted_memory_device(std::uint32_t zones = 40) {
+  return formatted_memory_device(store_config(zones));
+}
 
 inline std::unique_ptr<Store> open_store(ZonedDevice& d, const StoreOptions& o = {}) {
   auto s = Store::open(std::make_unique<BorrowedDevice>(d), o);

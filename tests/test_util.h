@@ -33,7 +33,8 @@ inline EmulatedConfig small_config() {
 }
 
 // Fills blocks with contents that name their lba and a seed, so any misplaced block shows.
-inline void fill_pattern(void* buffer, std::uint64_t lba, std::uint32_t blocks, std::uint32_t block_size, std::uint64_t seed) {
+inline void fill_pattern(void* buffer, std::uint64_t lba, std::uint32_t blocks, std::uint32_t block_size,
+                         std::uint64_t seed) {
   auto* p = static_cast<std::uint8_t*>(buffer);
   for (std::uint32_t b = 0; b < blocks; ++b) {
     for (std::uint32_t w = 0; w < block_size / 8; ++w) {
@@ -44,7 +45,8 @@ inline void fill_pattern(void* buffer, std::uint64_t lba, std::uint32_t blocks, 
   }
 }
 
-inline AlignedBuffer pattern(std::uint64_t lba, std::uint32_t blocks, std::uint32_t block_size, std::uint64_t seed = 1) {
+inline AlignedBuffer pattern(std::uint64_t lba, std::uint32_t blocks, std::uint32_t block_size,
+                             std::uint64_t seed = 1) {
   AlignedBuffer b(std::size_t{blocks} * block_size);
   fill_pattern(b.data(), lba, blocks, block_size, seed);
   return b;
@@ -70,19 +72,19 @@ class TempDir {
   std::string path_;
 };
 
-#define ASSERT_OK(expr)                                  \
-  do {                                                   \
-    ::nyads::Status _s = (expr);                         \
+#define ASSERT_OK(expr)                                      \
+  do {                                                       \
+    ::nyads::Status _s = (expr);                             \
     ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.to_string(); \
   } while (0)
-#define EXPECT_OK(expr)                                  \
-  do {                                                   \
-    ::nyads::Status _s = (expr);                         \
+#define EXPECT_OK(expr)                                      \
+  do {                                                       \
+    ::nyads::Status _s = (expr);                             \
     EXPECT_TRUE(_s.ok()) << #expr << ": " << _s.to_string(); \
   } while (0)
-#define EXPECT_CODE(expr, expected_code)                                      \
-  do {                                                                        \
-    ::nyads::Status _s = (expr);                                              \
+#define EXPECT_CODE(expr, expected_code)                                          \
+  do {                                                                            \
+    ::nyads::Status _s = (expr);                                                  \
     EXPECT_EQ(_s.code(), (expected_code)) << #expr << " gave " << _s.to_string(); \
   } while (0)
 

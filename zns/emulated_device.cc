@@ -17,8 +17,8 @@
 // generation number, so a torn table write leaves the other slot valid.
 #include <fcntl.h>
 #include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -84,11 +84,18 @@ class Emulated final : public EmulatedDevice {
  public:
   // File-backed.
   Emulated(std::string path, int fd, const ef::Layout& layout, bool read_only)
-      : name_(std::move(path)), fd_(fd), layout_(layout), g_(layout.config.geometry()), rules_(g_),
+      : name_(std::move(path)),
+        fd_(fd),
+        layout_(layout),
+        g_(layout.config.geometry()),
+        rules_(g_),
         read_only_(read_only) {}
   // Memory-backed.
   explicit Emulated(const EmulatedConfig& config)
-      : name_("memory"), layout_(ef::layout_for(config)), g_(config.geometry()), rules_(g_),
+      : name_("memory"),
+        layout_(ef::layout_for(config)),
+        g_(config.geometry()),
+        rules_(g_),
         memory_(config.zone_count) {}
 
   ~Emulated() override {
@@ -138,7 +145,9 @@ class Emulated final : public EmulatedDevice {
       XXH3_64bits_reset(state.get());
       while (left > 0) {
         const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, buf.size()));
-        NYADS_RETURN_IF_ERROR(full_pread(fd_, buf.data(), n, at, name_ + ": checking the blocks of zone " + std::to_string(z) + " the last flush wrote"));
+        NYADS_RETURN_IF_ERROR(
+            full_pread(fd_, buf.data(), n, at,
+                       name_ + ": checking the blocks of zone " + std::to_string(z) + " the last flush wrote"));
         XXH3_64bits_update(state.get(), buf.data(), n);
         at += n;
         left -= n;
@@ -160,7 +169,8 @@ class Emulated final : public EmulatedDevice {
 
   // Writes `zones` into the next table slot, with (version 2) the blocks the same sync covers
   // that opening must check, then syncs.
-  Status write_table_and_sync(const std::vector<ZoneInfo>& zones, std::vector<ef::UnsyncedBlocks> unsynced, const char* what) {
+  Status write_table_and_sync(const std::vector<ZoneInfo>& zones, std::vector<ef::UnsyncedBlocks> unsynced,
+                              const char* what) {
     if (fd_ < 0 || read_only_) return Status::Ok();
     // After a failed sync no table is written: it could name blocks the disk lacks.
     NYADS_RETURN_IF_ERROR(sync_failure_);
@@ -181,7 +191,8 @@ class Emulated final : public EmulatedDevice {
 
   Result<std::vector<ZoneInfo>> report_zones(std::uint32_t first, std::uint32_t count) override {
     if (first >= g_.zone_count)
-      return OutOfRange("zone " + std::to_string(first) + " beyond the device's " + std::to_string(g_.zone_count) + " zones");
+      return OutOfRange("zone " + std::to_string(first) + " beyond the device's " + std::to_string(g_.zone_count) +
+                        " zones");
     const std::uint32_t end = first + std::min(count, g_.zone_count - first);
     return std::vector<ZoneInfo>(rules_.zones().begin() + first, rules_.zones().begin() + end);
   }
@@ -311,7 +322,8 @@ class Emulated final : public EmulatedDevice {
     if (sqe == nullptr) {  // the ring's submission queue is full: send it on, then retry
       io_uring_submit(&*ring_);
       sqe = io_uring_get_sqe(&*ring_);
-      if (sqe == nullptr) return IoError(name_ + ": read: the ring's submission queue is full (io_uring_submit failed)");
+      if (sqe == nullptr)
+        return IoError(name_ + ": read: the ring's submission queue is full (io_uring_submit failed)");
     }
     const std::uint64_t id = next_id_++;
     io_uring_prep_read(sqe, fd_, io.buffer, static_cast<unsigned>(io.bytes), io.offset);
@@ -382,7 +394,8 @@ class Emulated final : public EmulatedDevice {
       // EAGAIN and EBUSY pass (the kernel is short of memory, or completions wait for us:
       // reaped below); any other error means the ring is broken and nothing more will
       // complete on it, so waiting again would spin for ever.
-      if (e < 0 && e != -EAGAIN && e != -EBUSY) return abandon_ring(ErrnoStatus(-e, name_ + ": io_uring_submit_and_wait"));
+      if (e < 0 && e != -EAGAIN && e != -EBUSY)
+        return abandon_ring(ErrnoStatus(-e, name_ + ": io_uring_submit_and_wait"));
     } else if (io_uring_sq_ready(&*ring_) > 0) {
       io_uring_submit(&*ring_);
     }
@@ -441,8 +454,7 @@ class Emulated final : public EmulatedDevice {
         if (read_only_) return read_only_error();
         NYADS_RETURN_IF_ERROR(rules_.write(r.op, r.lba, r.blocks, where));
         return write_blocks(*where, r.blocks, static_cast<const std::uint8_t*>(r.buffer));
-      case IoOp::kFlush:
-        return flush_data();
+      case IoOp::kFlush: return flush_data();
     }
     return InvalidArgument("unknown I/O operation");
   }
@@ -547,8 +559,10 @@ class Emulated final : public EmulatedDevice {
       int e = ::fdatasync(fd_) != 0 ? errno : 0;
       if (const int job = job_errno_->exchange(0); e == 0) e = job;
       if (e != 0)
-        sync_failure_ = ErrnoStatus(e, name_ + ": " + what + ": writing the file back failed; data written since the last good flush may be lost, "
-                                                              "and every later flush fails until the device is opened again");
+        sync_failure_ =
+            ErrnoStatus(e, name_ + ": " + what +
+                               ": writing the file back failed; data written since the last good flush may be lost, "
+                               "and every later flush fails until the device is opened again");
     }
     return sync_failure_;
   }
@@ -605,7 +619,7 @@ class Emulated final : public EmulatedDevice {
   };
   std::unordered_map<std::uint32_t, UnsyncedZone> unsynced_;
   std::uint64_t unsynced_bytes_ = 0;
-  bool unsynced_checkable_ = true;    // false: too many bytes, or a failed write, since the last sync
+  bool unsynced_checkable_ = true;     // false: too many bytes, or a failed write, since the last sync
   bool table_names_unsynced_ = false;  // the newest table slot names unsynced blocks
   // What a one-sync flush may name. Hashing costs ~0.07 ms a MiB as it is written and opening
   // reads it back after a crash; a sync saved is ~0.2-0.4 ms on the disks measured.
@@ -647,8 +661,7 @@ Result<std::uint64_t> bytes_of(int fd, const std::string& path, bool* block_devi
 }  // namespace
 
 Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::create_file(const std::string& path,
-                                                                   const EmulatedConfig& config,
-                                                                   bool overwrite) {
+                                                                    const EmulatedConfig& config, bool overwrite) {
   NYADS_RETURN_IF_ERROR(config.validate().with_context(path));
   int flags = O_RDWR | O_CREAT | O_CLOEXEC | (overwrite ? 0 : O_EXCL);
   int fd = ::open(path.c_str(), flags, 0644);
@@ -669,7 +682,8 @@ Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::create_file(const std::s
   if (block_device) {
     // A plain disk keeps its old bytes; reads past a zone's write pointer return zeros anyway.
     if (*have < layout.file_bytes())
-      return InvalidArgument(path + " holds " + std::to_string(*have) + " bytes; this geometry needs " + std::to_string(layout.file_bytes()));
+      return InvalidArgument(path + " holds " + std::to_string(*have) + " bytes; this geometry needs " +
+                             std::to_string(layout.file_bytes()));
   } else if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(layout.file_bytes())) != 0) {
     // Start from an empty, sparse file of the full size.
     return ErrnoStatus(errno, "sizing " + path);
@@ -686,7 +700,10 @@ Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::create_file(const std::s
 Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::open_file(const std::string& path, bool read_only) {
   int fd = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, "opening " + path);
-  auto close_on_error = [fd](Status s) { ::close(fd); return s; };
+  auto close_on_error = [fd](Status s) {
+    ::close(fd);
+    return s;
+  };
   Status locked = lock_file(fd, read_only, path);
   if (!locked.ok()) return close_on_error(locked);
   AlignedBuffer header(ef::kHeaderBytes);
@@ -698,8 +715,8 @@ Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::open_file(const std::str
   auto have = bytes_of(fd, path, &block_device);
   if (!have.ok()) return close_on_error(have.status());
   if (*have < layout->file_bytes())
-    return close_on_error(Corruption(path + ": " + (block_device ? "device" : "file") + " is " + std::to_string(*have) + " bytes, its geometry needs " +
-                                     std::to_string(layout->file_bytes())));
+    return close_on_error(Corruption(path + ": " + (block_device ? "device" : "file") + " is " + std::to_string(*have) +
+                                     " bytes, its geometry needs " + std::to_string(layout->file_bytes())));
   auto dev = std::make_unique<Emulated>(path, fd, *layout, read_only);
   // Both table slots; the valid one with the higher generation wins.
   const Geometry g = layout->config.geometry();

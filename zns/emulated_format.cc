@@ -21,7 +21,8 @@ Status EmulatedConfig::validate() const {
     return InvalidArgument("block size " + u(block_size) + " is not a power of two from 512 to 65536");
   auto multiple = [&](std::uint64_t v, const char* name) -> Status {
     if (v == 0 || v % block_size != 0)
-      return InvalidArgument(std::string(name) + " " + u(v) + " bytes is not a positive multiple of the block size " + u(block_size));
+      return InvalidArgument(std::string(name) + " " + u(v) + " bytes is not a positive multiple of the block size " +
+                             u(block_size));
     return Status::Ok();
   };
   NYADS_RETURN_IF_ERROR(multiple(zone_size_bytes, "zone size"));
@@ -29,7 +30,8 @@ Status EmulatedConfig::validate() const {
   NYADS_RETURN_IF_ERROR(multiple(max_append_bytes, "max append size"));
   NYADS_RETURN_IF_ERROR(multiple(max_io_bytes, "max I/O size"));
   if (zone_capacity_bytes > zone_size_bytes)
-    return InvalidArgument("zone capacity " + u(zone_capacity_bytes) + " bytes exceeds zone size " + u(zone_size_bytes) + " bytes");
+    return InvalidArgument("zone capacity " + u(zone_capacity_bytes) + " bytes exceeds zone size " +
+                           u(zone_size_bytes) + " bytes");
   if (zone_size_bytes / block_size > (1ull << 32))
     return InvalidArgument("zone size " + u(zone_size_bytes) + " bytes exceeds 2^32 blocks");
   if (zone_count == 0 || zone_count > (1u << 24))
@@ -65,9 +67,7 @@ constexpr std::size_t kHeaderChecksumAt = 80;  // the checksum covers bytes [0, 
 std::uint64_t round_up(std::uint64_t v, std::uint64_t to) { return (v + to - 1) / to * to; }
 }  // namespace
 
-std::uint64_t Layout::file_bytes() const {
-  return data_offset + config.zone_size_bytes * config.zone_count;
-}
+std::uint64_t Layout::file_bytes() const { return data_offset + config.zone_size_bytes * config.zone_count; }
 
 std::size_t table_entry_bytes(std::uint32_t version) { return version >= 2 ? 32 : 16; }
 
@@ -111,9 +111,10 @@ Result<Layout> decode_header(std::span<const std::uint8_t> in) {
   if (stored != actual) return Corruption("emulated device header: checksum mismatch");
   const std::uint32_t version = get_le32(p + 8);
   if (version < kOldestVersion || version > kVersion)
-    return NotSupported("emulated device header: version " + u(version) + ", this build reads versions " + u(kOldestVersion) + " to " +
-                        u(kVersion));
-  if (get_le32(p + 12) != kHeaderBytes) return Corruption("emulated device header: header size " + u(get_le32(p + 12)) + ", expected 4096");
+    return NotSupported("emulated device header: version " + u(version) + ", this build reads versions " +
+                        u(kOldestVersion) + " to " + u(kVersion));
+  if (get_le32(p + 12) != kHeaderBytes)
+    return Corruption("emulated device header: header size " + u(get_le32(p + 12)) + ", expected 4096");
   Layout l;
   l.version = version;
   EmulatedConfig& c = l.config;
@@ -126,11 +127,15 @@ Result<Layout> decode_header(std::span<const std::uint8_t> in) {
   const std::uint64_t append_blocks = get_le32(p + 48);
   const std::uint64_t io_blocks = get_le32(p + 52);
   if (c.block_size < 512 || c.block_size > 65536 || !is_pow2(c.block_size))
-    return Corruption("emulated device header: block size " + u(c.block_size) + " is not a power of two from 512 to 65536");
+    return Corruption("emulated device header: block size " + u(c.block_size) +
+                      " is not a power of two from 512 to 65536");
   if (zone_blocks == 0 || zone_blocks > (1ull << 32) || cap_blocks > zone_blocks)
-    return Corruption("emulated device header: zone size " + u(zone_blocks) + " blocks, capacity " + u(cap_blocks) + " blocks");
-  if (append_blocks == 0 || io_blocks == 0 || append_blocks * c.block_size > 0xffffffffull || io_blocks * c.block_size > 0xffffffffull)
-    return Corruption("emulated device header: append limit " + u(append_blocks) + " / I/O limit " + u(io_blocks) + " blocks");
+    return Corruption("emulated device header: zone size " + u(zone_blocks) + " blocks, capacity " + u(cap_blocks) +
+                      " blocks");
+  if (append_blocks == 0 || io_blocks == 0 || append_blocks * c.block_size > 0xffffffffull ||
+      io_blocks * c.block_size > 0xffffffffull)
+    return Corruption("emulated device header: append limit " + u(append_blocks) + " / I/O limit " + u(io_blocks) +
+                      " blocks");
   c.zone_size_bytes = zone_blocks * c.block_size;
   c.zone_capacity_bytes = cap_blocks * c.block_size;
   c.max_append_bytes = static_cast<std::uint32_t>(append_blocks * c.block_size);
@@ -143,8 +148,8 @@ Result<Layout> decode_header(std::span<const std::uint8_t> in) {
   l.data_offset = get_le64(p + 72);
   if (l.table_offset != expected.table_offset || l.table_slot_bytes != expected.table_slot_bytes ||
       l.data_offset != expected.data_offset)
-    return Corruption("emulated device header: layout offsets (" + u(l.table_offset) + ", " + u(l.table_slot_bytes) + ", " +
-                      u(l.data_offset) + ") do not match the geometry (" + u(expected.table_offset) + ", " +
+    return Corruption("emulated device header: layout offsets (" + u(l.table_offset) + ", " + u(l.table_slot_bytes) +
+                      ", " + u(l.data_offset) + ") do not match the geometry (" + u(expected.table_offset) + ", " +
                       u(expected.table_slot_bytes) + ", " + u(expected.data_offset) + ")");
   return l;
 }
@@ -196,8 +201,10 @@ Result<ZoneTable> decode_zone_table(std::span<const std::uint8_t> in, const Geom
   if (get_le32(p + 16) != g.zone_count)
     return Corruption("zone table: " + u(get_le32(p + 16)) + " zones, the header says " + u(g.zone_count));
   if (get_le32(p + 20) != entry_bytes)
-    return Corruption("zone table: entry size " + u(get_le32(p + 20)) + ", expected " + u(entry_bytes) + " in a version " + u(version) + " file");
-  if (get_le64(p + kTableChecksumAt) != table_checksum(in.first(used))) return Corruption("zone table: checksum mismatch");
+    return Corruption("zone table: entry size " + u(get_le32(p + 20)) + ", expected " + u(entry_bytes) +
+                      " in a version " + u(version) + " file");
+  if (get_le64(p + kTableChecksumAt) != table_checksum(in.first(used)))
+    return Corruption("zone table: checksum mismatch");
   ZoneTable t;
   t.generation = get_le64(p + 8);
   t.zones.resize(g.zone_count);
@@ -210,15 +217,19 @@ Result<ZoneTable> decode_zone_table(std::span<const std::uint8_t> in, const Geom
     const std::uint64_t wp = get_le64(e);
     const std::uint8_t state = e[8];
     switch (static_cast<ZoneState>(state)) {
-      case ZoneState::kEmpty: case ZoneState::kImplicitOpen: case ZoneState::kExplicitOpen:
-      case ZoneState::kClosed: case ZoneState::kReadOnly: case ZoneState::kFull: case ZoneState::kOffline:
-        break;
-      default:
-        return Corruption("zone table: zone " + u(z) + " has unknown state " + u(state));
+      case ZoneState::kEmpty:
+      case ZoneState::kImplicitOpen:
+      case ZoneState::kExplicitOpen:
+      case ZoneState::kClosed:
+      case ZoneState::kReadOnly:
+      case ZoneState::kFull:
+      case ZoneState::kOffline: break;
+      default: return Corruption("zone table: zone " + u(z) + " has unknown state " + u(state));
     }
     info.state = static_cast<ZoneState>(state);
     if (wp > g.zone_capacity)
-      return Corruption("zone table: zone " + u(z) + " write pointer offset " + u(wp) + " exceeds the zone capacity " + u(g.zone_capacity));
+      return Corruption("zone table: zone " + u(z) + " write pointer offset " + u(wp) + " exceeds the zone capacity " +
+                        u(g.zone_capacity));
     if (info.state == ZoneState::kEmpty && wp != 0)
       return Corruption("zone table: zone " + u(z) + " is empty but its write pointer offset is " + u(wp));
     if (info.state == ZoneState::kFull && wp != g.zone_capacity)
@@ -227,11 +238,13 @@ Result<ZoneTable> decode_zone_table(std::span<const std::uint8_t> in, const Geom
     if (version < 2) continue;
     const UnsyncedBlocks un{get_le64(e + 16), get_le64(e + 24)};
     if (un.from > wp)
-      return Corruption("zone table: zone " + u(z) + " has unsynced blocks from offset " + u(un.from) + ", past its write pointer offset " + u(wp));
+      return Corruption("zone table: zone " + u(z) + " has unsynced blocks from offset " + u(un.from) +
+                        ", past its write pointer offset " + u(wp));
     if (un.from == wp && un.hash != 0)
       return Corruption("zone table: zone " + u(z) + " has a hash but no unsynced blocks");
     if (un.from < wp && (info.state == ZoneState::kReadOnly || info.state == ZoneState::kOffline))
-      return Corruption("zone table: zone " + u(z) + " is " + std::string(zone_state_name(info.state)) + " but has unsynced blocks");
+      return Corruption("zone table: zone " + u(z) + " is " + std::string(zone_state_name(info.state)) +
+                        " but has unsynced blocks");
     t.unsynced[z] = un;
   }
   return t;

@@ -83,8 +83,7 @@ void FaultyDevice::record(const Event& e) {
       zones_[e.zone].before_reset.reset();
       break;
     case Event::Kind::kOpen:
-    case Event::Kind::kClose:
-      break;
+    case Event::Kind::kClose: break;
   }
   events_.push_back(e);
   if (events_until_loss_ && --*events_until_loss_ == 0) power_loss_now();
@@ -116,7 +115,9 @@ Status FaultyDevice::keep_before_reset(std::uint32_t zone) {
   b.full = z.durable_full;
   const std::uint64_t blocks = z.durable_wp - g.zone_start(zone);
   b.data.resize(blocks * g.block_size);
-  if (blocks > 0) NYADS_RETURN_IF_ERROR(SyncDevice(*inner_).read(g.zone_start(zone), static_cast<std::uint32_t>(blocks), b.data.data()));
+  if (blocks > 0)
+    NYADS_RETURN_IF_ERROR(
+        SyncDevice(*inner_).read(g.zone_start(zone), static_cast<std::uint32_t>(blocks), b.data.data()));
   z.before_reset = std::move(b);
   return Status::Ok();
 }
@@ -179,11 +180,13 @@ Status FaultyDevice::submit(const IoRequest& r) {
   if (r.op == IoOp::kRead) {
     for (auto [lba, n] : failing_reads_) {
       if (r.lba < lba + n && lba < r.lba + r.blocks)
-        return fail_here(IoError("injected read error at blocks " + std::to_string(lba) + ".." + std::to_string(lba + n - 1)));
+        return fail_here(
+            IoError("injected read error at blocks " + std::to_string(lba) + ".." + std::to_string(lba + n - 1)));
     }
   } else if (r.op == IoOp::kFlush) {
     if (failing_flushes_) return fail_here(IoError("injected flush error"));
-  } else if (std::find(failing_write_zones_.begin(), failing_write_zones_.end(), g.zone_of(r.lba)) != failing_write_zones_.end()) {
+  } else if (std::find(failing_write_zones_.begin(), failing_write_zones_.end(), g.zone_of(r.lba)) !=
+             failing_write_zones_.end()) {
     return fail_here(IoError("injected write error in zone " + std::to_string(g.zone_of(r.lba))));
   }
   const std::uint64_t tag = next_inner_tag_++;
@@ -279,7 +282,8 @@ Status FaultyDevice::power_cycle(const PowerCycleOptions& options) {
       continue;
     }
     const bool changed = keep != z.live_wp;
-    if (changed) NYADS_RETURN_IF_ERROR(rebuild_zone(zone, keep - g.zone_start(zone), z.durable_full).with_context("power cycle"));
+    if (changed)
+      NYADS_RETURN_IF_ERROR(rebuild_zone(zone, keep - g.zone_start(zone), z.durable_full).with_context("power cycle"));
     z.live_wp = z.durable_wp = keep;
     z.unflushed_ends.clear();
     z.before_reset.reset();

@@ -26,7 +26,8 @@ namespace nyads {
 
 namespace {
 
-static_assert(std::endian::native == std::endian::little, "NVMe structures are read in place: little-endian hosts only");
+static_assert(std::endian::native == std::endian::little,
+              "NVMe structures are read in place: little-endian hosts only");
 
 constexpr std::uint8_t kOpFlush = 0x00, kOpWrite = 0x01, kOpRead = 0x02, kOpZoneAppend = 0x7d;
 
@@ -69,12 +70,15 @@ class NvmeDevice final : public UringZonedDevice {
   NvmeDevice(std::string path, int fd, std::uint32_t qd) : UringZonedDevice(std::move(path), fd, qd) {}
 
   Status init() {
-    if (nvme_get_nsid(fd_, &nsid_) != 0) return ErrnoStatus(errno, name_ + ": NVME_IOCTL_ID (is it an NVMe namespace?)");
+    if (nvme_get_nsid(fd_, &nsid_) != 0)
+      return ErrnoStatus(errno, name_ + ": NVME_IOCTL_ID (is it an NVMe namespace?)");
     nvme_id_ns ns{};
     NYADS_RETURN_IF_ERROR(libnvme_status(nvme_identify_ns(fd_, nsid_, &ns), name_ + ": identify namespace"));
     std::uint8_t lbaf = 0;
     nvme_id_ns_flbas_to_lbaf_inuse(ns.flbas, &lbaf);
-    if (ns.lbaf[lbaf].ms != 0) return NotSupported(name_ + ": LBA format with " + std::to_string(ns.lbaf[lbaf].ms) + " metadata bytes; nyads needs a format without metadata");
+    if (ns.lbaf[lbaf].ms != 0)
+      return NotSupported(name_ + ": LBA format with " + std::to_string(ns.lbaf[lbaf].ms) +
+                          " metadata bytes; nyads needs a format without metadata");
     nvme_zns_id_ns zns{};
     Status zs = libnvme_status(nvme_zns_identify_ns(fd_, nsid_, &zns), name_ + ": ZNS identify namespace");
     if (!zs.ok()) return NotSupported(name_ + " is not a zoned (ZNS) namespace: " + zs.message());
@@ -95,7 +99,8 @@ class NvmeDevice final : public UringZonedDevice {
     constexpr std::uint64_t kPage = 4096;
     std::uint64_t max_io = ctrl.mdts ? (kPage << ctrl.mdts) : (1u << 20);
     const std::string block = "nvme" + std::filesystem::path(name_).filename().string().substr(2);
-    max_io = std::min<std::uint64_t>(max_io, read_sysfs_u64("/sys/block/" + block + "/queue/max_hw_sectors_kb", 1024) * 1024);
+    max_io = std::min<std::uint64_t>(max_io,
+                                     read_sysfs_u64("/sys/block/" + block + "/queue/max_hw_sectors_kb", 1024) * 1024);
     max_io = std::min<std::uint64_t>(max_io, 1u << 20);
     const std::uint64_t max_append = std::min<std::uint64_t>(zctrl.zasl ? (kPage << zctrl.zasl) : max_io, max_io);
     g_.max_io_blocks = static_cast<std::uint32_t>(max_io / g_.block_size);
@@ -110,7 +115,9 @@ class NvmeDevice final : public UringZonedDevice {
   std::string backend() const override { return "nvme"; }
 
   Result<std::vector<ZoneInfo>> report_zones(std::uint32_t first, std::uint32_t count) override {
-    if (first >= g_.zone_count) return OutOfRange("zone " + std::to_string(first) + " beyond the device's " + std::to_string(g_.zone_count) + " zones");
+    if (first >= g_.zone_count)
+      return OutOfRange("zone " + std::to_string(first) + " beyond the device's " + std::to_string(g_.zone_count) +
+                        " zones");
     count = std::min(count, g_.zone_count - first);
     std::vector<ZoneInfo> out;
     out.reserve(count);
@@ -140,7 +147,9 @@ class NvmeDevice final : public UringZonedDevice {
   }
 
   Status manage_zone(ZoneAction action, std::uint32_t zone) override {
-    if (zone >= g_.zone_count) return OutOfRange("zone " + std::to_string(zone) + " beyond the device's " + std::to_string(g_.zone_count) + " zones");
+    if (zone >= g_.zone_count)
+      return OutOfRange("zone " + std::to_string(zone) + " beyond the device's " + std::to_string(g_.zone_count) +
+                        " zones");
     Status st = send_action(action, g_.zone_start(zone), false, " zone " + std::to_string(zone));
     Status refreshed = refresh_zone(zone);
     NYADS_RETURN_IF_ERROR(st);
@@ -195,7 +204,10 @@ class NvmeDevice final : public UringZonedDevice {
 
   Status outcome(const io_uring_cqe* cqe, IoOp op, std::uint32_t blocks, std::uint64_t* lba) override {
     (void)blocks;  // a passthrough command moves all of its blocks or fails with a status
-    const char* what = op == IoOp::kRead ? "read" : op == IoOp::kWrite ? "write" : op == IoOp::kAppend ? "zone append" : "flush";
+    const char* what = op == IoOp::kRead     ? "read"
+                       : op == IoOp::kWrite  ? "write"
+                       : op == IoOp::kAppend ? "zone append"
+                                             : "flush";
     if (cqe->res < 0) return ErrnoStatus(-cqe->res, name_ + ": " + what);
     if (cqe->res > 0) return nvme_status(cqe->res, name_ + ": " + what);
     if (op == IoOp::kAppend) *lba = cqe->big_cqe[0];

@@ -19,7 +19,8 @@ constexpr const char* kSupported =
     "zoned block device (e.g. /dev/nvme0n1), or an NVMe ZNS generic device (/dev/ngXnY)";
 
 std::string sysfs_zoned_model(const struct stat& st) {
-  const std::string path = "/sys/dev/block/" + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev));
+  const std::string path =
+      "/sys/dev/block/" + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev));
   std::ifstream in(path + "/queue/zoned");
   if (!in) {  // a partition: the disk's queue is one level up
     in.open(path + "/../queue/zoned");
@@ -48,7 +49,8 @@ Result<std::unique_ptr<ZonedDevice>> open_zoned_device(const std::string& path, 
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, "opening " + path);
   if (S_ISREG(st.st_mode)) {
-    if (!holds_emulated_device(path)) return NotSupported(path + " is a regular file but not an emulated zoned device. " + kSupported);
+    if (!holds_emulated_device(path))
+      return NotSupported(path + " is a regular file but not an emulated zoned device. " + kSupported);
     return open_emulated(path, options);
   }
   if (S_ISBLK(st.st_mode)) {
@@ -57,7 +59,8 @@ Result<std::unique_ptr<ZonedDevice>> open_zoned_device(const std::string& path, 
     // A plain disk laid out as an emulated zoned device (mkfs.nyads --emulate).
     if (holds_emulated_device(path)) return open_emulated(path, options);
     return NotSupported(path + " is a block device whose zoned model is '" + (model.empty() ? "unknown" : model) +
-                        "', not host-managed (mkfs.nyads --emulate lays out emulated zones on a plain disk). " + kSupported);
+                        "', not host-managed (mkfs.nyads --emulate lays out emulated zones on a plain disk). " +
+                        kSupported);
   }
   if (S_ISCHR(st.st_mode)) {
     const std::string base = std::filesystem::path(path).filename().string();

@@ -6,8 +6,7 @@
 
 namespace nyads {
 
-Result<std::uint64_t> SyncDevice::run(IoOp op, std::uint64_t lba, std::uint32_t blocks,
-                                      void* buffer) {
+Result<std::uint64_t> SyncDevice::run(IoOp op, std::uint64_t lba, std::uint32_t blocks, void* buffer) {
   assert(device_.in_flight() == 0 && "SyncDevice must be the device's only user");
   const std::uint64_t tag = next_tag_++;
   NYADS_RETURN_IF_ERROR(device_.submit({op, lba, blocks, buffer, tag}));
@@ -42,8 +41,7 @@ Status SyncDevice::write(std::uint64_t lba, std::uint32_t blocks, const void* bu
   return chunked(IoOp::kWrite, lba, blocks, static_cast<std::uint8_t*>(const_cast<void*>(buffer)));
 }
 
-Result<std::uint64_t> SyncDevice::append(std::uint64_t zone_start, std::uint32_t blocks,
-                                         const void* buffer) {
+Result<std::uint64_t> SyncDevice::append(std::uint64_t zone_start, std::uint32_t blocks, const void* buffer) {
   return run(IoOp::kAppend, zone_start, blocks, const_cast<void*>(buffer));
 }
 

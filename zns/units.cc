@@ -45,11 +45,13 @@ Result<std::uint64_t> parse_size(std::string_view text) {
       default: return bad("unknown unit '" + std::string(suffix) + "' (use K, M, G, T or P)");
     }
     std::string_view rest = suffix.substr(1);
-    if (shift != 0 && !(rest.empty() || rest == "B" || rest == "iB" || rest == "b")) return bad("unknown unit '" + std::string(suffix) + "'");
+    if (shift != 0 && !(rest.empty() || rest == "B" || rest == "iB" || rest == "b"))
+      return bad("unknown unit '" + std::string(suffix) + "'");
     if (shift == 0 && !rest.empty()) return bad("unknown unit '" + std::string(suffix) + "'");
   }
   if (shift > 0 && whole > (UINT64_MAX >> shift)) return bad("too large");
-  const std::uint64_t frac_bytes = static_cast<std::uint64_t>(std::llround(fraction * static_cast<double>(1ull << shift)));
+  const std::uint64_t frac_bytes =
+      static_cast<std::uint64_t>(std::llround(fraction * static_cast<double>(1ull << shift)));
   if (fraction > 0 && shift == 0) return bad("a fraction of a byte");
   return (whole << shift) + frac_bytes;
 }
@@ -63,8 +65,10 @@ std::string format_size(std::uint64_t bytes) {
     ++u;
   }
   char buf[32];
-  if (v == std::floor(v)) std::snprintf(buf, sizeof buf, "%.0f %s", v, units[u]);
-  else std::snprintf(buf, sizeof buf, "%.2f %s", v, units[u]);
+  if (v == std::floor(v))
+    std::snprintf(buf, sizeof buf, "%.0f %s", v, units[u]);
+  else
+    std::snprintf(buf, sizeof buf, "%.2f %s", v, units[u]);
   return buf;
 }
 

@@ -75,10 +75,11 @@ Status UringZonedDevice::check_range(const IoRequest& r) const {
     return OutOfRange("blocks " + u(r.lba) + ".." + u(r.lba + r.blocks - 1) + " beyond the device's " +
                       u(g_.total_blocks()) + " blocks");
   if (g_.zone_of(r.lba) != g_.zone_of(r.lba + r.blocks - 1))
-    return Status(Code::kZoneBoundary, "blocks " + u(r.lba) + ".." + u(r.lba + r.blocks - 1) + " cross the end of zone " +
-                                           u(g_.zone_of(r.lba)));
+    return Status(Code::kZoneBoundary, "blocks " + u(r.lba) + ".." + u(r.lba + r.blocks - 1) +
+                                           " cross the end of zone " + u(g_.zone_of(r.lba)));
   if (r.op == IoOp::kAppend && r.lba != g_.zone_start(g_.zone_of(r.lba)))
-    return InvalidArgument("append must name the zone start " + u(g_.zone_start(g_.zone_of(r.lba))) + ", not block " + u(r.lba));
+    return InvalidArgument("append must name the zone start " + u(g_.zone_start(g_.zone_of(r.lba))) + ", not block " +
+                           u(r.lba));
   return Status::Ok();
 }
 
@@ -111,15 +112,17 @@ void UringZonedDevice::dispatch_zone_write(const IoRequest& r) {
   const std::uint32_t zone = g_.zone_of(r.lba);
   const ZoneInfo& z = zones_[zone].info;
   auto zone_error = [&](Code code, const std::string& what) {
-    fail(r, Status(code, what + " (zone " + u(zone) + ", " + std::string(zone_state_name(z.state)) + ", write pointer " +
-                             u(z.write_pointer) + ", capacity " + u(z.capacity) + ")"));
+    fail(r, Status(code, what + " (zone " + u(zone) + ", " + std::string(zone_state_name(z.state)) +
+                             ", write pointer " + u(z.write_pointer) + ", capacity " + u(z.capacity) + ")"));
   };
   if (z.state == ZoneState::kFull) return zone_error(Code::kZoneFull, "write to a full zone");
   if (z.state == ZoneState::kReadOnly) return zone_error(Code::kZoneReadOnly, "write to a read-only zone");
   if (z.state == ZoneState::kOffline) return zone_error(Code::kZoneOffline, "write to an offline zone");
   const std::uint64_t at = r.op == IoOp::kAppend ? z.write_pointer : r.lba;
-  if (at != z.write_pointer) return zone_error(Code::kZoneInvalidWrite, "write at block " + u(r.lba) + " is not at the write pointer");
-  if (at + r.blocks > z.start + z.capacity) return zone_error(Code::kZoneBoundary, "write of " + u(r.blocks) + " blocks would pass the zone capacity");
+  if (at != z.write_pointer)
+    return zone_error(Code::kZoneInvalidWrite, "write at block " + u(r.lba) + " is not at the write pointer");
+  if (at + r.blocks > z.start + z.capacity)
+    return zone_error(Code::kZoneBoundary, "write of " + u(r.blocks) + " blocks would pass the zone capacity");
   send(r, IoOp::kWrite, at, true);
 }
 
@@ -139,8 +142,10 @@ void UringZonedDevice::send(const IoRequest& r, IoOp device_op, std::uint64_t lb
     z.writing = true;
     // Advance the host's write pointer now: the next queued write goes after this one.
     z.info.write_pointer = lba + r.blocks;
-    if (z.info.write_pointer == z.info.start + z.info.capacity) z.info.state = ZoneState::kFull;
-    else if (z.info.state == ZoneState::kEmpty || z.info.state == ZoneState::kClosed) z.info.state = ZoneState::kImplicitOpen;
+    if (z.info.write_pointer == z.info.start + z.info.capacity)
+      z.info.state = ZoneState::kFull;
+    else if (z.info.state == ZoneState::kEmpty || z.info.state == ZoneState::kClosed)
+      z.info.state = ZoneState::kImplicitOpen;
   }
   prepare(sqe, device_op, lba, r.blocks, r.buffer);
   io_uring_sqe_set_data64(sqe, slot);
@@ -164,7 +169,8 @@ IoCompletion UringZonedDevice::finish(const io_uring_cqe* cqe) {
       (void)refresh_zone(zone);  // where did the device's write pointer end up?
     } else if (s.device_op == IoOp::kAppend && lba + s.request.blocks > z.info.write_pointer) {
       z.info.write_pointer = lba + s.request.blocks;
-      z.info.state = z.info.write_pointer == z.info.start + z.info.capacity ? ZoneState::kFull : ZoneState::kImplicitOpen;
+      z.info.state =
+          z.info.write_pointer == z.info.start + z.info.capacity ? ZoneState::kFull : ZoneState::kImplicitOpen;
     }
     if (s.zone_write) {
       z.writing = false;

@@ -54,7 +54,7 @@ class UringZonedDevice : public ZonedDevice {
 
  private:
   struct Slot {
-    IoRequest request;        // as submitted
+    IoRequest request;  // as submitted
     IoOp device_op = IoOp::kRead;
     std::uint64_t lba = 0;    // device address
     bool zone_write = false;  // holds its zone's write turn
@@ -62,8 +62,8 @@ class UringZonedDevice : public ZonedDevice {
   };
   struct HostZone {
     ZoneInfo info;
-    bool writing = false;             // a write to this zone is in the device
-    std::deque<IoRequest> waiting;    // writes queued behind it
+    bool writing = false;           // a write to this zone is in the device
+    std::deque<IoRequest> waiting;  // writes queued behind it
   };
 
   void dispatch(const IoRequest& r);

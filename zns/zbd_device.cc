@@ -36,24 +36,28 @@ class ZbdDevice final : public UringZonedDevice {
 
   Status init(const zbd_info& info) {
     if (info.model != ZBD_DM_HOST_MANAGED)
-      return NotSupported(name_ + " is not a host-managed zoned device (libzbd model " + std::to_string(info.model) + ")");
+      return NotSupported(name_ + " is not a host-managed zoned device (libzbd model " + std::to_string(info.model) +
+                          ")");
     g_.block_size = info.lblock_size;
     g_.zone_size = info.zone_size / info.lblock_size;
     g_.zone_count = info.nr_zones;
     g_.max_open_zones = info.max_nr_open_zones == static_cast<unsigned>(-1) ? 0 : info.max_nr_open_zones;
     g_.max_active_zones = info.max_nr_active_zones == static_cast<unsigned>(-1) ? 0 : info.max_nr_active_zones;
     const std::string queue = "/sys/class/block/" + std::filesystem::path(name_).filename().string() + "/queue/";
-    const std::uint64_t max_bytes = std::min<std::uint64_t>(read_sysfs_u64(queue + "max_sectors_kb", 512) * 1024, 1u << 20);
+    const std::uint64_t max_bytes =
+        std::min<std::uint64_t>(read_sysfs_u64(queue + "max_sectors_kb", 512) * 1024, 1u << 20);
     g_.max_io_blocks = static_cast<std::uint32_t>(max_bytes / g_.block_size);
     g_.max_append_blocks = g_.max_io_blocks;  // appends are writes here
     g_.native_append = false;
     // Zone capacity: the largest reported (zones may differ; ZoneInfo has each one's).
     std::vector<zbd_zone> zones(g_.zone_count);
     unsigned int n = g_.zone_count;
-    if (zbd_report_zones(fd_, 0, 0, ZBD_RO_ALL, zones.data(), &n) != 0) return ErrnoStatus(errno, name_ + ": report zones");
+    if (zbd_report_zones(fd_, 0, 0, ZBD_RO_ALL, zones.data(), &n) != 0)
+      return ErrnoStatus(errno, name_ + ": report zones");
     for (unsigned i = 0; i < n; ++i) {
       if (zones[i].type != ZBD_ZONE_TYPE_SWR)
-        return NotSupported(name_ + ": zone " + std::to_string(i) + " is not sequential-write-required; nyads needs every zone to be");
+        return NotSupported(name_ + ": zone " + std::to_string(i) +
+                            " is not sequential-write-required; nyads needs every zone to be");
       g_.zone_capacity = std::max<std::uint64_t>(g_.zone_capacity, zones[i].capacity / g_.block_size);
     }
     return start(0);
@@ -62,13 +66,15 @@ class ZbdDevice final : public UringZonedDevice {
   std::string backend() const override { return "zbd"; }
 
   Result<std::vector<ZoneInfo>> report_zones(std::uint32_t first, std::uint32_t count) override {
-    if (first >= g_.zone_count) return OutOfRange("zone " + std::to_string(first) + " beyond the device's " + std::to_string(g_.zone_count) + " zones");
+    if (first >= g_.zone_count)
+      return OutOfRange("zone " + std::to_string(first) + " beyond the device's " + std::to_string(g_.zone_count) +
+                        " zones");
     count = std::min(count, g_.zone_count - first);
     std::vector<zbd_zone> zones(count);
     unsigned int n = count;
     const std::uint64_t bs = g_.block_size;
-    if (zbd_report_zones(fd_, static_cast<off_t>(g_.zone_start(first) * bs), static_cast<off_t>(count * g_.zone_size * bs),
-                         ZBD_RO_ALL, zones.data(), &n) != 0)
+    if (zbd_report_zones(fd_, static_cast<off_t>(g_.zone_start(first) * bs),
+                         static_cast<off_t>(count * g_.zone_size * bs), ZBD_RO_ALL, zones.data(), &n) != 0)
       return ErrnoStatus(errno, name_ + ": report zones");
     std::vector<ZoneInfo> out(n);
     for (unsigned i = 0; i < n; ++i) {
@@ -83,7 +89,9 @@ class ZbdDevice final : public UringZonedDevice {
   }
 
   Status manage_zone(ZoneAction action, std::uint32_t zone) override {
-    if (zone >= g_.zone_count) return OutOfRange("zone " + std::to_string(zone) + " beyond the device's " + std::to_string(g_.zone_count) + " zones");
+    if (zone >= g_.zone_count)
+      return OutOfRange("zone " + std::to_string(zone) + " beyond the device's " + std::to_string(g_.zone_count) +
+                        " zones");
     const off_t ofst = static_cast<off_t>(g_.zone_start(zone) * g_.block_size);
     const off_t len = static_cast<off_t>(g_.zone_size * g_.block_size);
     Status st = operate(action, ofst, len, zone);
@@ -144,7 +152,8 @@ class ZbdDevice final : public UringZonedDevice {
     // A short transfer is a failure, not a success: callers take a read's buffer as filled.
     const std::uint64_t want = std::uint64_t{blocks} * g_.block_size;
     if (op != IoOp::kFlush && static_cast<std::uint64_t>(cqe->res) != want)
-      return Status(Code::kIoError, name_ + ": short " + what + ": " + std::to_string(cqe->res) + " of " + std::to_string(want) + " bytes at block " + std::to_string(*lba));
+      return Status(Code::kIoError, name_ + ": short " + what + ": " + std::to_string(cqe->res) + " of " +
+                                        std::to_string(want) + " bytes at block " + std::to_string(*lba));
     return Status::Ok();
   }
 };
@@ -157,7 +166,8 @@ Result<std::unique_ptr<ZonedDevice>> open_zbd_device(const std::string& path, co
   int fd = zbd_open(path.c_str(), flags, &info);
   if (fd < 0) {
     const int err = errno;
-    if (err == EBUSY) return Status(Code::kBusy, path + " is in use (mounted, or opened exclusively by another process)");
+    if (err == EBUSY)
+      return Status(Code::kBusy, path + " is in use (mounted, or opened exclusively by another process)");
     return ErrnoStatus(err, "opening zoned block device " + path);
   }
   // zbd_open registers fd with libzbd; close it through zbd_close when init fails.

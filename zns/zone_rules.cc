@@ -27,9 +27,8 @@ void ZoneRules::load(std::vector<ZoneInfo> zones) {
 
 Status ZoneRules::zone_error(Code code, std::uint32_t zone, const char* what) const {
   const ZoneInfo& z = zones_[zone];
-  return Status(code, std::string(what) + " (zone " + u(zone) + ", " +
-                          std::string(zone_state_name(z.state)) + ", write pointer " +
-                          u(z.write_pointer) + ", start " + u(z.start) + ", capacity " +
+  return Status(code, std::string(what) + " (zone " + u(zone) + ", " + std::string(zone_state_name(z.state)) +
+                          ", write pointer " + u(z.write_pointer) + ", start " + u(z.start) + ", capacity " +
                           u(z.capacity) + ")");
 }
 
@@ -47,13 +46,14 @@ Status ZoneRules::check_read(std::uint64_t lba, std::uint32_t blocks) const {
     return InvalidArgument("read of " + u(blocks) + " blocks exceeds the device's maximum I/O of " +
                            u(g_.max_io_blocks) + " blocks");
   if (lba >= g_.total_blocks() || blocks > g_.total_blocks() - lba)
-    return OutOfRange("read of blocks " + u(lba) + ".." + u(lba + blocks - 1) +
-                      " beyond the device's " + u(g_.total_blocks()) + " blocks");
+    return OutOfRange("read of blocks " + u(lba) + ".." + u(lba + blocks - 1) + " beyond the device's " +
+                      u(g_.total_blocks()) + " blocks");
   const std::uint32_t zone = g_.zone_of(lba);
   if (g_.zone_of(lba + blocks - 1) != zone)
-    return Status(Code::kZoneBoundary, "read of blocks " + u(lba) + ".." + u(lba + blocks - 1) +
-                                           " crosses the end of zone " + u(zone));
-  if (zones_[zone].state == ZoneState::kOffline) return zone_error(Code::kZoneOffline, zone, "read from an offline zone");
+    return Status(Code::kZoneBoundary,
+                  "read of blocks " + u(lba) + ".." + u(lba + blocks - 1) + " crosses the end of zone " + u(zone));
+  if (zones_[zone].state == ZoneState::kOffline)
+    return zone_error(Code::kZoneOffline, zone, "read from an offline zone");
   return Status::Ok();
 }
 
@@ -75,21 +75,19 @@ Status ZoneRules::open_zone(std::uint32_t zone, bool explicit_open) {
     case ZoneState::kImplicitOpen:
       if (explicit_open) set_state(z, target);
       return Status::Ok();
-    case ZoneState::kExplicitOpen:
-      return Status::Ok();
+    case ZoneState::kExplicitOpen: return Status::Ok();
     case ZoneState::kEmpty:
     case ZoneState::kClosed: {
       const bool needs_active = z.state == ZoneState::kEmpty;
       if (needs_active && g_.max_active_zones != 0 && active_ >= g_.max_active_zones)
-        return zone_error(Code::kTooManyActiveZones, zone,
-                          ("opening the zone would exceed the device's " +
-                           u(g_.max_active_zones) + " active zones").c_str());
+        return zone_error(
+            Code::kTooManyActiveZones, zone,
+            ("opening the zone would exceed the device's " + u(g_.max_active_zones) + " active zones").c_str());
       if (g_.max_open_zones != 0 && open_ >= g_.max_open_zones) {
         close_one_implicit();
         if (open_ >= g_.max_open_zones)
           return zone_error(Code::kTooManyOpenZones, zone,
-                            ("all " + u(g_.max_open_zones) +
-                             " open zones are explicitly open").c_str());
+                            ("all " + u(g_.max_open_zones) + " open zones are explicitly open").c_str());
       }
       set_state(z, target);
       return Status::Ok();
@@ -111,8 +109,8 @@ Status ZoneRules::write(IoOp op, std::uint64_t lba, std::uint32_t blocks, std::u
   const char* what = op == IoOp::kAppend ? "append" : "write";
   if (blocks == 0) return InvalidArgument(std::string(what) + " of zero blocks at " + u(lba));
   if (lba >= g_.total_blocks())
-    return OutOfRange(std::string(what) + " at block " + u(lba) + " beyond the device's " +
-                      u(g_.total_blocks()) + " blocks");
+    return OutOfRange(std::string(what) + " at block " + u(lba) + " beyond the device's " + u(g_.total_blocks()) +
+                      " blocks");
   const std::uint32_t zone = g_.zone_of(lba);
   ZoneInfo& z = zones_[zone];
   if (op == IoOp::kAppend) {
@@ -126,9 +124,12 @@ Status ZoneRules::write(IoOp op, std::uint64_t lba, std::uint32_t blocks, std::u
                            u(g_.max_io_blocks) + " blocks");
   }
   // State errors come before write-pointer errors, as on a drive.
-  if (z.state == ZoneState::kFull) return zone_error(Code::kZoneFull, zone, (std::string(what) + " to a full zone").c_str());
-  if (z.state == ZoneState::kReadOnly) return zone_error(Code::kZoneReadOnly, zone, (std::string(what) + " to a read-only zone").c_str());
-  if (z.state == ZoneState::kOffline) return zone_error(Code::kZoneOffline, zone, (std::string(what) + " to an offline zone").c_str());
+  if (z.state == ZoneState::kFull)
+    return zone_error(Code::kZoneFull, zone, (std::string(what) + " to a full zone").c_str());
+  if (z.state == ZoneState::kReadOnly)
+    return zone_error(Code::kZoneReadOnly, zone, (std::string(what) + " to a read-only zone").c_str());
+  if (z.state == ZoneState::kOffline)
+    return zone_error(Code::kZoneOffline, zone, (std::string(what) + " to an offline zone").c_str());
   const std::uint64_t at = op == IoOp::kAppend ? z.write_pointer : lba;
   if (at != z.write_pointer)
     return zone_error(Code::kZoneInvalidWrite, zone,
@@ -148,8 +149,7 @@ Status ZoneRules::apply(ZoneAction action, std::uint32_t zone) {
     return OutOfRange("zone " + u(zone) + " beyond the device's " + u(g_.zone_count) + " zones");
   ZoneInfo& z = zones_[zone];
   switch (action) {
-    case ZoneAction::kOpen:
-      return open_zone(zone, true);
+    case ZoneAction::kOpen: return open_zone(zone, true);
     case ZoneAction::kClose:
       if (z.state == ZoneState::kClosed) return Status::Ok();
       if (!is_open(z.state)) return zone_error(Code::kInvalidZoneTransition, zone, "only an open zone can be closed");
@@ -163,8 +163,10 @@ Status ZoneRules::apply(ZoneAction action, std::uint32_t zone) {
       z.write_pointer = z.start + z.capacity;
       return Status::Ok();
     case ZoneAction::kReset:
-      if (z.state == ZoneState::kOffline) return zone_error(Code::kInvalidZoneTransition, zone, "cannot reset an offline zone");
-      if (z.state == ZoneState::kReadOnly) return zone_error(Code::kInvalidZoneTransition, zone, "cannot reset a read-only zone");
+      if (z.state == ZoneState::kOffline)
+        return zone_error(Code::kInvalidZoneTransition, zone, "cannot reset an offline zone");
+      if (z.state == ZoneState::kReadOnly)
+        return zone_error(Code::kInvalidZoneTransition, zone, "cannot reset a read-only zone");
       set_state(z, ZoneState::kEmpty);
       z.write_pointer = z.start;
       return Status::Ok();

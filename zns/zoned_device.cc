@@ -32,9 +32,8 @@ std::string Geometry::to_string() const {
   std::snprintf(buf, sizeof buf,
                 "%u zones of %llu blocks (capacity %llu) x %u B, max open %u, max active %u, "
                 "max append %u blocks, max I/O %u blocks, %s append",
-                zone_count, static_cast<unsigned long long>(zone_size),
-                static_cast<unsigned long long>(zone_capacity), block_size, max_open_zones,
-                max_active_zones, max_append_blocks, max_io_blocks,
+                zone_count, static_cast<unsigned long long>(zone_size), static_cast<unsigned long long>(zone_capacity),
+                block_size, max_open_zones, max_active_zones, max_append_blocks, max_io_blocks,
                 native_append ? "native" : "emulated");
   return buf;
 }

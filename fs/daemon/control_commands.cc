@@ -12,7 +12,8 @@ std::string n(std::uint64_t v) { return std::to_string(v); }
 Result<std::uint64_t> number(const std::string& text, const char* what) {
   std::uint64_t v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size()) return InvalidArgument(std::string(what) + " '" + text + "' is not a number of bytes");
+  if (ec != std::errc() || end != text.data() + text.size())
+    return InvalidArgument(std::string(what) + " '" + text + "' is not a number of bytes");
   return v;
 }
 
@@ -71,14 +72,16 @@ control::Response run_control(const control::Request& r, ControlContext& ctx) {
   if (c == "ns-delete") {
     if (auto s = want_args(r, 1, 2, "ns-delete NAME [force]"); !s.ok()) return fail(s);
     const bool force = r.args.size() == 2 && r.args[1] == "force";
-    if (r.args.size() == 2 && !force) return fail(InvalidArgument("ns-delete: the second argument can only be 'force'"));
+    if (r.args.size() == 2 && !force)
+      return fail(InvalidArgument("ns-delete: the second argument can only be 'force'"));
     auto info = store.find_namespace(r.args[0]);
     if (!info.ok()) return fail(info.status());
     const std::size_t k = ctx.connections_to(info->id);
     const auto ublk = ctx.ublk_device(info->id);
     if (k > 0 || ublk) {
       if (!force)
-        return fail(Status(Code::kBusy, "namespace '" + info->name + "' is attached" + (k > 0 ? " by " + n(k) + " NBD connection(s)" : "") +
+        return fail(Status(Code::kBusy, "namespace '" + info->name + "' is attached" +
+                                            (k > 0 ? " by " + n(k) + " NBD connection(s)" : "") +
                                             (ublk ? std::string(k > 0 ? " and" : "") + " as " + *ublk : "") +
                                             ": detach it first, or delete with --force to disconnect it"));
       ctx.disconnect(info->id);
@@ -94,8 +97,10 @@ control::Response run_control(const control::Request& r, ControlContext& ctx) {
     const bool discard = r.args.size() == 3 && r.args[2] == "discard";
     if (auto found = store.find_namespace(r.args[0]); found.ok())
       if (auto ublk = ctx.ublk_device(found->id))
-        return fail(Status(Code::kBusy, "namespace '" + found->name + "' is attached as " + *ublk + ", whose size is fixed while it exists: detach it, resize, attach again"));
-    if (r.args.size() == 3 && !discard) return fail(InvalidArgument("ns-resize: the third argument can only be 'discard'"));
+        return fail(Status(Code::kBusy, "namespace '" + found->name + "' is attached as " + *ublk +
+                                            ", whose size is fixed while it exists: detach it, resize, attach again"));
+    if (r.args.size() == 3 && !discard)
+      return fail(InvalidArgument("ns-resize: the third argument can only be 'discard'"));
     Status s = store.resize_namespace(r.args[0], *size, discard);
     if (!s.ok()) return fail(s);
     auto info = store.find_namespace(r.args[0]);
@@ -104,12 +109,16 @@ control::Response run_control(const control::Request& r, ControlContext& ctx) {
   }
   if (c == "ns-attach" || c == "ns-detach") {
     const bool attach = c == "ns-attach";
-    if (auto s = want_args(r, 2, 3, attach ? "ns-attach NAME ublk" : "ns-detach NAME ublk [force]"); !s.ok()) return fail(s);
+    if (auto s = want_args(r, 2, 3, attach ? "ns-attach NAME ublk" : "ns-detach NAME ublk [force]"); !s.ok())
+      return fail(s);
     if (r.args[1] != "ublk")
-      return fail(InvalidArgument("ns-" + std::string(attach ? "attach" : "detach") + ": only 'ublk' devices are attached by the daemon (NBD clients connect by name: nbd-client -N " +
-                                  r.args[0] + ")"));
+      return fail(InvalidArgument(
+          "ns-" + std::string(attach ? "attach" : "detach") +
+          ": only 'ublk' devices are attached by the daemon (NBD clients connect by name: nbd-client -N " + r.args[0] +
+          ")"));
     const bool force = r.args.size() == 3 && r.args[2] == "force";
-    if (r.args.size() == 3 && (attach || !force)) return fail(InvalidArgument("ns-detach: the third argument can only be 'force'"));
+    if (r.args.size() == 3 && (attach || !force))
+      return fail(InvalidArgument("ns-detach: the third argument can only be 'force'"));
     auto info = store.find_namespace(r.args[0]);
     if (!info.ok()) return fail(info.status());
     Status s = attach ? ctx.attach_ublk(*info) : ctx.detach_ublk(*info, force);
@@ -159,7 +168,9 @@ control::Response run_control(const control::Request& r, ControlContext& ctx) {
               {"map_memory_bytes", n(st.map_memory_bytes)},
               {"map_blocks_unread", n(st.map_blocks_unread)}}}};
   }
-  return fail(InvalidArgument("unknown command '" + c + "' (ns-list, ns-show, ns-create, ns-delete, ns-resize, ns-attach, ns-detach, status, stats)"));
+  return fail(
+      InvalidArgument("unknown command '" + c +
+                      "' (ns-list, ns-show, ns-create, ns-delete, ns-resize, ns-attach, ns-detach, status, stats)"));
 }
 
 }  // namespace nyads::daemon

@@ -64,11 +64,13 @@ std::string encode_request(const Request& request) {
 }
 
 Result<Request> parse_request(std::string_view line) {
-  if (line.size() > kMaxLineBytes) return InvalidArgument("control: a request line over " + std::to_string(kMaxLineBytes) + " bytes");
+  if (line.size() > kMaxLineBytes)
+    return InvalidArgument("control: a request line over " + std::to_string(kMaxLineBytes) + " bytes");
   auto words = split(line, ' ');
   if (words.empty()) return InvalidArgument("control: an empty request");
   if (words[0] != kVersion)
-    return Status(Code::kNotSupported, "control: protocol version '" + std::string(words[0]) + "' is not served (this daemon speaks " + std::string(kVersion) + ")");
+    return Status(Code::kNotSupported, "control: protocol version '" + std::string(words[0]) +
+                                           "' is not served (this daemon speaks " + std::string(kVersion) + ")");
   if (words.size() < 2) return InvalidArgument("control: a request without a command");
   Request r;
   r.command = std::string(words[1]);
@@ -109,7 +111,8 @@ Result<Response> parse_response(std::string_view text) {
     r.status = Status(code_from_name(*code), *message);
     return r;
   }
-  if (lines[0] != "ok") return IoError("control: the response starts with '" + std::string(lines[0].substr(0, 40)) + "'");
+  if (lines[0] != "ok")
+    return IoError("control: the response starts with '" + std::string(lines[0].substr(0, 40)) + "'");
   for (std::size_t i = 1; i < lines.size(); ++i) {
     Record record;
     for (auto field : split(lines[i], ' ')) {

@@ -25,7 +25,7 @@ struct Request {
   std::vector<std::string> args;
 };
 struct Response {
-  Status status;                // OK, or the daemon's error
+  Status status;  // OK, or the daemon's error
   std::vector<Record> records;
   bool deferred = false;  // the daemon answers later (a ublk attach waits for the kernel)
 };
@@ -34,8 +34,8 @@ struct Response {
 std::string escape(std::string_view text);
 Result<std::string> unescape(std::string_view text);
 
-std::string encode_request(const Request& request);  // with the trailing newline
-Result<Request> parse_request(std::string_view line);  // without the newline
+std::string encode_request(const Request& request);     // with the trailing newline
+Result<Request> parse_request(std::string_view line);   // without the newline
 std::string encode_response(const Response& response);  // every line, and the empty line
 // `text` holds every line up to and including the empty line.
 Result<Response> parse_response(std::string_view text);

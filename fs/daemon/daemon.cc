@@ -78,16 +78,16 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     bool control = false;
     std::string peer;
     nbd::Session session;
-    nbd::InputBuffer in;  // received, not yet parsed
+    nbd::InputBuffer in;   // received, not yet parsed
     std::size_t need = 0;  // bytes the next message needs, when known
     nbd::OutputQueue out;
     std::vector<nbd::Command> commands;  // taken this turn
     bool close_when_sent = false;
     bool dead = false;
-    bool awaiting_answer = false;  // a control request whose answer comes later (ublk)
+    bool awaiting_answer = false;       // a control request whose answer comes later (ublk)
     std::uint32_t awaiting_commit = 0;  // its FLUSH and FUA requests waiting for a commit
-    std::uint64_t serial = 0;      // unique for the daemon's life (fds are reused)
-    std::uint32_t events = 0;  // what epoll watches for it now
+    std::uint64_t serial = 0;           // unique for the daemon's life (fds are reused)
+    std::uint32_t events = 0;           // what epoll watches for it now
     explicit Connection(const ExportCatalog& c) : session(c) {}
   };
 
@@ -98,7 +98,7 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   int signal_fd_ = -1;
   std::vector<int> nbd_listeners_;
   int control_listener_ = -1;
-  std::vector<std::string> created_paths_;  // socket files to remove at exit
+  std::vector<std::string> created_paths_;                  // socket files to remove at exit
   std::map<int, std::unique_ptr<Connection>> connections_;  // by fd
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::string nbd_where_, control_where_;
@@ -130,7 +130,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   std::optional<nbd::ExportInfo> find(std::string_view name) const override {
     auto all = store_->list_namespaces();
     // The default export (empty name) is the only namespace, when there is exactly one.
-    if (name.empty() && all.size() == 1) return nbd::ExportInfo{all[0].id, all[0].name, all[0].size_bytes, all[0].block_size};
+    if (name.empty() && all.size() == 1)
+      return nbd::ExportInfo{all[0].id, all[0].name, all[0].size_bytes, all[0].block_size};
     for (const auto& i : all)
       if (i.name == name && !i.quarantined) return nbd::ExportInfo{i.id, i.name, i.size_bytes, i.block_size};
     return std::nullopt;
@@ -149,7 +150,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   }
   void disconnect(std::uint32_t ns) override {
     for (auto& [fd, c] : connections_)
-      if (c->session.in_transmission() && c->session.export_info() && c->session.export_info()->ns == ns) drop(*c, "its namespace was deleted (--force)");
+      if (c->session.in_transmission() && c->session.export_info() && c->session.export_info()->ns == ns)
+        drop(*c, "its namespace was deleted (--force)");
     ublk_->remove(ns);
   }
   // The answer to a deferred control request goes to the connection that asked, if it is
@@ -182,7 +184,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
             {"nbd_connections", n(nbd_clients)},
             {"ublk_devices", n(ublk_->live_count())},
             {"writebacks_before_commit", n(writebacks_)},
-            {"uptime_seconds", n(static_cast<std::uint64_t>(duration_cast<seconds>(steady_clock::now() - started_).count()))}};
+            {"uptime_seconds",
+             n(static_cast<std::uint64_t>(duration_cast<seconds>(steady_clock::now() - started_).count()))}};
   }
 
   // ----- epoll ----------------------------------------------------------------------------
@@ -201,8 +204,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   // And requests waiting for a commit: at most this many a connection.
   static constexpr std::uint32_t kMaxAwaitingCommit = 1024;
   bool wants_input(const Connection& c) const {
-    return !c.close_when_sent && c.out.bytes() < options_.max_queued_reply_bytes && c.in.size() < std::max(c.need, kInputSlack) &&
-           c.awaiting_commit < kMaxAwaitingCommit;
+    return !c.close_when_sent && c.out.bytes() < options_.max_queued_reply_bytes &&
+           c.in.size() < std::max(c.need, kInputSlack) && c.awaiting_commit < kMaxAwaitingCommit;
   }
 
   void set_interest(Connection& c) {
@@ -228,7 +231,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     for (;;) {
       const int fd = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) log(std::string("accept: ") + std::strerror(errno));
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+          log(std::string("accept: ") + std::strerror(errno));
         return;
       }
       auto c = std::make_unique<Connection>(*this);
@@ -290,10 +294,12 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   void parse(Connection& c) {
     if (c.dead) return;
     if (c.control) return parse_control(c);
-    const std::size_t room = options_.max_requests_per_turn - std::min(options_.max_requests_per_turn, c.commands.size());
+    const std::size_t room =
+        options_.max_requests_per_turn - std::min(options_.max_requests_per_turn, c.commands.size());
     // Data of the commands taken this turn (reads are allocated now) plus replies waiting:
     // together at most max_queued_reply_bytes.
-    const std::size_t byte_room = options_.max_queued_reply_bytes - std::min(options_.max_queued_reply_bytes, c.out.bytes());
+    const std::size_t byte_room =
+        options_.max_queued_reply_bytes - std::min(options_.max_queued_reply_bytes, c.out.bytes());
     auto fed = c.session.feed(c.in.unparsed(), c.out, c.commands, room, byte_room);
     c.in.consume(fed.consumed);
     c.need = fed.need;
@@ -338,7 +344,9 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     c.close_when_sent = true;  // one request per connection
   }
 
-  static std::span<const std::uint8_t> as_bytes(const std::string& s) { return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()}; }
+  static std::span<const std::uint8_t> as_bytes(const std::string& s) {
+    return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+  }
 
   // Sends what is queued; a connection whose session ended closes once all is sent and none
   // of its requests waits for a commit, unless may_close is false (requests taken this turn
@@ -360,7 +368,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
         if (errno == EINTR) continue;
         // A client that ended the session may hang up before reading our last words.
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-          drop(c, c.close_when_sent && !c.session.why().empty() ? c.session.why() : std::string("send: ") + std::strerror(errno));
+          drop(c, c.close_when_sent && !c.session.why().empty() ? c.session.why()
+                                                                : std::string("send: ") + std::strerror(errno));
         break;
       }
       c.out.consume(static_cast<std::size_t>(sent));
@@ -386,7 +395,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   // Requests of the kernel's ublk devices run after, as a second batch that commits when they
   // ask for it, and are answered at the end of the turn.
   static bool needs_commit(const nbd::Command& cmd) {
-    return cmd.error == 0 && cmd.type != nbd::kCmdBlockStatus && (cmd.store.op == StoreRequest::Op::kFlush || cmd.store.fua);
+    return cmd.error == 0 && cmd.type != nbd::kCmdBlockStatus &&
+           (cmd.store.op == StoreRequest::Op::kFlush || cmd.store.fua);
   }
 
   // Every NBD request's I/O, as one store batch. Answers what needs no commit, and queues the
@@ -405,7 +415,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
       }
     }
     Status st = execute(batch, batch.size());
-    for (std::size_t i = 0; i < batch.size(); ++i) owners[i].first->commands[owners[i].second].store.result = std::move(batch[i].result);
+    for (std::size_t i = 0; i < batch.size(); ++i)
+      owners[i].first->commands[owners[i].second].store.result = std::move(batch[i].result);
     for (auto& [fd, c] : connections_) {
       if (c->dead || c->commands.empty()) continue;
       for (auto& cmd : c->commands) {
@@ -444,8 +455,11 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     if (batch.empty()) return Status::Ok();
     const auto t0 = std::chrono::steady_clock::now();
     Status st = store_->execute(batch);
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
-    if (ms >= 500) log("slow turn: " + n(static_cast<std::uint64_t>(ms)) + " ms for " + n(waiting) + " requests (cleaning, a checkpoint or a commit)");
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    if (ms >= 500)
+      log("slow turn: " + n(static_cast<std::uint64_t>(ms)) + " ms for " + n(waiting) +
+          " requests (cleaning, a checkpoint or a commit)");
     return st;
   }
 
@@ -557,7 +571,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
         const int fd = events[i].data.fd;
         if (fd == signal_fd_) {
           signalfd_siginfo si{};
-          if (::read(signal_fd_, &si, sizeof si) == sizeof si) log(std::string("received ") + ::strsignal(static_cast<int>(si.ssi_signo)) + ": stopping");
+          if (::read(signal_fd_, &si, sizeof si) == sizeof si)
+            log(std::string("received ") + ::strsignal(static_cast<int>(si.ssi_signo)) + ": stopping");
           stop = true;
           continue;
         }
@@ -631,8 +646,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
 Daemon::Daemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Daemon::~Daemon() = default;
 
-Result<std::unique_ptr<Daemon>> Daemon::create(std::unique_ptr<Store> store, std::string device_path, const DaemonOptions& options,
-                                               InheritedSockets inherited) {
+Result<std::unique_ptr<Daemon>> Daemon::create(std::unique_ptr<Store> store, std::string device_path,
+                                               const DaemonOptions& options, InheritedSockets inherited) {
   auto impl = std::make_unique<Impl>();
   impl->store_ = std::move(store);
   impl->device_ = std::move(device_path);
@@ -641,7 +656,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(std::unique_ptr<Store> store, std
   if (impl->epoll_ < 0) return ErrnoStatus(errno, "epoll_create1");
   NYADS_RETURN_IF_ERROR(impl->writeback_.init());
   NYADS_RETURN_IF_ERROR(impl->watch(impl->writeback_.fd(), EPOLLIN, true));
-  impl->ublk_ = std::make_unique<UblkExports>(options.run_dir + "/ublk", impl->epoll_, [](const std::string& line) { log(line); });
+  impl->ublk_ = std::make_unique<UblkExports>(options.run_dir + "/ublk", impl->epoll_,
+                                              [](const std::string& line) { log(line); });
   const bool activated = inherited.nbd >= 0 || inherited.control >= 0;
   // NBD: inherited, or our own unix socket (only when nothing was inherited, or asked for).
   if (inherited.nbd >= 0) {
@@ -665,7 +681,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(std::unique_ptr<Store> store, std
     impl->control_listener_ = inherited.control;
     impl->control_where_ = "fd " + n(static_cast<std::uint64_t>(inherited.control));
   } else if (!activated || !options.control_socket.empty()) {
-    const std::string path = options.control_socket.empty() ? options.run_dir + "/control.sock" : options.control_socket;
+    const std::string path =
+        options.control_socket.empty() ? options.run_dir + "/control.sock" : options.control_socket;
     auto fd = listen_unix(path, options.socket_mode);
     if (!fd.ok()) return fd.status();
     impl->control_listener_ = *fd;
@@ -695,8 +712,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(std::unique_ptr<Store> store, std
 
 Status Daemon::run() {
   Impl& d = *impl_;
-  log("serving NBD on " + d.nbd_where_ + (d.control_where_.empty() ? "" : ", control on " + d.control_where_) + " (" + n(d.store_->list_namespaces().size()) +
-      " namespaces)");
+  log("serving NBD on " + d.nbd_where_ + (d.control_where_.empty() ? "" : ", control on " + d.control_where_) + " (" +
+      n(d.store_->list_namespaces().size()) + " namespaces)");
   // Devices a killed daemon left behind: freed, and their namespaces attached again.
   d.ublk_->restore(*d.store_);
   notify_ready("serving " + n(d.store_->list_namespaces().size()) + " namespaces");

@@ -40,8 +40,8 @@ class Daemon {
  public:
   // Binds the sockets (or adopts inherited ones). A socket path where a live daemon answers is
   // refused; a stale one (nobody answers) is replaced.
-  static Result<std::unique_ptr<Daemon>> create(std::unique_ptr<Store> store, std::string device_path, const DaemonOptions& options,
-                                                InheritedSockets inherited);
+  static Result<std::unique_ptr<Daemon>> create(std::unique_ptr<Store> store, std::string device_path,
+                                                const DaemonOptions& options, InheritedSockets inherited);
   ~Daemon();
 
   // Serves until SIGTERM or SIGINT, then flushes and checkpoints the store and returns.

@@ -35,7 +35,8 @@ Result<std::string> call(const std::string& path, const control::Request& reques
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
     const int e = errno;
     ::close(fd);
-    return ErrnoStatus(e, "cannot reach nyadsd at " + path + " (is it running? --run-dir or --control selects another)");
+    return ErrnoStatus(e,
+                       "cannot reach nyadsd at " + path + " (is it running? --run-dir or --control selects another)");
   }
   const std::string line = control::encode_request(request);
   for (std::size_t sent = 0; sent < line.size();) {
@@ -66,8 +67,10 @@ bool is_number(const std::string& s) {
   if (s.empty() || s.size() > 18) return false;
   bool dot = false;
   for (char c : s) {
-    if (c == '.' && !dot) dot = true;
-    else if (c < '0' || c > '9') return false;
+    if (c == '.' && !dot)
+      dot = true;
+    else if (c < '0' || c > '9')
+      return false;
   }
   return s.front() != '.' && s.back() != '.';
 }
@@ -75,7 +78,8 @@ bool is_number(const std::string& s) {
 std::string json_record(const control::Record& r) {
   std::string out = "{";
   for (std::size_t i = 0; i < r.size(); ++i)
-    out += (i ? ", " : "") + json_string(r[i].first) + ": " + (is_number(r[i].second) ? r[i].second : json_string(r[i].second));
+    out += (i ? ", " : "") + json_string(r[i].first) + ": " +
+           (is_number(r[i].second) ? r[i].second : json_string(r[i].second));
   return out + "}";
 }
 
@@ -94,12 +98,16 @@ std::string human_bytes(const std::string& v) {
 }
 
 void print_namespaces(const std::vector<control::Record>& records) {
-  std::printf("%-24s %12s %-8s %6s %12s %6s %-12s %s\n", "NAME", "SIZE", "SPACE", "BLOCK", "ALLOCATED", "CONN", "UBLK", "STATE");
+  std::printf("%-24s %12s %-8s %6s %12s %6s %-12s %s\n", "NAME", "SIZE", "SPACE", "BLOCK", "ALLOCATED", "CONN", "UBLK",
+              "STATE");
   for (const auto& r : records) {
-    auto get = [&](const char* k) { const std::string* v = field(r, k); return v ? *v : std::string("-"); };
-    std::printf("%-24s %12s %-8s %6s %12s %6s %-12s %s\n", get("name").c_str(), human_bytes(get("size")).c_str(), get("provisioning").c_str(),
-                get("block_size").c_str(), human_bytes(get("allocated")).c_str(), get("connections").c_str(), get("ublk").c_str(),
-                get("state").c_str());
+    auto get = [&](const char* k) {
+      const std::string* v = field(r, k);
+      return v ? *v : std::string("-");
+    };
+    std::printf("%-24s %12s %-8s %6s %12s %6s %-12s %s\n", get("name").c_str(), human_bytes(get("size")).c_str(),
+                get("provisioning").c_str(), get("block_size").c_str(), human_bytes(get("allocated")).c_str(),
+                get("connections").c_str(), get("ublk").c_str(), get("state").c_str());
   }
 }
 
@@ -108,7 +116,8 @@ void print_fields(const control::Record& r) {
   for (const auto& [k, v] : r) width = std::max(width, k.size());
   for (const auto& [k, v] : r) {
     const bool bytes = k.find("bytes") != std::string::npos || k == "size" || k == "allocated";
-    std::printf("%-*s  %s\n", static_cast<int>(width), k.c_str(), bytes ? (v + " (" + human_bytes(v) + ")").c_str() : v.c_str());
+    std::printf("%-*s  %s\n", static_cast<int>(width), k.c_str(),
+                bytes ? (v + " (" + human_bytes(v) + ")").c_str() : v.c_str());
   }
 }
 
@@ -137,31 +146,38 @@ int main(int argc, char** argv) {
   bool force = false, discard = false, use_ublk = false, thin = false;
   auto* ns = app.add_subcommand("ns", "Namespaces: create, list, show, resize, delete, attach, detach");
   ns->require_subcommand(1);
-  auto* create = ns->add_subcommand("create",
-                                    "Create a namespace. Space is used when written, but the volume promises the namespace its whole size "
-                                    "(refused when it cannot), so it can always be filled whatever the others do; --thin promises nothing");
+  auto* create = ns->add_subcommand(
+      "create",
+      "Create a namespace. Space is used when written, but the volume promises the namespace its whole size "
+      "(refused when it cannot), so it can always be filled whatever the others do; --thin promises nothing");
   create->add_option("NAME", name, "1-64 bytes of [A-Za-z0-9._-], starting with a letter or digit")->required();
-  create->add_option("--size", size_text, "Size, e.g. 20G (K, M, G, T: powers of 1024); a multiple of 4096")->required();
+  create->add_option("--size", size_text, "Size, e.g. 20G (K, M, G, T: powers of 1024); a multiple of 4096")
+      ->required();
   create->add_option("--block-size", block_size, "Logical block size exported: 512 or 4096")->capture_default_str();
   create->add_flag("--thin", thin,
-                   "Promise it no space: it may be larger than the volume, and its writes of new blocks get 'no space' once the space "
+                   "Promise it no space: it may be larger than the volume, and its writes of new blocks get 'no space' "
+                   "once the space "
                    "promised to no namespace is used up (overwrites still work)");
   auto* list = ns->add_subcommand("list", "List namespaces");
   auto* show = ns->add_subcommand("show", "Show one namespace");
   show->add_option("NAME", name)->required();
-  auto* resize = ns->add_subcommand("resize", "Grow or shrink a namespace (connected clients see the new size when they reconnect)");
+  auto* resize = ns->add_subcommand(
+      "resize", "Grow or shrink a namespace (connected clients see the new size when they reconnect)");
   resize->add_option("NAME", name)->required();
   resize->add_option("--size", size_text, "New size")->required();
   resize->add_flag("--discard", discard, "Allow shrinking over data, which is dropped");
   auto* del = ns->add_subcommand("delete", "Delete a namespace and free its space");
   del->add_option("NAME", name)->required();
   del->add_flag("--force", force, "Delete even while clients are attached (they are disconnected)");
-  auto* attach = ns->add_subcommand("attach",
-                                    "Export a namespace as a kernel block device, /dev/ublkbN, through the ublk driver; returns once the "
-                                    "device exists. nyadsd attaches it again when it restarts after a crash");
+  auto* attach = ns->add_subcommand(
+      "attach",
+      "Export a namespace as a kernel block device, /dev/ublkbN, through the ublk driver; returns once the "
+      "device exists. nyadsd attaches it again when it restarts after a crash");
   attach->add_option("NAME", name)->required();
-  attach->add_flag("--ublk", use_ublk, "Through ublk (the only kind the daemon attaches: NBD clients connect by name)")->required();
-  auto* detach = ns->add_subcommand("detach", "Remove a namespace's ublk device (its data stays); refused while it is mounted or held");
+  attach->add_flag("--ublk", use_ublk, "Through ublk (the only kind the daemon attaches: NBD clients connect by name)")
+      ->required();
+  auto* detach = ns->add_subcommand(
+      "detach", "Remove a namespace's ublk device (its data stays); refused while it is mounted or held");
   detach->add_option("NAME", name)->required();
   detach->add_flag("--ublk", use_ublk, "The ublk device (the default)");
   detach->add_flag("--force", force, "Remove it even while mounted (the filesystem on it then gets I/O errors)");
@@ -186,7 +202,9 @@ int main(int argc, char** argv) {
     }
     if (create->parsed()) request = {"ns-create", {name, *s, std::to_string(block_size)}};
     if (create->parsed() && thin) request.args.push_back("thin");
-    if (resize->parsed()) request = {"ns-resize", discard ? std::vector<std::string>{name, *s, "discard"} : std::vector<std::string>{name, *s}};
+    if (resize->parsed())
+      request = {"ns-resize",
+                 discard ? std::vector<std::string>{name, *s, "discard"} : std::vector<std::string>{name, *s}};
   } else if (list->parsed()) {
     request = {"ns-list", {}};
   } else if (show->parsed()) {
@@ -196,7 +214,8 @@ int main(int argc, char** argv) {
   } else if (attach->parsed()) {
     request = {"ns-attach", {name, "ublk"}};
   } else if (detach->parsed()) {
-    request = {"ns-detach", force ? std::vector<std::string>{name, "ublk", "force"} : std::vector<std::string>{name, "ublk"}};
+    request = {"ns-detach",
+               force ? std::vector<std::string>{name, "ublk", "force"} : std::vector<std::string>{name, "ublk"}};
   } else if (status->parsed()) {
     request = {"status", {}};
   } else if (stats->parsed()) {
@@ -215,7 +234,8 @@ int main(int argc, char** argv) {
   }
   if (!response->status.ok()) {
     if (json)
-      std::printf("{\"error\": %s, \"message\": %s}\n", json_string(std::string(code_name(response->status.code()))).c_str(),
+      std::printf("{\"error\": %s, \"message\": %s}\n",
+                  json_string(std::string(code_name(response->status.code()))).c_str(),
                   json_string(response->status.message()).c_str());
     std::cerr << "nyads: " << response->status.message() << "\n";
     return 1;

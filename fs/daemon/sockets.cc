@@ -21,7 +21,9 @@ namespace {
 Result<sockaddr_un> unix_address(const std::string& path) {
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
-  if (path.size() >= sizeof a.sun_path) return InvalidArgument("socket path '" + path + "' is longer than " + std::to_string(sizeof a.sun_path - 1) + " bytes");
+  if (path.size() >= sizeof a.sun_path)
+    return InvalidArgument("socket path '" + path + "' is longer than " + std::to_string(sizeof a.sun_path - 1) +
+                           " bytes");
   std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
   return a;
 }
@@ -34,14 +36,15 @@ Result<int> listen_unix(const std::string& path, unsigned mode) {
   const auto dir = std::filesystem::path(path).parent_path();
   if (!dir.empty()) std::filesystem::create_directories(dir, ec);
   if (ec) return IoError("creating " + dir.string() + ": " + ec.message());
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return InvalidArgument(path + " exists and is not a socket: not replacing it");
     // Is a daemon behind it? A stale file (its daemon was killed) refuses connections.
     const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     const bool live = probe >= 0 && ::connect(probe, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) == 0;
     if (probe >= 0) ::close(probe);
-    if (live) return Status(Code::kBusy, "another daemon is serving on " + path + " (stop it, or choose another --run-dir)");
+    if (live)
+      return Status(Code::kBusy, "another daemon is serving on " + path + " (stop it, or choose another --run-dir)");
     ::unlink(path.c_str());
   }
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);

@@ -5,8 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -79,17 +79,22 @@ std::string block_device_user(const std::string& name) {
       }
       const bool ours = std::find(numbers.begin(), numbers.end(), majmin) != numbers.end() || src == source ||
                         (src.rfind(source + "p", 0) == 0);
-      if (ours) return "mounted on " + point + (pid == std::to_string(::getpid()) ? "" : " (in the mount namespace of process " + pid + ")");
+      if (ours)
+        return "mounted on " + point +
+               (pid == std::to_string(::getpid()) ? "" : " (in the mount namespace of process " + pid + ")");
     }
   }
   return "";
 }
 
-UblkExports::UblkExports(std::string state_dir, int epoll_fd, Log log) : state_dir_(std::move(state_dir)), epoll_(epoll_fd), log_(std::move(log)) {}
+UblkExports::UblkExports(std::string state_dir, int epoll_fd, Log log)
+    : state_dir_(std::move(state_dir)), epoll_(epoll_fd), log_(std::move(log)) {}
 
 UblkExports::~UblkExports() = default;
 
-std::string UblkExports::state_file(int dev_id) const { return state_dir_ + "/" + n(static_cast<std::uint64_t>(dev_id)); }
+std::string UblkExports::state_file(int dev_id) const {
+  return state_dir_ + "/" + n(static_cast<std::uint64_t>(dev_id));
+}
 
 // The device's rings join the daemon's epoll set; closing them takes them out again.
 void UblkExports::watch(const ublk::UblkDevice& d) {
@@ -103,7 +108,8 @@ void UblkExports::watch(const ublk::UblkDevice& d) {
 
 Status UblkExports::attach(const NamespaceInfo& ns, int dev_id, Waiter done) {
   if (auto it = devices_.find(ns.id); it != devices_.end())
-    return Status(Code::kAlreadyExists, "namespace '" + ns.name + "' is already attached as " + it->second.device->block_path());
+    return Status(Code::kAlreadyExists,
+                  "namespace '" + ns.name + "' is already attached as " + it->second.device->block_path());
   if (ns.quarantined) return Status(Code::kBusy, "namespace '" + ns.name + "' is quarantined (see fsck.nyads)");
   if (stopping_) return Status(Code::kBusy, "nyadsd is stopping");
   ublk::UblkConfig config;
@@ -137,7 +143,8 @@ Status UblkExports::detach(const NamespaceInfo& ns, bool force, Waiter done) {
   const std::string name = d.disk_name();
   if (!force)
     if (const std::string user = block_device_user(name); !user.empty())
-      return Status(Code::kBusy, "/dev/" + name + " (namespace '" + ns.name + "') is in use (" + user + "): unmount it first, or detach with --force");
+      return Status(Code::kBusy, "/dev/" + name + " (namespace '" + ns.name + "') is in use (" + user +
+                                     "): unmount it first, or detach with --force");
   if (done) it->second.on_gone.push_back(std::move(done));
   d.remove();
   return Status::Ok();
@@ -159,7 +166,9 @@ std::optional<std::string> UblkExports::device_of(std::uint32_t ns) const {
 }
 
 std::size_t UblkExports::live_count() const {
-  return static_cast<std::size_t>(std::count_if(devices_.begin(), devices_.end(), [](const auto& e) { return e.second.device->state() == ublk::UblkDevice::State::kLive; }));
+  return static_cast<std::size_t>(std::count_if(devices_.begin(), devices_.end(), [](const auto& e) {
+    return e.second.device->state() == ublk::UblkDevice::State::kLive;
+  }));
 }
 
 void UblkExports::poll(std::vector<Pending>& out) {
@@ -177,8 +186,10 @@ void UblkExports::answer(const Pending& p, const Status& result) {
   // Failed requests are worth a line each, up to a bound (a full volume fails many).
   if ((!r.runnable || !result.ok()) && failures_logged_ < 20) {
     ++failures_logged_;
-    log_(p.device->block_path() + ": " + ublk::op_name(r.op) + " of " + n(r.store.length ? r.store.length : r.store.out.size() + r.store.data.size()) +
-         " bytes at " + n(r.store.offset) + " failed: " + (r.runnable ? result.to_string() : std::string(std::strerror(r.errno_result))) +
+    log_(p.device->block_path() + ": " + ublk::op_name(r.op) + " of " +
+         n(r.store.length ? r.store.length : r.store.out.size() + r.store.data.size()) + " bytes at " +
+         n(r.store.offset) +
+         " failed: " + (r.runnable ? result.to_string() : std::string(std::strerror(r.errno_result))) +
          (failures_logged_ == 20 ? " (further failures not logged)" : ""));
   }
   if (!r.runnable) {
@@ -199,8 +210,14 @@ void UblkExports::finish_turn() {
     d.submit();
     if (d.state() == State::kLive && !a.announced) {
       a.announced = true;
-      log_("ublk: namespace '" + a.ns.name + "' is " + d.block_path() + " (" + n(d.config().queues) + " queues x " + n(d.config().depth) + ")");
-      for (auto& w : a.on_live) w({Status::Ok(), {{{"name", a.ns.name}, {"ublk", d.block_path()}, {"queues", n(d.config().queues)}, {"depth", n(d.config().depth)}}}});
+      log_("ublk: namespace '" + a.ns.name + "' is " + d.block_path() + " (" + n(d.config().queues) + " queues x " +
+           n(d.config().depth) + ")");
+      for (auto& w : a.on_live)
+        w({Status::Ok(),
+           {{{"name", a.ns.name},
+             {"ublk", d.block_path()},
+             {"queues", n(d.config().queues)},
+             {"depth", n(d.config().depth)}}}});
       a.on_live.clear();
     }
     if (d.state() == State::kFailed) {
@@ -213,14 +230,17 @@ void UblkExports::finish_turn() {
       // The state file goes only when the kernel confirmed the deletion; otherwise the next
       // start tries again.
       if (d.deleted()) ::unlink(state_file(d.dev_id()).c_str());
-      log_("ublk: " + d.block_path() + " (namespace '" + a.ns.name + "') " + (d.deleted() ? "removed" : "not confirmed removed") +
-           (d.error().ok() ? "" : ": " + d.error().to_string()));
-      for (auto& w : a.on_live) w({d.error().ok() ? Status(Code::kIoError, "the ublk device went away while starting") : d.error(), {}});
+      log_("ublk: " + d.block_path() + " (namespace '" + a.ns.name + "') " +
+           (d.deleted() ? "removed" : "not confirmed removed") + (d.error().ok() ? "" : ": " + d.error().to_string()));
+      for (auto& w : a.on_live)
+        w({d.error().ok() ? Status(Code::kIoError, "the ublk device went away while starting") : d.error(), {}});
       for (auto& w : a.on_gone) {
         if (d.deleted())
           w({Status::Ok(), {{{"name", a.ns.name}, {"ublk", d.block_path()}, {"detached", "yes"}}}});
         else
-          w({d.error().ok() ? Status(Code::kIoError, "the kernel did not confirm deleting " + d.block_path()) : d.error(), {}});
+          w({d.error().ok() ? Status(Code::kIoError, "the kernel did not confirm deleting " + d.block_path())
+                            : d.error(),
+             {}});
       }
       it = devices_.erase(it);
       continue;

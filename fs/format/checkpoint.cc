@@ -14,13 +14,16 @@ constexpr std::uint32_t kStreamMask = 0x3;
 
 Status validate_namespace_entry(const NamespaceEntry& e) {
   if (e.ns_id == 0) return InvalidArgument("namespace id 0 is reserved");
-  if (e.flags & ~kKnownNamespaceFlags) return InvalidArgument("namespace " + num(e.ns_id) + ": unknown flags " + hex(e.flags & ~kKnownNamespaceFlags));
+  if (e.flags & ~kKnownNamespaceFlags)
+    return InvalidArgument("namespace " + num(e.ns_id) + ": unknown flags " + hex(e.flags & ~kKnownNamespaceFlags));
   if (e.block_size != 512 && e.block_size != 4096)
     return InvalidArgument("namespace " + num(e.ns_id) + ": block size " + num(e.block_size) + " is not 512 or 4096");
   if (e.size_bytes == 0 || e.size_bytes % kStoreBlockSize != 0)
-    return InvalidArgument("namespace " + num(e.ns_id) + ": size " + num(e.size_bytes) + " bytes is not a positive multiple of 4096");
+    return InvalidArgument("namespace " + num(e.ns_id) + ": size " + num(e.size_bytes) +
+                           " bytes is not a positive multiple of 4096");
   if (e.written_blocks > e.size_bytes / kStoreBlockSize)
-    return InvalidArgument("namespace " + num(e.ns_id) + ": " + num(e.written_blocks) + " written blocks exceed its " + num(e.size_bytes / kStoreBlockSize));
+    return InvalidArgument("namespace " + num(e.ns_id) + ": " + num(e.written_blocks) + " written blocks exceed its " +
+                           num(e.size_bytes / kStoreBlockSize));
   Status name = validate_namespace_name(e.name);
   if (!name.ok()) return InvalidArgument("namespace " + num(e.ns_id) + ": " + name.message());
   return Status::Ok();
@@ -32,12 +35,14 @@ Status validate_index_entry(const ExtentIndexEntry& e) {
   if (e.first_vblock >= e.end_vblock || e.end_vblock > kMaxVblock)
     return InvalidArgument("blocks " + num(e.first_vblock) + ".." + num(e.end_vblock) + " are not a range within 2^52");
   if (e.mapped_blocks > e.end_vblock - e.first_vblock)
-    return InvalidArgument(num(e.mapped_blocks) + " mapped blocks do not fit in blocks " + num(e.first_vblock) + ".." + num(e.end_vblock));
+    return InvalidArgument(num(e.mapped_blocks) + " mapped blocks do not fit in blocks " + num(e.first_vblock) + ".." +
+                           num(e.end_vblock));
   return Status::Ok();
 }
 
 Status validate_zone_entry(const ZoneEntry& z) {
-  if (z.flags & ~kStreamMask) return InvalidArgument("zone " + num(z.zone) + ": unknown flags " + hex(z.flags & ~kStreamMask));
+  if (z.flags & ~kStreamMask)
+    return InvalidArgument("zone " + num(z.zone) + ": unknown flags " + hex(z.flags & ~kStreamMask));
   if ((z.flags & kStreamMask) == 3) return InvalidArgument("zone " + num(z.zone) + ": stream 3 is not defined");
   return Status::Ok();
 }
@@ -79,7 +84,8 @@ Status read_packed_extent(Reader& r, std::size_t end, const record::Extent* prev
   NYADS_RETURN_IF_ERROR(read_varint(r, end, "head", &head));
   const std::uint64_t blocks = head >> 1;
   if (blocks == 0) return Corruption("extent of 0 blocks");
-  if (blocks > kMaxExtentBlocksPerRecord) return Corruption("extent of " + num(blocks) + " blocks exceeds " + num(kMaxExtentBlocksPerRecord));
+  if (blocks > kMaxExtentBlocksPerRecord)
+    return Corruption("extent of " + num(blocks) + " blocks exceeds " + num(kMaxExtentBlocksPerRecord));
   std::uint64_t base = 0;
   if (head & 1) {
     std::uint64_t id = 0;
@@ -111,26 +117,35 @@ std::uint16_t version_of(CheckpointKind kind) {
 }  // namespace
 
 Status check_indexed_extents(std::span<const record::Extent> extents, const ExtentIndexEntry& entry) {
-  if (extents.empty()) return Corruption("holds no extents, its index entry says " + num(entry.mapped_blocks) + " blocks");
+  if (extents.empty())
+    return Corruption("holds no extents, its index entry says " + num(entry.mapped_blocks) + " blocks");
   std::uint64_t mapped = 0, end = entry.first_vblock;
   for (std::size_t i = 0; i < extents.size(); ++i) {
     const record::Extent& e = extents[i];
-    if (e.ns_id != entry.ns_id) return Corruption("extent " + num(i) + " is of namespace " + num(e.ns_id) + ", its index entry names " + num(entry.ns_id));
+    if (e.ns_id != entry.ns_id)
+      return Corruption("extent " + num(i) + " is of namespace " + num(e.ns_id) + ", its index entry names " +
+                        num(entry.ns_id));
     if (i == 0 && e.vblock != entry.first_vblock)
-      return Corruption("its first extent starts at block " + num(e.vblock) + ", its index entry says " + num(entry.first_vblock));
-    if (e.vblock < end) return Corruption("extent " + num(i) + " at block " + num(e.vblock) + " starts before the one before it ends (" + num(end) + ")");
+      return Corruption("its first extent starts at block " + num(e.vblock) + ", its index entry says " +
+                        num(entry.first_vblock));
+    if (e.vblock < end)
+      return Corruption("extent " + num(i) + " at block " + num(e.vblock) + " starts before the one before it ends (" +
+                        num(end) + ")");
     end = e.vblock + e.checksums.size();
     mapped += e.checksums.size();
   }
-  if (end != entry.end_vblock) return Corruption("its last extent ends at block " + num(end) + ", its index entry says " + num(entry.end_vblock));
-  if (mapped != entry.mapped_blocks) return Corruption("its extents map " + num(mapped) + " blocks, its index entry says " + num(entry.mapped_blocks));
+  if (end != entry.end_vblock)
+    return Corruption("its last extent ends at block " + num(end) + ", its index entry says " + num(entry.end_vblock));
+  if (mapped != entry.mapped_blocks)
+    return Corruption("its extents map " + num(mapped) + " blocks, its index entry says " + num(entry.mapped_blocks));
   return Status::Ok();
 }
 
 std::size_t packed_extent_bytes(const record::Extent& e, const record::Extent* previous) {
   const bool stated = states_namespace(e, previous);
   return varint_bytes(e.checksums.size() << 1 | (stated ? 1 : 0)) + (stated ? varint_bytes(e.ns_id) : 0) +
-         varint_bytes(e.vblock - gap_base(e, previous)) + varint_bytes(lba_difference(e, previous)) + 4 * e.checksums.size();
+         varint_bytes(e.vblock - gap_base(e, previous)) + varint_bytes(lba_difference(e, previous)) +
+         4 * e.checksums.size();
 }
 
 Status encode_checkpoint_block(const CheckpointBlock& b, std::uint64_t seed, std::span<std::uint8_t> out) {
@@ -154,7 +169,8 @@ Status encode_checkpoint_block(const CheckpointBlock& b, std::uint64_t seed, std
       [&](const auto& v) -> Status {
         using T = std::decay_t<decltype(v)>;
         if constexpr (std::is_same_v<T, std::vector<NamespaceEntry>>) {
-          if (v.size() > kNamespacesPerBlock) return InvalidArgument(num(v.size()) + " namespaces exceed " + num(kNamespacesPerBlock) + " per block");
+          if (v.size() > kNamespacesPerBlock)
+            return InvalidArgument(num(v.size()) + " namespaces exceed " + num(kNamespacesPerBlock) + " per block");
           for (const auto& e : v) {
             NYADS_RETURN_IF_ERROR(validate_namespace_entry(e));
             w.u32(e.ns_id);
@@ -173,7 +189,9 @@ Status encode_checkpoint_block(const CheckpointBlock& b, std::uint64_t seed, std
             NYADS_RETURN_IF_ERROR(validate_record(e));
             total += kExtentHeaderBytes + 4 * e.checksums.size();
           }
-          if (total > kCheckpointPayloadBytes) return InvalidArgument("extents take " + num(total) + " bytes, a checkpoint block holds " + num(kCheckpointPayloadBytes));
+          if (total > kCheckpointPayloadBytes)
+            return InvalidArgument("extents take " + num(total) + " bytes, a checkpoint block holds " +
+                                   num(kCheckpointPayloadBytes));
           for (const auto& e : v) write_extent(w, e);
           count = static_cast<std::uint32_t>(v.size());
         } else if constexpr (std::is_same_v<T, PackedExtents>) {
@@ -184,7 +202,9 @@ Status encode_checkpoint_block(const CheckpointBlock& b, std::uint64_t seed, std
             total += packed_extent_bytes(e, previous);
             previous = &e;
           }
-          if (total > kCheckpointPayloadBytes) return InvalidArgument("packed extents take " + num(total) + " bytes, a checkpoint block holds " + num(kCheckpointPayloadBytes));
+          if (total > kCheckpointPayloadBytes)
+            return InvalidArgument("packed extents take " + num(total) + " bytes, a checkpoint block holds " +
+                                   num(kCheckpointPayloadBytes));
           previous = nullptr;
           for (const auto& e : v.extents) {
             const bool stated = states_namespace(e, previous);
@@ -198,7 +218,8 @@ Status encode_checkpoint_block(const CheckpointBlock& b, std::uint64_t seed, std
           count = static_cast<std::uint32_t>(v.extents.size());
         } else if constexpr (std::is_same_v<T, ExtentIndex>) {
           if (v.entries.size() > kExtentIndexEntriesPerBlock)
-            return InvalidArgument(num(v.entries.size()) + " index entries exceed " + num(kExtentIndexEntriesPerBlock) + " per block");
+            return InvalidArgument(num(v.entries.size()) + " index entries exceed " + num(kExtentIndexEntriesPerBlock) +
+                                   " per block");
           for (const auto& e : v.entries) {
             NYADS_RETURN_IF_ERROR(validate_index_entry(e));
             w.u32(e.ns_id);
@@ -209,7 +230,8 @@ Status encode_checkpoint_block(const CheckpointBlock& b, std::uint64_t seed, std
           }
           count = static_cast<std::uint32_t>(v.entries.size());
         } else if constexpr (std::is_same_v<T, std::vector<ZoneEntry>>) {
-          if (v.size() > kZonesPerBlock) return InvalidArgument(num(v.size()) + " zones exceed " + num(kZonesPerBlock) + " per block");
+          if (v.size() > kZonesPerBlock)
+            return InvalidArgument(num(v.size()) + " zones exceed " + num(kZonesPerBlock) + " per block");
           for (const auto& z : v) {
             NYADS_RETURN_IF_ERROR(validate_zone_entry(z));
             w.u32(z.zone);
@@ -221,9 +243,13 @@ Status encode_checkpoint_block(const CheckpointBlock& b, std::uint64_t seed, std
           count = static_cast<std::uint32_t>(v.size());
         } else {
           if (v.zones.empty()) return InvalidArgument("a checkpoint commit names no zones");
-          if (kCommitFixedBytes + 4 * v.zones.size() > kCheckpointPayloadBytes) return InvalidArgument("a checkpoint commit names too many zones");
-          if (v.block_count != b.index) return InvalidArgument("a commit at index " + num(b.index) + " must count " + num(b.index) + " blocks, not " + num(v.block_count));
-          if (v.journal_seq == 0 || v.next_ns_id == 0) return InvalidArgument("journal sequence and next namespace id start at 1");
+          if (kCommitFixedBytes + 4 * v.zones.size() > kCheckpointPayloadBytes)
+            return InvalidArgument("a checkpoint commit names too many zones");
+          if (v.block_count != b.index)
+            return InvalidArgument("a commit at index " + num(b.index) + " must count " + num(b.index) +
+                                   " blocks, not " + num(v.block_count));
+          if (v.journal_seq == 0 || v.next_ns_id == 0)
+            return InvalidArgument("journal sequence and next namespace id start at 1");
           w.u32(v.block_count);
           w.u32(v.next_ns_id);
           w.u64(v.journal_seq);
@@ -244,7 +270,8 @@ Status encode_checkpoint_block(const CheckpointBlock& b, std::uint64_t seed, std
   return Status::Ok();
 }
 
-Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in, std::uint64_t seed, std::string_view where) {
+Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in, std::uint64_t seed,
+                                                std::string_view where) {
   const std::string w(where);
   auto bad = [&](const std::string& what) { return Corruption(w + ": " + what); };
   if (in.size() < kMetaBlockSize) return bad(num(in.size()) + " bytes, a checkpoint block is 4096");
@@ -256,10 +283,12 @@ Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in
   r.skip(8);
   const std::uint16_t version = r.u16();
   if (version != kVersion && version != kPackedExtentsVersion && version != kExtentIndexVersion)
-    return NotSupported(w + ": checkpoint version " + num(version) + ", this build reads versions 1 to 3 (written by a newer nyads?)");
+    return NotSupported(w + ": checkpoint version " + num(version) +
+                        ", this build reads versions 1 to 3 (written by a newer nyads?)");
   const std::uint16_t kind = r.u16();
   const std::uint16_t kind_version = version_of(static_cast<CheckpointKind>(kind));
-  if (version != kind_version) return bad("a block of kind " + num(kind) + " has version " + num(version) + ", not " + num(kind_version));
+  if (version != kind_version)
+    return bad("a block of kind " + num(kind) + " has version " + num(version) + ", not " + num(kind_version));
   const std::uint32_t count = r.u32();
   CheckpointBlock b;
   b.checkpoint_seq = r.u64();
@@ -267,12 +296,14 @@ Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in
   b.index = r.u32();
   const std::uint32_t payload = r.u32();
   if (b.checkpoint_seq == 0) return bad("checkpoint sequence 0");
-  if (payload > kCheckpointPayloadBytes) return bad("payload of " + num(payload) + " bytes exceeds " + num(kCheckpointPayloadBytes));
+  if (payload > kCheckpointPayloadBytes)
+    return bad("payload of " + num(payload) + " bytes exceeds " + num(kCheckpointPayloadBytes));
   const std::size_t end = kCheckpointHeaderBytes + payload;
   switch (static_cast<CheckpointKind>(kind)) {
     case CheckpointKind::kNamespaces: {
       if (std::uint64_t{count} * kNamespaceEntryBytes != payload)
-        return bad(num(count) + " namespace entries need " + num(std::uint64_t{count} * kNamespaceEntryBytes) + " bytes, the payload is " + num(payload));
+        return bad(num(count) + " namespace entries need " + num(std::uint64_t{count} * kNamespaceEntryBytes) +
+                   " bytes, the payload is " + num(payload));
       std::vector<NamespaceEntry> v(count);
       for (std::uint32_t i = 0; i < count; ++i) {
         NamespaceEntry& e = v[i];
@@ -283,7 +314,8 @@ Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in
         e.size_bytes = r.u64();
         e.written_blocks = r.u64();
         std::string name = r.str(kMaxNameLength);
-        if (name_len == 0 || name_len > kMaxNameLength) return bad("namespace entry " + num(i) + ": name length " + num(name_len) + " is not 1..64");
+        if (name_len == 0 || name_len > kMaxNameLength)
+          return bad("namespace entry " + num(i) + ": name length " + num(name_len) + " is not 1..64");
         e.name = name.substr(0, name_len);
         Status s = validate_namespace_entry(e);
         if (!s.ok()) return bad("namespace entry " + num(i) + ": " + s.message());
@@ -301,13 +333,16 @@ Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in
         if (s.ok()) s = validate_record(v[i]);
         if (!s.ok()) return bad("extent " + num(i) + ": " + s.message());
       }
-      if (r.pos() != end) return bad(num(count) + " extents take " + num(r.pos() - kCheckpointHeaderBytes) + " bytes, the header says " + num(payload));
+      if (r.pos() != end)
+        return bad(num(count) + " extents take " + num(r.pos() - kCheckpointHeaderBytes) + " bytes, the header says " +
+                   num(payload));
       b.body = std::move(v);
       break;
     }
     case CheckpointKind::kPackedExtents: {
       // Bound the count by the payload before allocating: an entry takes 7 bytes at least.
-      if (std::uint64_t{count} * 7 > payload) return bad(num(count) + " packed extents cannot fit in a payload of " + num(payload) + " bytes");
+      if (std::uint64_t{count} * 7 > payload)
+        return bad(num(count) + " packed extents cannot fit in a payload of " + num(payload) + " bytes");
       PackedExtents v;
       v.extents.resize(count);
       for (std::uint32_t i = 0; i < count; ++i) {
@@ -315,13 +350,16 @@ Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in
         if (s.ok()) s = validate_record(v.extents[i]);
         if (!s.ok()) return bad("packed extent " + num(i) + ": " + s.message());
       }
-      if (r.pos() != end) return bad(num(count) + " packed extents take " + num(r.pos() - kCheckpointHeaderBytes) + " bytes, the header says " + num(payload));
+      if (r.pos() != end)
+        return bad(num(count) + " packed extents take " + num(r.pos() - kCheckpointHeaderBytes) +
+                   " bytes, the header says " + num(payload));
       b.body = std::move(v);
       break;
     }
     case CheckpointKind::kExtentIndex: {
       if (std::uint64_t{count} * kExtentIndexEntryBytes != payload)
-        return bad(num(count) + " index entries need " + num(std::uint64_t{count} * kExtentIndexEntryBytes) + " bytes, the payload is " + num(payload));
+        return bad(num(count) + " index entries need " + num(std::uint64_t{count} * kExtentIndexEntryBytes) +
+                   " bytes, the payload is " + num(payload));
       ExtentIndex v;
       v.entries.resize(count);
       for (std::uint32_t i = 0; i < count; ++i) {
@@ -339,7 +377,8 @@ Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in
     }
     case CheckpointKind::kZones: {
       if (std::uint64_t{count} * kZoneEntryBytes != payload)
-        return bad(num(count) + " zone entries need " + num(std::uint64_t{count} * kZoneEntryBytes) + " bytes, the payload is " + num(payload));
+        return bad(num(count) + " zone entries need " + num(std::uint64_t{count} * kZoneEntryBytes) +
+                   " bytes, the payload is " + num(payload));
       std::vector<ZoneEntry> v(count);
       for (std::uint32_t i = 0; i < count; ++i) {
         v[i].zone = r.u32();
@@ -356,7 +395,8 @@ Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in
     case CheckpointKind::kCommit: {
       if (count == 0) return bad("the commit names no zones");
       if (kCommitFixedBytes + std::uint64_t{count} * 4 != payload)
-        return bad("a commit naming " + num(count) + " zones needs " + num(kCommitFixedBytes + std::uint64_t{count} * 4) + " bytes, the payload is " + num(payload));
+        return bad("a commit naming " + num(count) + " zones needs " +
+                   num(kCommitFixedBytes + std::uint64_t{count} * 4) + " bytes, the payload is " + num(payload));
       CheckpointCommit c;
       c.block_count = r.u32();
       c.next_ns_id = r.u32();
@@ -367,14 +407,14 @@ Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in
       c.created = r.u64();
       c.zones.resize(count);
       for (auto& z : c.zones) z = r.u32();
-      if (c.block_count != b.index) return bad("the commit at index " + num(b.index) + " counts " + num(c.block_count) + " blocks before it");
+      if (c.block_count != b.index)
+        return bad("the commit at index " + num(b.index) + " counts " + num(c.block_count) + " blocks before it");
       if (c.journal_seq == 0) return bad("journal sequence 0");
       if (c.next_ns_id == 0) return bad("next namespace id 0");
       b.body = std::move(c);
       break;
     }
-    default:
-      return bad("unknown checkpoint block kind " + num(kind));
+    default: return bad("unknown checkpoint block kind " + num(kind));
   }
   if (r.overrun()) return bad("cut short");
   return b;

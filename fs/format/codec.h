@@ -25,11 +25,26 @@ class Writer {
  public:
   explicit Writer(std::span<std::uint8_t> out) : out_(out) {}
   void u8(std::uint8_t v) { out_[pos_++] = v; }
-  void u16(std::uint16_t v) { put_le16(&out_[pos_], v); pos_ += 2; }
-  void u32(std::uint32_t v) { put_le32(&out_[pos_], v); pos_ += 4; }
-  void u64(std::uint64_t v) { put_le64(&out_[pos_], v); pos_ += 8; }
-  void bytes(const void* p, std::size_t n) { std::memcpy(&out_[pos_], p, n); pos_ += n; }
-  void zeros(std::size_t n) { std::memset(&out_[pos_], 0, n); pos_ += n; }
+  void u16(std::uint16_t v) {
+    put_le16(&out_[pos_], v);
+    pos_ += 2;
+  }
+  void u32(std::uint32_t v) {
+    put_le32(&out_[pos_], v);
+    pos_ += 4;
+  }
+  void u64(std::uint64_t v) {
+    put_le64(&out_[pos_], v);
+    pos_ += 8;
+  }
+  void bytes(const void* p, std::size_t n) {
+    std::memcpy(&out_[pos_], p, n);
+    pos_ += n;
+  }
+  void zeros(std::size_t n) {
+    std::memset(&out_[pos_], 0, n);
+    pos_ += n;
+  }
   // An array of 32-bit fields (checksums): one copy on a little-endian host.
   void u32s(std::span<const std::uint32_t> v) {
     if (v.empty()) return;
@@ -109,8 +124,12 @@ inline std::size_t varint_bytes(std::uint64_t v) {
   return n;
 }
 // Signed differences as varints: 0, -1, 1, -2, ... map to 0, 1, 2, 3, ...
-inline std::uint64_t zigzag(std::int64_t v) { return (static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63); }
-inline std::int64_t unzigzag(std::uint64_t v) { return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1); }
+inline std::uint64_t zigzag(std::int64_t v) {
+  return (static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63);
+}
+inline std::int64_t unzigzag(std::uint64_t v) {
+  return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1);
+}
 
 inline std::string num(std::uint64_t v) { return std::to_string(v); }
 std::string hex(std::uint64_t v);
@@ -118,7 +137,9 @@ std::string hex(std::uint64_t v);
 // An extent's bytes, shared by journal records and checkpoint blocks:
 // ns_id u32, count u32, vblock u64, lba u64, then count checksums u32.
 // (kExtentHeaderBytes, 24, is in nyads/format.h.)
-namespace record { struct Extent; }
+namespace record {
+struct Extent;
+}
 void write_extent(Writer& w, const record::Extent& e);
 // Reads one extent whose bytes must end within `limit` bytes; the error names what is wrong.
 Status read_extent(Reader& r, std::size_t limit, record::Extent* e);

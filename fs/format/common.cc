@@ -65,8 +65,8 @@ std::uint32_t data_checksum(std::uint64_t seed, std::uint32_t ns_id, std::uint64
 
 std::string uuid_to_string(const Uuid& u) {
   char buf[40];
-  std::snprintf(buf, sizeof buf, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2],
-                u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+  std::snprintf(buf, sizeof buf, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+                u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
   return buf;
 }
 
@@ -80,15 +80,19 @@ Result<Uuid> parse_uuid(std::string_view text) {
     return -1;
   };
   static constexpr std::size_t kDashes[] = {8, 13, 18, 23};
-  if (text.size() != 36) return InvalidArgument("UUID '" + std::string(text) + "' is not of the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx");
+  if (text.size() != 36)
+    return InvalidArgument("UUID '" + std::string(text) + "' is not of the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx");
   for (std::size_t i = 0; i < text.size();) {
     if (i == kDashes[0] || i == kDashes[1] || i == kDashes[2] || i == kDashes[3]) {
-      if (text[i] != '-') return InvalidArgument("UUID '" + std::string(text) + "' is not of the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx");
+      if (text[i] != '-')
+        return InvalidArgument("UUID '" + std::string(text) +
+                               "' is not of the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx");
       ++i;
       continue;
     }
     const int hi = nibble(text[i]), lo = nibble(text[i + 1]);
-    if (hi < 0 || lo < 0) return InvalidArgument("UUID '" + std::string(text) + "' has a character that is not hexadecimal");
+    if (hi < 0 || lo < 0)
+      return InvalidArgument("UUID '" + std::string(text) + "' has a character that is not hexadecimal");
     u[n++] = static_cast<std::uint8_t>(hi << 4 | lo);
     i += 2;
   }
@@ -106,10 +110,12 @@ Status validate_namespace_name(std::string_view name) {
   if (!std::isalnum(static_cast<unsigned char>(name[0])))
     return InvalidArgument("namespace name '" + std::string(name) + "' must start with a letter or digit");
   for (char c : name) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-') || static_cast<unsigned char>(c) > 127)
-      return InvalidArgument("namespace name '" + std::string(name) + "' has the character '" +
-                             (std::isprint(static_cast<unsigned char>(c)) ? std::string(1, c) : hex(static_cast<unsigned char>(c))) +
-                             "'; names use letters, digits, '.', '_' and '-'");
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-') ||
+        static_cast<unsigned char>(c) > 127)
+      return InvalidArgument(
+          "namespace name '" + std::string(name) + "' has the character '" +
+          (std::isprint(static_cast<unsigned char>(c)) ? std::string(1, c) : hex(static_cast<unsigned char>(c))) +
+          "'; names use letters, digits, '.', '_' and '-'");
   }
   return Status::Ok();
 }

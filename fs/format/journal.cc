@@ -26,7 +26,8 @@ constexpr int kRunBlocksShift = 52;
 Status check_size(std::uint64_t size, const char* what) {
   if (size == 0 || size % kStoreBlockSize != 0)
     return InvalidArgument(std::string(what) + " " + num(size) + " bytes is not a positive multiple of 4096");
-  if (size / kStoreBlockSize > kMaxVblock) return InvalidArgument(std::string(what) + " " + num(size) + " bytes is beyond 2^64");
+  if (size / kStoreBlockSize > kMaxVblock)
+    return InvalidArgument(std::string(what) + " " + num(size) + " bytes is beyond 2^64");
   return Status::Ok();
 }
 
@@ -90,7 +91,8 @@ Status validate_record(const JournalRecord& r) {
         if constexpr (std::is_same_v<T, record::NamespaceCreate>) {
           NYADS_RETURN_IF_ERROR(ns(v.ns_id));
           if (v.block_size != 512 && v.block_size != 4096)
-            return InvalidArgument("namespace " + num(v.ns_id) + ": block size " + num(v.block_size) + " is not 512 or 4096");
+            return InvalidArgument("namespace " + num(v.ns_id) + ": block size " + num(v.block_size) +
+                                   " is not 512 or 4096");
           NYADS_RETURN_IF_ERROR(check_size(v.size_bytes, "namespace size"));
           return validate_namespace_name(v.name);
         } else if constexpr (std::is_same_v<T, record::NamespaceDelete>) {
@@ -102,7 +104,8 @@ Status validate_record(const JournalRecord& r) {
           NYADS_RETURN_IF_ERROR(ns(v.ns_id));
           if (v.checksums.empty()) return InvalidArgument("extent of 0 blocks");
           if (v.checksums.size() > kMaxExtentBlocksPerRecord)
-            return InvalidArgument("extent of " + num(v.checksums.size()) + " blocks exceeds " + num(kMaxExtentBlocksPerRecord) + " per record");
+            return InvalidArgument("extent of " + num(v.checksums.size()) + " blocks exceeds " +
+                                   num(kMaxExtentBlocksPerRecord) + " per record");
           if (v.vblock >= kMaxVblock || v.checksums.size() > kMaxVblock - v.vblock)
             return InvalidArgument("extent at virtual block " + num(v.vblock) + " runs past 2^52 blocks");
           return Status::Ok();
@@ -110,7 +113,8 @@ Status validate_record(const JournalRecord& r) {
           NYADS_RETURN_IF_ERROR(ns(v.ns_id));
           if (v.blocks == 0) return InvalidArgument("trim of 0 blocks");
           if (v.vblock >= kMaxVblock || v.blocks > kMaxVblock - v.vblock)
-            return InvalidArgument("trim at virtual block " + num(v.vblock) + " of " + num(v.blocks) + " blocks runs past 2^52 blocks");
+            return InvalidArgument("trim at virtual block " + num(v.vblock) + " of " + num(v.blocks) +
+                                   " blocks runs past 2^52 blocks");
           return Status::Ok();
         } else if constexpr (std::is_same_v<T, record::ZoneReset>) {
           return Status::Ok();
@@ -122,10 +126,12 @@ Status validate_record(const JournalRecord& r) {
           NYADS_RETURN_IF_ERROR(ns(v.ns_id));
           if (v.runs.empty()) return InvalidArgument("move of 0 runs");
           if (v.runs.size() > kMaxMovedRunsPerRecord)
-            return InvalidArgument("move of " + num(v.runs.size()) + " runs exceeds " + num(kMaxMovedRunsPerRecord) + " per record");
+            return InvalidArgument("move of " + num(v.runs.size()) + " runs exceeds " + num(kMaxMovedRunsPerRecord) +
+                                   " per record");
           for (const auto& run : v.runs) {
             if (run.blocks == 0 || run.blocks > kMaxMovedRunBlocks)
-              return InvalidArgument("moved run of " + num(run.blocks) + " blocks (1.." + num(kMaxMovedRunBlocks) + ")");
+              return InvalidArgument("moved run of " + num(run.blocks) + " blocks (1.." + num(kMaxMovedRunBlocks) +
+                                     ")");
             if (run.vblock >= kMaxVblock || run.blocks > kMaxVblock - run.vblock)
               return InvalidArgument("moved run at virtual block " + num(run.vblock) + " runs past 2^52 blocks");
           }
@@ -152,7 +158,8 @@ Status check_block(const JournalBlock& b) {
     if (const auto* u = std::get_if<record::UnflushedCommit>(&r)) {
       if (++marks > 1) return InvalidArgument("a second unflushed-commit record");
       if (u->first_seq > b.seq)
-        return InvalidArgument("unflushed commit starting at sequence " + num(u->first_seq) + ", after its own block's " + num(b.seq));
+        return InvalidArgument("unflushed commit starting at sequence " + num(u->first_seq) +
+                               ", after its own block's " + num(b.seq));
     }
   return Status::Ok();
 }
@@ -227,7 +234,8 @@ Status encode_journal_block(const JournalBlock& b, std::uint64_t seed, std::span
   return Status::Ok();
 }
 
-Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std::uint64_t seed, std::string_view where) {
+Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std::uint64_t seed,
+                                          std::string_view where) {
   const std::string w(where);
   auto bad = [&](const std::string& what) { return Corruption(w + ": " + what); };
   if (in.size() < kMetaBlockSize) return bad(num(in.size()) + " bytes, a journal block is 4096");
@@ -239,14 +247,16 @@ Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std:
   r.skip(8);
   const std::uint16_t version = r.u16();
   if (version < 1 || version > kJournalVersion)
-    return NotSupported(w + ": journal version " + num(version) + ", this build reads versions 1 to " + num(kJournalVersion) + " (written by a newer nyads?)");
+    return NotSupported(w + ": journal version " + num(version) + ", this build reads versions 1 to " +
+                        num(kJournalVersion) + " (written by a newer nyads?)");
   const std::uint16_t count = r.u16();
   const std::uint32_t payload = r.u32();
   JournalBlock b;
   b.seq = r.u64();
   r.skip(8);
   if (b.seq == 0) return bad("sequence 0");
-  if (payload > kJournalPayloadBytes) return bad("payload of " + num(payload) + " bytes exceeds " + num(kJournalPayloadBytes));
+  if (payload > kJournalPayloadBytes)
+    return bad("payload of " + num(payload) + " bytes exceeds " + num(kJournalPayloadBytes));
   const std::size_t end = kJournalHeaderBytes + payload;
   for (std::uint32_t i = 0; i < count; ++i) {
     const std::string rec = "record " + num(i) + " at byte " + num(r.pos());
@@ -255,10 +265,13 @@ Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std:
     const std::uint8_t flags = r.u8();
     const std::uint16_t len = r.u16();
     if (version < 2 && (type == kMoved || flags != 0))
-      return bad(rec + ": " + (type == kMoved ? std::string("a moved record") : "record flags " + hex(flags)) + " in a version 1 block");
-    if (version < 3 && type == kUnflushedCommit) return bad(rec + ": an unflushed-commit record in a version " + num(version) + " block");
+      return bad(rec + ": " + (type == kMoved ? std::string("a moved record") : "record flags " + hex(flags)) +
+                 " in a version 1 block");
+    if (version < 3 && type == kUnflushedCommit)
+      return bad(rec + ": an unflushed-commit record in a version " + num(version) + " block");
     const std::uint8_t known_flags = type == kNamespaceCreate ? kThinFlag : 0;
-    if (flags & ~known_flags) return bad(rec + ": flags " + hex(flags) + ", expected " + (known_flags ? "only bit 0" : "0"));
+    if (flags & ~known_flags)
+      return bad(rec + ": flags " + hex(flags) + ", expected " + (known_flags ? "only bit 0" : "0"));
     if (r.pos() + len > end) return bad(rec + ": body of " + num(len) + " bytes runs past the payload");
     const std::size_t body_start = r.pos();
     JournalRecord out;
@@ -270,7 +283,8 @@ Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std:
         v.block_size = r.u32();
         v.size_bytes = r.u64();
         const std::uint8_t name_len = r.u8();
-        if (len != 17u + name_len) return bad(rec + ": namespace-create body of " + num(len) + " bytes, its name needs " + num(17u + name_len));
+        if (len != 17u + name_len)
+          return bad(rec + ": namespace-create body of " + num(len) + " bytes, its name needs " + num(17u + name_len));
         v.name = r.str(name_len);
         v.thin = (flags & kThinFlag) != 0;
         out = std::move(v);
@@ -293,7 +307,9 @@ Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std:
         record::Extent v;
         Status s = read_extent(r, len, &v);
         if (!s.ok()) return bad(rec + ": " + s.message());
-        if (r.pos() - body_start != len) return bad(rec + ": extent of " + num(v.checksums.size()) + " blocks takes " + num(r.pos() - body_start) + " bytes, the record says " + num(len));
+        if (r.pos() - body_start != len)
+          return bad(rec + ": extent of " + num(v.checksums.size()) + " blocks takes " + num(r.pos() - body_start) +
+                     " bytes, the record says " + num(len));
         out = std::move(v);
         break;
       }
@@ -321,13 +337,16 @@ Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std:
         break;
       }
       case kMoved: {
-        if (len < 16 || (len - 16) % 8 != 0) return bad(rec + ": moved body of " + num(len) + " bytes, expected 16 + 8 per run");
+        if (len < 16 || (len - 16) % 8 != 0)
+          return bad(rec + ": moved body of " + num(len) + " bytes, expected 16 + 8 per run");
         record::Moved v;
         v.ns_id = r.u32();
         const std::uint16_t runs = r.u16();
         if (r.u16() != 0) return bad(rec + ": reserved field is not zero");
         v.lba = r.u64();
-        if (len != 16u + 8u * runs) return bad(rec + ": moved body of " + num(len) + " bytes, its " + num(runs) + " runs need " + num(16u + 8u * runs));
+        if (len != 16u + 8u * runs)
+          return bad(rec + ": moved body of " + num(len) + " bytes, its " + num(runs) + " runs need " +
+                     num(16u + 8u * runs));
         v.runs.resize(runs);
         for (auto& run : v.runs) {
           const std::uint64_t x = r.u64();
@@ -341,15 +360,16 @@ Result<JournalBlock> decode_journal_block(std::span<const std::uint8_t> in, std:
         if (len != 8) return bad(rec + ": unflushed-commit body of " + num(len) + " bytes, expected 8");
         out = record::UnflushedCommit{r.u64()};
         break;
-      default:
-        return bad(rec + ": unknown record type " + num(type));
+      default: return bad(rec + ": unknown record type " + num(type));
     }
     if (r.overrun()) return bad(rec + ": cut short");
     Status valid = validate_record(out);
     if (!valid.ok()) return bad(rec + ": " + valid.message());
     b.records.push_back(std::move(out));
   }
-  if (r.pos() != end) return bad(num(count) + " records take " + num(r.pos() - kJournalHeaderBytes) + " bytes, the header says " + num(payload));
+  if (r.pos() != end)
+    return bad(num(count) + " records take " + num(r.pos() - kJournalHeaderBytes) + " bytes, the header says " +
+               num(payload));
   if (Status s = check_block(b); !s.ok()) return bad(s.message());
   return b;
 }

@@ -15,7 +15,8 @@ bool is_pow2(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 Status Superblock::check_writable() const {
   const std::uint64_t unknown = ro_compat & ~feature::kKnownRoCompat;
   if (unknown != 0)
-    return NotSupported("read-only-compatible features " + hex(unknown) + " are unknown to this build: the volume can be opened read-only only");
+    return NotSupported("read-only-compatible features " + hex(unknown) +
+                        " are unknown to this build: the volume can be opened read-only only");
   return Status::Ok();
 }
 
@@ -33,28 +34,37 @@ Status validate_superblock(const Superblock& sb, std::string_view where) {
     return bad("zone_capacity " + num(sb.zone_capacity) + " blocks exceeds zone_size " + num(sb.zone_size) + " blocks");
   if (sb.meta_blocks_per_zone() < 16)
     return bad("zone_capacity " + num(sb.zone_capacity) + " blocks holds fewer than 16 metadata blocks of 4096 bytes");
-  if (sb.zone_count < 7) return bad("zone_count " + num(sb.zone_count) + " is below the minimum of 7 (2 superblock, 2 journal, 2 checkpoint, 1 data)");
+  if (sb.zone_count < 7)
+    return bad("zone_count " + num(sb.zone_count) +
+               " is below the minimum of 7 (2 superblock, 2 journal, 2 checkpoint, 1 data)");
   if (sb.max_active_zones != 0 && sb.max_open_zones > sb.max_active_zones)
     return bad("max_open_zones " + num(sb.max_open_zones) + " exceeds max_active_zones " + num(sb.max_active_zones));
   if (sb.max_active_zones > sb.zone_count)
     return bad("max_active_zones " + num(sb.max_active_zones) + " exceeds zone_count " + num(sb.zone_count));
   if (sb.max_append_blocks < sb.blocks_per_meta_block())
-    return bad("max_append_blocks " + num(sb.max_append_blocks) + " is smaller than one metadata block (" + num(sb.blocks_per_meta_block()) + " blocks)");
+    return bad("max_append_blocks " + num(sb.max_append_blocks) + " is smaller than one metadata block (" +
+               num(sb.blocks_per_meta_block()) + " blocks)");
   if (sb.superblock_zones != ZoneRange{0, 2})
-    return bad("superblock zones start at " + num(sb.superblock_zones.first) + " and count " + num(sb.superblock_zones.count) + ", expected zones 0 and 1");
+    return bad("superblock zones start at " + num(sb.superblock_zones.first) + " and count " +
+               num(sb.superblock_zones.count) + ", expected zones 0 and 1");
   if (sb.journal_zones.first != sb.superblock_zones.end())
-    return bad("journal zones start at zone " + num(sb.journal_zones.first) + ", expected " + num(sb.superblock_zones.end()));
+    return bad("journal zones start at zone " + num(sb.journal_zones.first) + ", expected " +
+               num(sb.superblock_zones.end()));
   if (sb.journal_zones.count < 2) return bad("journal zone count " + num(sb.journal_zones.count) + " is below 2");
   if (sb.checkpoint_zones.first != sb.journal_zones.end())
-    return bad("checkpoint zones start at zone " + num(sb.checkpoint_zones.first) + ", expected " + num(sb.journal_zones.end()));
-  if (sb.checkpoint_zones.count < 2) return bad("checkpoint zone count " + num(sb.checkpoint_zones.count) + " is below 2");
+    return bad("checkpoint zones start at zone " + num(sb.checkpoint_zones.first) + ", expected " +
+               num(sb.journal_zones.end()));
+  if (sb.checkpoint_zones.count < 2)
+    return bad("checkpoint zone count " + num(sb.checkpoint_zones.count) + " is below 2");
   if (sb.data_zones.first != sb.checkpoint_zones.end())
     return bad("data zones start at zone " + num(sb.data_zones.first) + ", expected " + num(sb.checkpoint_zones.end()));
   if (sb.data_zones.count == 0) return bad("there are no data zones");
   if (std::uint64_t{sb.data_zones.first} + sb.data_zones.count != sb.zone_count)
-    return bad("data zones end at zone " + num(std::uint64_t{sb.data_zones.first} + sb.data_zones.count) + ", expected zone_count " + num(sb.zone_count));
+    return bad("data zones end at zone " + num(std::uint64_t{sb.data_zones.first} + sb.data_zones.count) +
+               ", expected zone_count " + num(sb.zone_count));
   if (sb.reserved_data_zones >= sb.data_zones.count)
-    return bad("reserved_data_zones " + num(sb.reserved_data_zones) + " leaves no data zone of " + num(sb.data_zones.count));
+    return bad("reserved_data_zones " + num(sb.reserved_data_zones) + " leaves no data zone of " +
+               num(sb.data_zones.count));
   if (sb.label.size() >= kLabelBytes) return bad("label is " + num(sb.label.size()) + " bytes, the limit is 63");
   for (unsigned char c : sb.label)
     if (c < 0x20 || c == 0x7f) return bad("label has the control character " + hex(c));
@@ -98,11 +108,13 @@ Result<Superblock> decode_superblock(std::span<const std::uint8_t> in, std::stri
   Superblock sb;
   std::memcpy(sb.uuid.data(), in.data() + 56, 16);
   const std::uint64_t stored = stored_checksum(in), actual = block_checksum(in, sb.seed());
-  if (stored != actual) return Corruption(w + ": checksum mismatch (stored " + hex(stored) + ", computed " + hex(actual) + ")");
+  if (stored != actual)
+    return Corruption(w + ": checksum mismatch (stored " + hex(stored) + ", computed " + hex(actual) + ")");
   Reader r(in);
   r.skip(8);
   const std::uint32_t version = r.u32();
-  if (version != kVersion) return NotSupported(w + ": format version " + num(version) + ", this build reads version " + num(kVersion));
+  if (version != kVersion)
+    return NotSupported(w + ": format version " + num(version) + ", this build reads version " + num(kVersion));
   const std::uint32_t bytes = r.u32();
   if (bytes != kMetaBlockSize) return Corruption(w + ": superblock size " + num(bytes) + ", expected 4096");
   sb.generation = r.u64();
@@ -112,9 +124,11 @@ Result<Superblock> decode_superblock(std::span<const std::uint8_t> in, std::stri
   sb.incompat = r.u64();
   const std::uint64_t unknown = sb.incompat & ~feature::kKnownIncompat;
   if (unknown != 0)
-    return NotSupported(w + ": incompatible features " + hex(unknown) + " are unknown to this build (it knows " + hex(feature::kKnownIncompat) + ")");
+    return NotSupported(w + ": incompatible features " + hex(unknown) + " are unknown to this build (it knows " +
+                        hex(feature::kKnownIncompat) + ")");
   if ((sb.incompat & feature::kIncompatDataChecksum32) == 0)
-    return Corruption(w + ": the incompatible feature data_checksum32 (" + hex(feature::kIncompatDataChecksum32) + "), required in version 1, is not set");
+    return Corruption(w + ": the incompatible feature data_checksum32 (" + hex(feature::kIncompatDataChecksum32) +
+                      "), required in version 1, is not set");
   r.skip(16);
   sb.created = r.u64();
   sb.block_size = r.u32();

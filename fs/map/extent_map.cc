@@ -26,14 +26,18 @@ std::vector<ExtentMap::Displaced> ExtentMap::cut(std::uint64_t vblock, std::uint
       extents_.emplace(start, Extent{old.lba, BlockChecksums(old.checksums.span().first(lo - start)), old.born});
     }
     if (hi < stop) {
-      it = extents_.emplace(hi, Extent{old.lba + (hi - start) * per_, BlockChecksums(old.checksums.span().subspan(hi - start)), old.born}).first;
+      it = extents_
+               .emplace(hi, Extent{old.lba + (hi - start) * per_,
+                                   BlockChecksums(old.checksums.span().subspan(hi - start)), old.born})
+               .first;
       ++it;
     }
   }
   return out;
 }
 
-std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums, std::uint32_t born,
+std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint64_t lba,
+                                                 std::span<const std::uint32_t> checksums, std::uint32_t born,
                                                  std::uint32_t join_within, std::uint32_t clock_mask) {
   if (checksums.empty()) return {};
   // Loading a checkpoint maps extents in order, each past the last: nothing to cut, and each
@@ -51,9 +55,10 @@ std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint
     const bool same_zone = zone_blocks_ == 0 || prev->second.lba / zone_blocks_ == lba / zone_blocks_;
     const std::uint32_t was = prev->second.born;
     const bool same_tag = ((was ^ born) & ~clock_mask) == 0;
-    const std::uint32_t apart = std::min<std::uint32_t>((was - born) & clock_mask, (born - was) & clock_mask);  // (the clock wraps)
-    if (prev->first + prev_len == vblock && prev->second.lba + prev_len * per_ == lba && prev_len < kMaxExtentBlocks && same_zone && same_tag &&
-        apart <= join_within) {
+    const std::uint32_t apart =
+        std::min<std::uint32_t>((was - born) & clock_mask, (born - was) & clock_mask);  // (the clock wraps)
+    if (prev->first + prev_len == vblock && prev->second.lba + prev_len * per_ == lba && prev_len < kMaxExtentBlocks &&
+        same_zone && same_tag && apart <= join_within) {
       const std::size_t k = std::min<std::size_t>(checksums.size(), kMaxExtentBlocks - prev_len);
       prev->second.checksums.append(checksums.first(k));
       vblock += k;
@@ -64,7 +69,8 @@ std::vector<ExtentMap::Displaced> ExtentMap::map(std::uint64_t vblock, std::uint
   // The rest in extents of at most kMaxExtentBlocks: a later split copies at most that much.
   while (!checksums.empty()) {
     const std::size_t k = std::min<std::size_t>(checksums.size(), kMaxExtentBlocks);
-    extents_.emplace_hint(next, vblock, Extent{lba, BlockChecksums(checksums.first(k)), born});  // (nothing lies between)
+    extents_.emplace_hint(next, vblock,
+                          Extent{lba, BlockChecksums(checksums.first(k)), born});  // (nothing lies between)
     vblock += k;
     lba += k * per_;
     checksums = checksums.subspan(k);
@@ -76,7 +82,8 @@ std::vector<ExtentMap::Displaced> ExtentMap::unmap(std::uint64_t vblock, std::ui
   return blocks == 0 ? std::vector<Displaced>{} : cut(vblock, vblock + blocks);
 }
 
-std::vector<std::pair<std::uint64_t, std::uint64_t>> ExtentMap::relocate(std::uint64_t vblock, std::uint64_t blocks, std::uint64_t lba) {
+std::vector<std::pair<std::uint64_t, std::uint64_t>> ExtentMap::relocate(std::uint64_t vblock, std::uint64_t blocks,
+                                                                         std::uint64_t lba) {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> unmapped;
   for (const Piece& p : lookup(vblock, blocks)) {
     if (!p.mapped) {
@@ -104,14 +111,16 @@ std::vector<ExtentMap::Piece> ExtentMap::lookup(std::uint64_t vblock, std::uint6
       at = start;
     }
     const std::uint64_t hi = std::min(stop, end);
-    out.push_back({at, hi - at, true, it->second.lba + (at - start) * per_, it->second.checksums.data() + (at - start), it->second.born});
+    out.push_back({at, hi - at, true, it->second.lba + (at - start) * per_, it->second.checksums.data() + (at - start),
+                   it->second.born});
     at = hi;
   }
   if (at < end) out.push_back({at, end - at, false, 0, nullptr});
   return out;
 }
 
-void ExtentMap::for_each(const std::function<void(std::uint64_t, std::uint64_t, std::span<const std::uint32_t>)>& fn) const {
+void ExtentMap::for_each(
+    const std::function<void(std::uint64_t, std::uint64_t, std::span<const std::uint32_t>)>& fn) const {
   for (const auto& [vblock, e] : extents_) fn(vblock, e.lba, e.checksums.span());
 }
 

@@ -38,23 +38,25 @@ class ExtentMap {
   // clock wraps there) and a tag in the bits above. Data continuing the extent before it
   // joins it (taking its birth) only when their tags are equal and their clocks at most
   // `join_within` apart.
-  std::vector<Displaced> map(std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums, std::uint32_t born = 0,
-                             std::uint32_t join_within = UINT32_MAX, std::uint32_t clock_mask = UINT32_MAX);
+  std::vector<Displaced> map(std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums,
+                             std::uint32_t born = 0, std::uint32_t join_within = UINT32_MAX,
+                             std::uint32_t clock_mask = UINT32_MAX);
   // Unmaps vblock .. vblock + blocks - 1 (they read as zeros).
   std::vector<Displaced> unmap(std::uint64_t vblock, std::uint64_t blocks);
   // Moves the mapped blocks of vblock .. vblock + blocks - 1 to consecutive blocks from lba
   // (block i to lba + i * per), keeping their checksums and birth; unmapped ones stay unmapped.
   // Returns the unmapped pieces, as (vblock, blocks).
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> relocate(std::uint64_t vblock, std::uint64_t blocks, std::uint64_t lba);
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> relocate(std::uint64_t vblock, std::uint64_t blocks,
+                                                                std::uint64_t lba);
 
   // The range vblock .. vblock + blocks - 1 as mapped and unmapped pieces, in order.
   struct Piece {
     std::uint64_t vblock = 0;
     std::uint64_t blocks = 0;
     bool mapped = false;
-    std::uint64_t lba = 0;               // when mapped
+    std::uint64_t lba = 0;                     // when mapped
     const std::uint32_t* checksums = nullptr;  // when mapped: one per block
-    std::uint32_t born = 0;              // when mapped: the caller's birth for it (see map())
+    std::uint32_t born = 0;                    // when mapped: the caller's birth for it (see map())
   };
   std::vector<Piece> lookup(std::uint64_t vblock, std::uint64_t blocks) const;
 

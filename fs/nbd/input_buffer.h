@@ -3,8 +3,8 @@
 // moving what is left only when that is cheaper than growing: amortized O(1) per byte.
 #pragma once
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <span>

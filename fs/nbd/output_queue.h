@@ -16,7 +16,8 @@ class OutputQueue {
  public:
   void append(std::span<const std::uint8_t> bytes) {
     if (bytes.empty()) return;
-    if (!segments_.empty() && segments_.back().big.size() == 0 && segments_.back().small.size() + bytes.size() <= kCoalesce) {
+    if (!segments_.empty() && segments_.back().big.size() == 0 &&
+        segments_.back().small.size() + bytes.size() <= kCoalesce) {
       auto& small = segments_.back().small;
       small.insert(small.end(), bytes.begin(), bytes.end());
     } else {

@@ -12,9 +12,15 @@ namespace nyads::nbd {
 namespace {
 
 // Big-endian fields (byte_order.h is little-endian, for the on-disk format).
-void put_be16(std::uint8_t* p, std::uint16_t v) { for (int i = 0; i < 2; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * (1 - i))); }
-void put_be32(std::uint8_t* p, std::uint32_t v) { for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * (3 - i))); }
-void put_be64(std::uint8_t* p, std::uint64_t v) { for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * (7 - i))); }
+void put_be16(std::uint8_t* p, std::uint16_t v) {
+  for (int i = 0; i < 2; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * (1 - i)));
+}
+void put_be32(std::uint8_t* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * (3 - i)));
+}
+void put_be64(std::uint8_t* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * (7 - i)));
+}
 std::uint16_t get_be16(const std::uint8_t* p) { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
 std::uint32_t get_be32(const std::uint8_t* p) {
   std::uint32_t v = 0;
@@ -31,9 +37,18 @@ std::uint64_t get_be64(const std::uint8_t* p) {
 class Appender {
  public:
   explicit Appender(std::vector<std::uint8_t>& out) : out_(out) {}
-  void u16(std::uint16_t v) { grow(2); put_be16(&out_[out_.size() - 2], v); }
-  void u32(std::uint32_t v) { grow(4); put_be32(&out_[out_.size() - 4], v); }
-  void u64(std::uint64_t v) { grow(8); put_be64(&out_[out_.size() - 8], v); }
+  void u16(std::uint16_t v) {
+    grow(2);
+    put_be16(&out_[out_.size() - 2], v);
+  }
+  void u32(std::uint32_t v) {
+    grow(4);
+    put_be32(&out_[out_.size() - 4], v);
+  }
+  void u64(std::uint64_t v) {
+    grow(8);
+    put_be64(&out_[out_.size() - 8], v);
+  }
   void bytes(std::span<const std::uint8_t> b) { out_.insert(out_.end(), b.begin(), b.end()); }
   void str(std::string_view s) { out_.insert(out_.end(), s.begin(), s.end()); }
 
@@ -66,21 +81,26 @@ std::string_view cut(std::string_view s) {
 // A string the client sent: at most 4096 bytes, no NUL (the spec forbids both).
 Result<std::string> take_string(std::span<const std::uint8_t> bytes, std::string_view what) {
   if (bytes.size() > kMaxStringBytes)
-    return InvalidArgument(std::string(what) + " is " + num(bytes.size()) + " bytes, the limit is " + num(kMaxStringBytes));
+    return InvalidArgument(std::string(what) + " is " + num(bytes.size()) + " bytes, the limit is " +
+                           num(kMaxStringBytes));
   const auto nul = std::find(bytes.begin(), bytes.end(), std::uint8_t{0});
   if (nul != bytes.end())
-    return InvalidArgument(std::string(what) + " has a NUL byte at offset " + num(static_cast<std::size_t>(nul - bytes.begin())));
+    return InvalidArgument(std::string(what) + " has a NUL byte at offset " +
+                           num(static_cast<std::size_t>(nul - bytes.begin())));
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
-std::span<const std::uint8_t> as_bytes(std::string_view s) { return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()}; }
+std::span<const std::uint8_t> as_bytes(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
 
 std::uint32_t u32_size(std::size_t n) {
   assert(n <= std::numeric_limits<std::uint32_t>::max());
   return static_cast<std::uint32_t>(n);
 }
 
-void put_chunk_header(std::uint8_t* p, std::uint16_t flags, std::uint16_t type, std::uint64_t cookie, std::uint32_t payload_length) {
+void put_chunk_header(std::uint8_t* p, std::uint16_t flags, std::uint16_t type, std::uint64_t cookie,
+                      std::uint32_t payload_length) {
   put_be32(p, kStructuredReplyMagic);
   put_be16(p + 4, flags);
   put_be16(p + 6, type);
@@ -99,8 +119,8 @@ std::vector<std::uint8_t> info_reply(std::uint32_t option, std::uint16_t info, s
 }
 
 // The error chunks share error, message length and message; ERROR_OFFSET adds an offset.
-std::vector<std::uint8_t> error_chunk(std::uint16_t flags, std::uint16_t type, std::uint64_t cookie, std::uint32_t error,
-                                      std::string_view message, const std::uint64_t* offset) {
+std::vector<std::uint8_t> error_chunk(std::uint16_t flags, std::uint16_t type, std::uint64_t cookie,
+                                      std::uint32_t error, std::string_view message, const std::uint64_t* offset) {
   assert(error != 0);  // the spec: error MUST be nonzero
   const std::string_view m = cut(message);
   const std::size_t payload = 6 + m.size() + (offset != nullptr ? 8 : 0);
@@ -153,13 +173,15 @@ OptionParse parse_option(std::span<const std::uint8_t> bytes, std::uint32_t max_
   // before it sends the rest of a header.
   if (bytes.size() >= 8) {
     const std::uint64_t magic = get_be64(bytes.data());
-    if (magic != kIHaveOpt) return bad("option header: bad magic " + hex(magic) + " (expected IHAVEOPT " + hex(kIHaveOpt) + ")");
+    if (magic != kIHaveOpt)
+      return bad("option header: bad magic " + hex(magic) + " (expected IHAVEOPT " + hex(kIHaveOpt) + ")");
   }
   if (bytes.size() < kOptionHeaderBytes) return r;
   const std::uint32_t option = get_be32(bytes.data() + 8);
   const std::uint32_t length = get_be32(bytes.data() + 12);
   if (length > max_option_length)
-    return bad("option " + option_label(option) + ": length " + num(length) + " exceeds the limit of " + num(max_option_length) + " bytes");
+    return bad("option " + option_label(option) + ": length " + num(length) + " exceeds the limit of " +
+               num(max_option_length) + " bytes");
   r.need = kOptionHeaderBytes + length;
   if (bytes.size() < r.need) return r;
   r.state = ParseState::kComplete;
@@ -182,7 +204,8 @@ RequestParse parse_request(std::span<const std::uint8_t> bytes, std::uint32_t ma
     const std::uint32_t magic = get_be32(bytes.data());
     if (magic == kExtendedRequestMagic)
       return bad("request header: extended request magic " + hex(magic) + ", but extended headers were not negotiated");
-    if (magic != kRequestMagic) return bad("request header: bad magic " + hex(magic) + " (expected " + hex(kRequestMagic) + ")");
+    if (magic != kRequestMagic)
+      return bad("request header: bad magic " + hex(magic) + " (expected " + hex(kRequestMagic) + ")");
   }
   if (bytes.size() < kRequestHeaderBytes) return r;
   Request q;
@@ -215,10 +238,13 @@ Result<GoRequest> parse_go(std::span<const std::uint8_t> data) {
   const std::string w = "NBD_OPT_INFO/NBD_OPT_GO data";
   const std::size_t size = data.size();
   // Fixed part: u32 name length + u16 count = 6 bytes around the name.
-  if (size < 6) return InvalidArgument(w + " is " + num(size) + " bytes, too short for the name length and the information request count (6 bytes)");
+  if (size < 6)
+    return InvalidArgument(w + " is " + num(size) +
+                           " bytes, too short for the name length and the information request count (6 bytes)");
   const std::uint32_t name_length = get_be32(data.data());
   if (name_length > kMaxStringBytes)
-    return InvalidArgument(w + ": export name length " + num(name_length) + " exceeds the limit of " + num(kMaxStringBytes) + " bytes");
+    return InvalidArgument(w + ": export name length " + num(name_length) + " exceeds the limit of " +
+                           num(kMaxStringBytes) + " bytes");
   if (name_length > size - 6)
     return InvalidArgument(w + ": export name length " + num(name_length) + " does not fit in " + num(size) +
                            " bytes of data (at most " + num(size - 6) + ")");
@@ -241,10 +267,13 @@ Result<MetaContextRequest> parse_meta_context(std::span<const std::uint8_t> data
   const std::string w = "meta context request";
   const std::size_t size = data.size();
   // Fixed part: u32 name length + u32 query count = 8 bytes around the name.
-  if (size < 8) return InvalidArgument(w + " is " + num(size) + " bytes, too short for the name length and the query count (8 bytes)");
+  if (size < 8)
+    return InvalidArgument(w + " is " + num(size) +
+                           " bytes, too short for the name length and the query count (8 bytes)");
   const std::uint32_t name_length = get_be32(data.data());
   if (name_length > kMaxStringBytes)
-    return InvalidArgument(w + ": export name length " + num(name_length) + " exceeds the limit of " + num(kMaxStringBytes) + " bytes");
+    return InvalidArgument(w + ": export name length " + num(name_length) + " exceeds the limit of " +
+                           num(kMaxStringBytes) + " bytes");
   if (name_length > size - 8)
     return InvalidArgument(w + ": export name length " + num(name_length) + " does not fit in " + num(size) +
                            " bytes of data (at most " + num(size - 8) + ")");
@@ -257,17 +286,21 @@ Result<MetaContextRequest> parse_meta_context(std::span<const std::uint8_t> data
   at += 4;
   // Each query is at least its 4-byte length: bound the count before reserving for it.
   if (count > (size - at) / 4)
-    return InvalidArgument(w + ": " + num(count) + " queries need at least " + num(4 * std::uint64_t{count}) + " bytes, but " +
-                           num(size - at) + " follow the count");
+    return InvalidArgument(w + ": " + num(count) + " queries need at least " + num(4 * std::uint64_t{count}) +
+                           " bytes, but " + num(size - at) + " follow the count");
   m.queries.reserve(count);
   for (std::uint32_t i = 0; i < count; ++i) {
     const std::string q = "query " + num(i);
-    if (size - at < 4) return InvalidArgument(w + ": " + q + ": " + num(size - at) + " bytes left, too few for its length");
+    if (size - at < 4)
+      return InvalidArgument(w + ": " + q + ": " + num(size - at) + " bytes left, too few for its length");
     const std::uint32_t length = get_be32(data.data() + at);
     at += 4;
     if (length > kMaxStringBytes)
-      return InvalidArgument(w + ": " + q + ": length " + num(length) + " exceeds the limit of " + num(kMaxStringBytes) + " bytes");
-    if (length > size - at) return InvalidArgument(w + ": " + q + ": length " + num(length) + " exceeds the " + num(size - at) + " bytes left");
+      return InvalidArgument(w + ": " + q + ": length " + num(length) + " exceeds the limit of " +
+                             num(kMaxStringBytes) + " bytes");
+    if (length > size - at)
+      return InvalidArgument(w + ": " + q + ": length " + num(length) + " exceeds the " + num(size - at) +
+                             " bytes left");
     auto s = take_string(data.subspan(at, length), q);
     if (!s.ok()) return Status(s.status()).with_context(w);
     m.queries.push_back(std::move(*s));
@@ -279,7 +312,8 @@ Result<MetaContextRequest> parse_meta_context(std::span<const std::uint8_t> data
 
 // ---- Option replies ----
 
-std::vector<std::uint8_t> encode_option_reply(std::uint32_t option, std::uint32_t reply_type, std::span<const std::uint8_t> payload) {
+std::vector<std::uint8_t> encode_option_reply(std::uint32_t option, std::uint32_t reply_type,
+                                              std::span<const std::uint8_t> payload) {
   std::vector<std::uint8_t> out;
   out.reserve(kOptionReplyHeaderBytes + payload.size());
   Appender a(out);
@@ -296,7 +330,8 @@ std::vector<std::uint8_t> encode_option_error(std::uint32_t option, std::uint32_
   return encode_option_reply(option, err_type, as_bytes(cut(message)));
 }
 
-std::vector<std::uint8_t> encode_rep_server(std::uint32_t option, std::string_view export_name, std::string_view description) {
+std::vector<std::uint8_t> encode_rep_server(std::uint32_t option, std::string_view export_name,
+                                            std::string_view description) {
   const std::string_view n = cut(export_name), d = cut(description);
   std::vector<std::uint8_t> p;
   p.reserve(4 + n.size() + d.size());
@@ -307,7 +342,8 @@ std::vector<std::uint8_t> encode_rep_server(std::uint32_t option, std::string_vi
   return encode_option_reply(option, kRepServer, p);
 }
 
-std::vector<std::uint8_t> encode_info_export(std::uint32_t option, std::uint64_t size, std::uint16_t transmission_flags) {
+std::vector<std::uint8_t> encode_info_export(std::uint32_t option, std::uint64_t size,
+                                             std::uint16_t transmission_flags) {
   std::uint8_t p[10];
   put_be64(p, size);
   put_be16(p + 8, transmission_flags);
@@ -322,7 +358,8 @@ std::vector<std::uint8_t> encode_info_description(std::uint32_t option, std::str
   return info_reply(option, kInfoDescription, as_bytes(cut(description)));
 }
 
-std::vector<std::uint8_t> encode_info_block_size(std::uint32_t option, std::uint32_t minimum, std::uint32_t preferred, std::uint32_t maximum) {
+std::vector<std::uint8_t> encode_info_block_size(std::uint32_t option, std::uint32_t minimum, std::uint32_t preferred,
+                                                 std::uint32_t maximum) {
   std::uint8_t p[12];
   put_be32(p, minimum);
   put_be32(p + 4, preferred);
@@ -340,7 +377,8 @@ std::vector<std::uint8_t> encode_meta_context(std::uint32_t option, std::uint32_
   return encode_option_reply(option, kRepMetaContext, p);
 }
 
-std::vector<std::uint8_t> encode_export_name_reply(std::uint64_t size, std::uint16_t transmission_flags, bool no_zeroes) {
+std::vector<std::uint8_t> encode_export_name_reply(std::uint64_t size, std::uint16_t transmission_flags,
+                                                   bool no_zeroes) {
   std::vector<std::uint8_t> out;
   out.reserve(10 + kExportNameZeroes);
   Appender a(out);
@@ -360,7 +398,8 @@ std::array<std::uint8_t, kSimpleReplyBytes> encode_simple_reply(std::uint64_t co
   return out;
 }
 
-std::array<std::uint8_t, kChunkHeaderBytes> encode_chunk_header(std::uint16_t flags, std::uint16_t type, std::uint64_t cookie, std::uint32_t payload_length) {
+std::array<std::uint8_t, kChunkHeaderBytes> encode_chunk_header(std::uint16_t flags, std::uint16_t type,
+                                                                std::uint64_t cookie, std::uint32_t payload_length) {
   std::array<std::uint8_t, kChunkHeaderBytes> out;
   put_chunk_header(out.data(), flags, type, cookie, payload_length);
   return out;
@@ -370,7 +409,9 @@ std::array<std::uint8_t, kChunkHeaderBytes> encode_none_chunk(std::uint64_t cook
   return encode_chunk_header(kReplyFlagDone, kReplyTypeNone, cookie, 0);
 }
 
-std::array<std::uint8_t, kChunkHeaderBytes + 8> encode_offset_data_header(std::uint16_t flags, std::uint64_t cookie, std::uint64_t offset, std::uint32_t data_length) {
+std::array<std::uint8_t, kChunkHeaderBytes + 8> encode_offset_data_header(std::uint16_t flags, std::uint64_t cookie,
+                                                                          std::uint64_t offset,
+                                                                          std::uint32_t data_length) {
   assert(data_length != 0 && data_length <= std::numeric_limits<std::uint32_t>::max() - 8);
   std::array<std::uint8_t, kChunkHeaderBytes + 8> out;
   put_chunk_header(out.data(), flags, kReplyTypeOffsetData, cookie, 8 + data_length);
@@ -378,7 +419,9 @@ std::array<std::uint8_t, kChunkHeaderBytes + 8> encode_offset_data_header(std::u
   return out;
 }
 
-std::array<std::uint8_t, kChunkHeaderBytes + 12> encode_offset_hole_chunk(std::uint16_t flags, std::uint64_t cookie, std::uint64_t offset, std::uint32_t hole_size) {
+std::array<std::uint8_t, kChunkHeaderBytes + 12> encode_offset_hole_chunk(std::uint16_t flags, std::uint64_t cookie,
+                                                                          std::uint64_t offset,
+                                                                          std::uint32_t hole_size) {
   assert(hole_size != 0);
   std::array<std::uint8_t, kChunkHeaderBytes + 12> out;
   put_chunk_header(out.data(), flags, kReplyTypeOffsetHole, cookie, 12);
@@ -387,15 +430,18 @@ std::array<std::uint8_t, kChunkHeaderBytes + 12> encode_offset_hole_chunk(std::u
   return out;
 }
 
-std::vector<std::uint8_t> encode_error_chunk(std::uint16_t flags, std::uint64_t cookie, std::uint32_t error, std::string_view message) {
+std::vector<std::uint8_t> encode_error_chunk(std::uint16_t flags, std::uint64_t cookie, std::uint32_t error,
+                                             std::string_view message) {
   return error_chunk(flags, kReplyTypeError, cookie, error, message, nullptr);
 }
 
-std::vector<std::uint8_t> encode_error_offset_chunk(std::uint16_t flags, std::uint64_t cookie, std::uint32_t error, std::string_view message, std::uint64_t offset) {
+std::vector<std::uint8_t> encode_error_offset_chunk(std::uint16_t flags, std::uint64_t cookie, std::uint32_t error,
+                                                    std::string_view message, std::uint64_t offset) {
   return error_chunk(flags, kReplyTypeErrorOffset, cookie, error, message, &offset);
 }
 
-std::vector<std::uint8_t> encode_block_status_chunk(std::uint16_t flags, std::uint64_t cookie, std::uint32_t context_id, std::span<const BlockStatusExtent> extents) {
+std::vector<std::uint8_t> encode_block_status_chunk(std::uint16_t flags, std::uint64_t cookie, std::uint32_t context_id,
+                                                    std::span<const BlockStatusExtent> extents) {
   assert(!extents.empty());  // the spec: one or more descriptors
   const std::size_t payload = 4 + 8 * extents.size();
   std::vector<std::uint8_t> out(kChunkHeaderBytes);
@@ -433,7 +479,8 @@ std::vector<std::uint8_t> encode_option(std::uint32_t option, std::span<const st
   return out;
 }
 
-std::vector<std::uint8_t> encode_go_option(std::uint32_t option, std::string_view name, std::span<const std::uint16_t> info_requests) {
+std::vector<std::uint8_t> encode_go_option(std::uint32_t option, std::string_view name,
+                                           std::span<const std::uint16_t> info_requests) {
   assert(info_requests.size() <= std::numeric_limits<std::uint16_t>::max());
   std::vector<std::uint8_t> d;
   d.reserve(6 + name.size() + 2 * info_requests.size());
@@ -445,7 +492,8 @@ std::vector<std::uint8_t> encode_go_option(std::uint32_t option, std::string_vie
   return encode_option(option, d);
 }
 
-std::vector<std::uint8_t> encode_meta_context_option(std::uint32_t option, std::string_view export_name, std::span<const std::string> queries) {
+std::vector<std::uint8_t> encode_meta_context_option(std::uint32_t option, std::string_view export_name,
+                                                     std::span<const std::string> queries) {
   std::vector<std::uint8_t> d;
   Appender a(d);
   a.u32(u32_size(export_name.size()));

@@ -24,13 +24,13 @@
 namespace nyads::nbd {
 
 // ---- Magic numbers ----
-inline constexpr std::uint64_t kNbdMagic = 0x4e42444d41474943;        // "NBDMAGIC" (INIT_PASSWD)
-inline constexpr std::uint64_t kIHaveOpt = 0x49484156454F5054;        // "IHAVEOPT": greeting and every option
-inline constexpr std::uint64_t kRepMagic = 0x3e889045565a9;           // every option reply
-inline constexpr std::uint32_t kRequestMagic = 0x25609513;            // NBD_REQUEST_MAGIC
-inline constexpr std::uint32_t kExtendedRequestMagic = 0x21e41c71;    // not supported: recognized to say so
-inline constexpr std::uint32_t kSimpleReplyMagic = 0x67446698;        // NBD_SIMPLE_REPLY_MAGIC
-inline constexpr std::uint32_t kStructuredReplyMagic = 0x668e33ef;    // NBD_STRUCTURED_REPLY_MAGIC
+inline constexpr std::uint64_t kNbdMagic = 0x4e42444d41474943;      // "NBDMAGIC" (INIT_PASSWD)
+inline constexpr std::uint64_t kIHaveOpt = 0x49484156454F5054;      // "IHAVEOPT": greeting and every option
+inline constexpr std::uint64_t kRepMagic = 0x3e889045565a9;         // every option reply
+inline constexpr std::uint32_t kRequestMagic = 0x25609513;          // NBD_REQUEST_MAGIC
+inline constexpr std::uint32_t kExtendedRequestMagic = 0x21e41c71;  // not supported: recognized to say so
+inline constexpr std::uint32_t kSimpleReplyMagic = 0x67446698;      // NBD_SIMPLE_REPLY_MAGIC
+inline constexpr std::uint32_t kStructuredReplyMagic = 0x668e33ef;  // NBD_STRUCTURED_REPLY_MAGIC
 
 // ---- Handshake flags (server, 16 bits) and client flags (32 bits) ----
 inline constexpr std::uint16_t kFlagFixedNewstyle = 1 << 0;
@@ -131,14 +131,14 @@ inline constexpr std::uint32_t kStateHole = 1 << 0;
 inline constexpr std::uint32_t kStateZero = 1 << 1;
 
 // ---- Sizes ----
-inline constexpr std::size_t kGreetingBytes = 18;          // NBDMAGIC, IHAVEOPT, handshake flags
-inline constexpr std::size_t kOptionHeaderBytes = 16;      // IHAVEOPT, option, length
-inline constexpr std::size_t kOptionReplyHeaderBytes = 20; // magic, option, type, length
-inline constexpr std::size_t kRequestHeaderBytes = 28;     // magic, flags, type, cookie, offset, length
-inline constexpr std::size_t kSimpleReplyBytes = 16;       // magic, error, cookie
-inline constexpr std::size_t kChunkHeaderBytes = 20;       // magic, flags, type, cookie, length
-inline constexpr std::size_t kExportNameZeroes = 124;      // after the NBD_OPT_EXPORT_NAME reply, unless NO_ZEROES
-inline constexpr std::size_t kMaxStringBytes = 4096;       // names, queries and messages
+inline constexpr std::size_t kGreetingBytes = 18;           // NBDMAGIC, IHAVEOPT, handshake flags
+inline constexpr std::size_t kOptionHeaderBytes = 16;       // IHAVEOPT, option, length
+inline constexpr std::size_t kOptionReplyHeaderBytes = 20;  // magic, option, type, length
+inline constexpr std::size_t kRequestHeaderBytes = 28;      // magic, flags, type, cookie, offset, length
+inline constexpr std::size_t kSimpleReplyBytes = 16;        // magic, error, cookie
+inline constexpr std::size_t kChunkHeaderBytes = 20;        // magic, flags, type, cookie, length
+inline constexpr std::size_t kExportNameZeroes = 124;       // after the NBD_OPT_EXPORT_NAME reply, unless NO_ZEROES
+inline constexpr std::size_t kMaxStringBytes = 4096;        // names, queries and messages
 // Any payload up to 32 MiB SHOULD NOT be considered a denial of service (proto.md, "Size
 // constraints"): a reasonable max_payload for parse_request.
 inline constexpr std::uint32_t kDefaultMaxPayload = 1u << 25;
@@ -214,21 +214,26 @@ Result<MetaContextRequest> parse_meta_context(std::span<const std::uint8_t> data
 // Strings longer than 4096 bytes (messages, names, descriptions) are cut at 4096 bytes.
 
 // The generic reply: magic, option, reply type, length, payload.
-std::vector<std::uint8_t> encode_option_reply(std::uint32_t option, std::uint32_t reply_type, std::span<const std::uint8_t> payload = {});
+std::vector<std::uint8_t> encode_option_reply(std::uint32_t option, std::uint32_t reply_type,
+                                              std::span<const std::uint8_t> payload = {});
 // An error reply (err_type has bit 31 set) with a message for people.
 std::vector<std::uint8_t> encode_option_error(std::uint32_t option, std::uint32_t err_type, std::string_view message);
 // NBD_REP_SERVER (for NBD_OPT_LIST): u32 name length, name, description.
-std::vector<std::uint8_t> encode_rep_server(std::uint32_t option, std::string_view export_name, std::string_view description = {});
+std::vector<std::uint8_t> encode_rep_server(std::uint32_t option, std::string_view export_name,
+                                            std::string_view description = {});
 // NBD_REP_INFO replies.
-std::vector<std::uint8_t> encode_info_export(std::uint32_t option, std::uint64_t size, std::uint16_t transmission_flags);
+std::vector<std::uint8_t> encode_info_export(std::uint32_t option, std::uint64_t size,
+                                             std::uint16_t transmission_flags);
 std::vector<std::uint8_t> encode_info_name(std::uint32_t option, std::string_view name);
 std::vector<std::uint8_t> encode_info_description(std::uint32_t option, std::string_view description);
-std::vector<std::uint8_t> encode_info_block_size(std::uint32_t option, std::uint32_t minimum, std::uint32_t preferred, std::uint32_t maximum);
+std::vector<std::uint8_t> encode_info_block_size(std::uint32_t option, std::uint32_t minimum, std::uint32_t preferred,
+                                                 std::uint32_t maximum);
 // NBD_REP_META_CONTEXT: u32 context id, name. (For LIST_META_CONTEXT the id should be 0.)
 std::vector<std::uint8_t> encode_meta_context(std::uint32_t option, std::uint32_t context_id, std::string_view name);
 // The reply to NBD_OPT_EXPORT_NAME, which is not an option reply: u64 size, u16 flags, then
 // 124 zero bytes unless the client set NBD_FLAG_C_NO_ZEROES.
-std::vector<std::uint8_t> encode_export_name_reply(std::uint64_t size, std::uint16_t transmission_flags, bool no_zeroes);
+std::vector<std::uint8_t> encode_export_name_reply(std::uint64_t size, std::uint16_t transmission_flags,
+                                                   bool no_zeroes);
 
 // ---- Transmission ----
 
@@ -258,25 +263,33 @@ std::array<std::uint8_t, kSimpleReplyBytes> encode_simple_reply(std::uint64_t co
 
 // Structured reply chunks. The header of a chunk whose payload (payload_length bytes)
 // follows separately:
-std::array<std::uint8_t, kChunkHeaderBytes> encode_chunk_header(std::uint16_t flags, std::uint16_t type, std::uint64_t cookie, std::uint32_t payload_length);
+std::array<std::uint8_t, kChunkHeaderBytes> encode_chunk_header(std::uint16_t flags, std::uint16_t type,
+                                                                std::uint64_t cookie, std::uint32_t payload_length);
 // NBD_REPLY_TYPE_NONE: the final chunk of a reply with nothing more to say (DONE is set).
 std::array<std::uint8_t, kChunkHeaderBytes> encode_none_chunk(std::uint64_t cookie);
 // NBD_REPLY_TYPE_OFFSET_DATA: the header and the offset; data_length bytes of data follow
 // separately (so a read goes out without a copy). data_length must be nonzero and at most
 // 2^32 - 9.
-std::array<std::uint8_t, kChunkHeaderBytes + 8> encode_offset_data_header(std::uint16_t flags, std::uint64_t cookie, std::uint64_t offset, std::uint32_t data_length);
+std::array<std::uint8_t, kChunkHeaderBytes + 8> encode_offset_data_header(std::uint16_t flags, std::uint64_t cookie,
+                                                                          std::uint64_t offset,
+                                                                          std::uint32_t data_length);
 // NBD_REPLY_TYPE_OFFSET_HOLE: hole_size (nonzero) bytes at offset read as zeroes.
-std::array<std::uint8_t, kChunkHeaderBytes + 12> encode_offset_hole_chunk(std::uint16_t flags, std::uint64_t cookie, std::uint64_t offset, std::uint32_t hole_size);
+std::array<std::uint8_t, kChunkHeaderBytes + 12> encode_offset_hole_chunk(std::uint16_t flags, std::uint64_t cookie,
+                                                                          std::uint64_t offset,
+                                                                          std::uint32_t hole_size);
 // NBD_REPLY_TYPE_ERROR: error (nonzero), u16 message length, message.
-std::vector<std::uint8_t> encode_error_chunk(std::uint16_t flags, std::uint64_t cookie, std::uint32_t error, std::string_view message);
+std::vector<std::uint8_t> encode_error_chunk(std::uint16_t flags, std::uint64_t cookie, std::uint32_t error,
+                                             std::string_view message);
 // NBD_REPLY_TYPE_ERROR_OFFSET: as NBD_REPLY_TYPE_ERROR, then the u64 offset of the failure.
-std::vector<std::uint8_t> encode_error_offset_chunk(std::uint16_t flags, std::uint64_t cookie, std::uint32_t error, std::string_view message, std::uint64_t offset);
+std::vector<std::uint8_t> encode_error_offset_chunk(std::uint16_t flags, std::uint64_t cookie, std::uint32_t error,
+                                                    std::string_view message, std::uint64_t offset);
 // NBD_REPLY_TYPE_BLOCK_STATUS: context id, then one or more (length, flags) descriptors.
 struct BlockStatusExtent {
   std::uint32_t length = 0;  // nonzero
   std::uint32_t flags = 0;   // for base:allocation, kStateHole | kStateZero
 };
-std::vector<std::uint8_t> encode_block_status_chunk(std::uint16_t flags, std::uint64_t cookie, std::uint32_t context_id, std::span<const BlockStatusExtent> extents);
+std::vector<std::uint8_t> encode_block_status_chunk(std::uint16_t flags, std::uint64_t cookie, std::uint32_t context_id,
+                                                    std::span<const BlockStatusExtent> extents);
 
 // ---- Errors and names ----
 
@@ -305,9 +318,11 @@ std::array<std::uint8_t, kOptionHeaderBytes> encode_option_header(std::uint32_t 
 // A complete option: header and data.
 std::vector<std::uint8_t> encode_option(std::uint32_t option, std::span<const std::uint8_t> data = {});
 // A complete NBD_OPT_INFO or NBD_OPT_GO (at most 65535 information requests).
-std::vector<std::uint8_t> encode_go_option(std::uint32_t option, std::string_view name, std::span<const std::uint16_t> info_requests = {});
+std::vector<std::uint8_t> encode_go_option(std::uint32_t option, std::string_view name,
+                                           std::span<const std::uint16_t> info_requests = {});
 // A complete NBD_OPT_LIST_META_CONTEXT or NBD_OPT_SET_META_CONTEXT.
-std::vector<std::uint8_t> encode_meta_context_option(std::uint32_t option, std::string_view export_name, std::span<const std::string> queries);
+std::vector<std::uint8_t> encode_meta_context_option(std::uint32_t option, std::string_view export_name,
+                                                     std::span<const std::string> queries);
 // The 28-byte header of a request; a write's payload follows separately.
 std::array<std::uint8_t, kRequestHeaderBytes> encode_request_header(const Request& request);
 

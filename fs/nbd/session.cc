@@ -18,8 +18,8 @@ void Session::close(std::string why) {
   why_ = std::move(why);
 }
 
-Session::Fed Session::feed(std::span<const std::uint8_t> in, OutputQueue& out, std::vector<Command>& commands, std::size_t max_commands,
-                           std::size_t max_bytes) {
+Session::Fed Session::feed(std::span<const std::uint8_t> in, OutputQueue& out, std::vector<Command>& commands,
+                           std::size_t max_commands, std::size_t max_bytes) {
   Fed fed;
   std::size_t taken = 0, bytes = 0;
   while (!closing_) {
@@ -109,9 +109,7 @@ void Session::handle_option(const Option& option, OutputQueue& out) {
       return;
     }
     case kOptInfo:
-    case kOptGo:
-      handle_go(option, out);
-      return;
+    case kOptGo: handle_go(option, out); return;
     case kOptStructuredReply:
       if (!option.data.empty()) {
         out.append(encode_option_error(o, kRepErrInvalid, "NBD_OPT_STRUCTURED_REPLY takes no data"));
@@ -121,14 +119,13 @@ void Session::handle_option(const Option& option, OutputQueue& out) {
       out.append(encode_option_reply(o, kRepAck));
       return;
     case kOptListMetaContext:
-    case kOptSetMetaContext:
-      handle_meta_context(option, out);
-      return;
+    case kOptSetMetaContext: handle_meta_context(option, out); return;
     case kOptStartTls:
       out.append(encode_option_error(o, kRepErrPolicy, "TLS is not served: use the unix socket, or a TLS tunnel"));
       return;
     default:
-      out.append(encode_option_error(o, kRepErrUnsup, std::string(option_name(o)) + " (" + n(o) + ") is not supported"));
+      out.append(
+          encode_option_error(o, kRepErrUnsup, std::string(option_name(o)) + " (" + n(o) + ") is not supported"));
       return;
   }
 }
@@ -152,7 +149,8 @@ void Session::handle_go(const Option& option, OutputQueue& out) {
     if (info == kInfoBlockSize) block_size_requested = true;
   }
   // Block sizes only when asked: a client that did not ask may not honour a minimum.
-  if (block_size_requested) out.append(encode_info_block_size(o, e->block_size, std::max(e->block_size, kPreferredBlock), kMaxPayload));
+  if (block_size_requested)
+    out.append(encode_info_block_size(o, e->block_size, std::max(e->block_size, kPreferredBlock), kMaxPayload));
   out.append(encode_info_export(o, e->size, kTransmissionFlags));
   out.append(encode_option_reply(o, kRepAck));
   if (o == kOptGo) {
@@ -224,14 +222,17 @@ Command Session::make_command(const Request& r) {
   if (r.length == 0) return fail(kEinval, "a length of 0");
   if (r.offset > e.size || r.length > e.size - r.offset) {
     const bool writes = r.type == kCmdWrite || r.type == kCmdTrim || r.type == kCmdWriteZeroes;
-    return fail(writes ? kEnospc : kEinval, "bytes " + n(r.offset) + ".." + n(r.offset + r.length) + " run past the end of the export (" + n(e.size) + " bytes)");
+    return fail(writes ? kEnospc : kEinval, "bytes " + n(r.offset) + ".." + n(r.offset + r.length) +
+                                                " run past the end of the export (" + n(e.size) + " bytes)");
   }
   if (r.offset % e.block_size != 0 || r.length % e.block_size != 0)
-    return fail(kEinval, "offset " + n(r.offset) + " and length " + n(r.length) + " must be multiples of the block size " + n(e.block_size));
+    return fail(kEinval, "offset " + n(r.offset) + " and length " + n(r.length) +
+                             " must be multiples of the block size " + n(e.block_size));
   const bool fua = (r.flags & kCmdFlagFua) != 0;
   switch (r.type) {
     case kCmdRead:
-      if (r.length > kMaxPayload) return fail(kEinval, "a read of " + n(r.length) + " bytes is over the maximum " + n(kMaxPayload));
+      if (r.length > kMaxPayload)
+        return fail(kEinval, "a read of " + n(r.length) + " bytes is over the maximum " + n(kMaxPayload));
       c.buffer = AlignedBuffer::uninitialized(r.length);  // the store fills every byte of a successful read
       c.store = StoreRequest::read(e.ns, r.offset, c.buffer.span());
       break;
@@ -244,14 +245,11 @@ Command Session::make_command(const Request& r) {
       std::memcpy(c.buffer.data(), r.payload.data(), r.length);
       c.store = StoreRequest::write(e.ns, r.offset, c.buffer.span(), fua);
       break;
-    case kCmdTrim:
-      c.store = StoreRequest::trim(e.ns, r.offset, r.length, fua);
-      break;
+    case kCmdTrim: c.store = StoreRequest::trim(e.ns, r.offset, r.length, fua); break;
     case kCmdWriteZeroes:
       c.store = StoreRequest::write_zeroes(e.ns, r.offset, r.length, (r.flags & kCmdFlagNoHole) != 0, fua);
       break;
-    case kCmdBlockStatus:
-      break;  // answered in reply(), from the map
+    case kCmdBlockStatus: break;  // answered in reply(), from the map
   }
   return c;
 }

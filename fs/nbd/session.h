@@ -9,8 +9,8 @@
 // BLOCK_STATUS, DISC. Flush and FUA hold across connections (one store): CAN_MULTI_CONN.
 #pragma once
 
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -46,10 +46,10 @@ struct Command {
   std::uint16_t flags = 0;
   std::uint64_t offset = 0;
   std::uint32_t length = 0;
-  AlignedBuffer buffer;         // READ: where the data goes; WRITE: the payload, copied (unless in place)
-  StoreRequest store;           // what to run, when `error` is 0
-  std::uint32_t error = 0;      // nonzero: answer this NBD error without running anything
-  std::string message;          // why, for structured error replies and the log
+  AlignedBuffer buffer;     // READ: where the data goes; WRITE: the payload, copied (unless in place)
+  StoreRequest store;       // what to run, when `error` is 0
+  std::uint32_t error = 0;  // nonzero: answer this NBD error without running anything
+  std::string message;      // why, for structured error replies and the log
 };
 
 class Session {
@@ -57,7 +57,7 @@ class Session {
   static constexpr std::uint16_t kTransmissionFlags =
       kFlagHasFlags | kFlagSendFlush | kFlagSendFua | kFlagSendTrim | kFlagSendWriteZeroes | kFlagCanMultiConn;
   static constexpr std::uint32_t kMaxPayload = kDefaultMaxPayload;  // 32 MiB
-  static constexpr std::uint32_t kBaseAllocationId = 1;              // our one meta context
+  static constexpr std::uint32_t kBaseAllocationId = 1;             // our one meta context
 
   explicit Session(const ExportCatalog& catalog) : catalog_(catalog) {}
 

@@ -8,7 +8,8 @@ namespace nyads {
 
 double StoreStats::write_amplification() const {
   if (user_bytes_written == 0) return 0;
-  return static_cast<double>(data_bytes_written + cleaner_bytes_written + metadata_bytes_written) / static_cast<double>(user_bytes_written);
+  return static_cast<double>(data_bytes_written + cleaner_bytes_written + metadata_bytes_written) /
+         static_cast<double>(user_bytes_written);
 }
 
 Status Store::Impl::trim_range(Namespace& x, std::uint64_t offset, std::uint64_t length) {
@@ -58,18 +59,22 @@ Result<std::unique_ptr<Store>> Store::open(std::unique_ptr<ZonedDevice> device, 
 
 Status Store::close() { return impl_->checkpoint(); }
 
-Result<NamespaceInfo> Store::create_namespace(std::string_view name, std::uint64_t size_bytes, std::uint32_t block_size, bool thin) {
+Result<NamespaceInfo> Store::create_namespace(std::string_view name, std::uint64_t size_bytes, std::uint32_t block_size,
+                                              bool thin) {
   Impl& s = *impl_;
   NYADS_RETURN_IF_ERROR(fmt::validate_namespace_name(name));
   if (s.ns_by_name(name)) return Status(Code::kAlreadyExists, "namespace '" + std::string(name) + "' exists already");
-  if (block_size != 512 && block_size != 4096) return InvalidArgument("block size " + n(block_size) + " is not 512 or 4096");
-  if (size_bytes == 0 || size_bytes % kBlock != 0) return InvalidArgument("namespace size " + n(size_bytes) + " bytes is not a positive multiple of 4096");
+  if (block_size != 512 && block_size != 4096)
+    return InvalidArgument("block size " + n(block_size) + " is not 512 or 4096");
+  if (size_bytes == 0 || size_bytes % kBlock != 0)
+    return InvalidArgument("namespace size " + n(size_bytes) + " bytes is not a positive multiple of 4096");
   // Promises are kept against exact counts: the maps whole (store_loading.cc).
   if (!s.maps_complete()) NYADS_RETURN_IF_ERROR(s.read_all());
   // Even a thin namespace takes something: room for its write stream, in the headroom.
   NYADS_RETURN_IF_ERROR(s.admit_promise(name, thin ? 0 : size_bytes / kBlock, 0, s.namespaces.size() + 1));
   const std::uint32_t id = s.next_ns_id++;
-  s.namespaces.emplace(id, Impl::Namespace{id, std::string(name), size_bytes, block_size, thin ? fmt::kNamespaceThin : 0u, s.empty_map()});
+  s.namespaces.emplace(id, Impl::Namespace{id, std::string(name), size_bytes, block_size,
+                                           thin ? fmt::kNamespaceThin : 0u, s.empty_map()});
   s.add(fmt::record::NamespaceCreate{id, block_size, size_bytes, std::string(name), thin});
   NYADS_RETURN_IF_ERROR(s.commit());
   return s.info(*s.ns(id));
@@ -91,14 +96,16 @@ Status Store::resize_namespace(std::string_view name, std::uint64_t size_bytes, 
   Impl& s = *impl_;
   Impl::Namespace* x = s.ns_by_name(name);
   if (!x) return Status(Code::kNotFound, "no namespace '" + std::string(name) + "'");
-  if (size_bytes == 0 || size_bytes % kBlock != 0) return InvalidArgument("namespace size " + n(size_bytes) + " bytes is not a positive multiple of 4096");
+  if (size_bytes == 0 || size_bytes % kBlock != 0)
+    return InvalidArgument("namespace size " + n(size_bytes) + " bytes is not a positive multiple of 4096");
   if (!s.maps_complete()) NYADS_RETURN_IF_ERROR(s.read_all());
   if (size_bytes < x->size) {
     const std::uint64_t from = size_bytes / kBlock, count = (x->size - size_bytes) / kBlock;
     bool holds_data = false;
     for (const auto& p : x->map.lookup(from, count)) holds_data = holds_data || p.mapped;
     if (holds_data && !discard)
-      return InvalidArgument("shrinking '" + x->name + "' to " + n(size_bytes) + " bytes would cut off data; pass discard to drop it");
+      return InvalidArgument("shrinking '" + x->name + "' to " + n(size_bytes) +
+                             " bytes would cut off data; pass discard to drop it");
     s.release(x->map.unmap(from, count));
   } else if (!Impl::is_thin(*x)) {
     NYADS_RETURN_IF_ERROR(s.admit_promise(x->name, size_bytes / kBlock, s.claimed_blocks(*x), s.namespaces.size()));
@@ -148,7 +155,8 @@ StoreRequest StoreRequest::trim(std::uint32_t ns, std::uint64_t offset, std::uin
   r.fua = fua;
   return r;
 }
-StoreRequest StoreRequest::write_zeroes(std::uint32_t ns, std::uint64_t offset, std::uint64_t length, bool no_hole, bool fua) {
+StoreRequest StoreRequest::write_zeroes(std::uint32_t ns, std::uint64_t offset, std::uint64_t length, bool no_hole,
+                                        bool fua) {
   StoreRequest r = trim(ns, offset, length, fua);
   r.op = Op::kWriteZeroes;
   r.no_hole = no_hole;
@@ -179,7 +187,8 @@ Status Store::trim(std::uint32_t ns_id, std::uint64_t offset, std::uint64_t leng
 Status Store::write_zeroes(std::uint32_t ns_id, std::uint64_t offset, std::uint64_t length, bool no_hole) {
   return run_one(*this, StoreRequest::write_zeroes(ns_id, offset, length, no_hole));
 }
-Result<std::vector<Store::Allocation>> Store::allocation(std::uint32_t ns_id, std::uint64_t offset, std::uint64_t length) {
+Result<std::vector<Store::Allocation>> Store::allocation(std::uint32_t ns_id, std::uint64_t offset,
+                                                         std::uint64_t length) {
   Impl& s = *impl_;
   Impl::Namespace* x = s.ns(ns_id);
   NYADS_RETURN_IF_ERROR(s.check_range(x, offset, length, "block status"));
@@ -188,7 +197,8 @@ Result<std::vector<Store::Allocation>> Store::allocation(std::uint32_t ns_id, st
   NYADS_RETURN_IF_ERROR(s.read_range(*x, first, end - first));
   for (const auto& p : x->map.lookup(first, end - first)) {
     // Clip to the byte range (a 512-byte namespace may ask for part of a 4 KiB block).
-    const std::uint64_t lo = std::max(offset, p.vblock * kBlock), hi = std::min(offset + length, (p.vblock + p.blocks) * kBlock);
+    const std::uint64_t lo = std::max(offset, p.vblock * kBlock),
+                        hi = std::min(offset + length, (p.vblock + p.blocks) * kBlock);
     if (hi <= lo) continue;
     if (!out.empty() && out.back().allocated == p.mapped)
       out.back().length += hi - lo;

@@ -60,8 +60,9 @@ Status Store::Impl::drain() {
       if (fmt::data_checksum(seed, c.ns, c.vblock + i, {got + i * kBlock, kBlock}) == c.sums[i]) continue;
       ++stats.checksum_errors;
       if (r.result.ok())
-        r.result = IoError("checksum mismatch in namespace '" + s->name + "' block " + n(c.vblock + i) + " (device block " + n(c.lba + i * per) +
-                           ", zone " + n(dev->geometry().zone_of(c.lba + i * per)) + ")");
+        r.result =
+            IoError("checksum mismatch in namespace '" + s->name + "' block " + n(c.vblock + i) + " (device block " +
+                    n(c.lba + i * per) + ", zone " + n(dev->geometry().zone_of(c.lba + i * per)) + ")");
       break;
     }
     if (c.bounce.size() && r.result.ok()) std::memcpy(c.target, c.bounce.data(), c.blocks * kBlock);
@@ -104,7 +105,8 @@ Status Store::Impl::flush_moves(Stream target, MoveBatch& b) {
       const std::uint64_t vblock = r.vblock + into_run;
       account_appended(target, b.ns, vblock, *lba + at * per, zone_index, take);
       if (Namespace* s = ns(b.ns))
-        release(s->map.map(vblock, *lba + at * per, std::span(b.sums).subspan(done + at, take), b.borns[run], join_within(), kClockMask));
+        release(s->map.map(vblock, *lba + at * per, std::span(b.sums).subspan(done + at, take), b.borns[run],
+                           join_within(), kClockMask));
       else
         release({{*lba + at * per, take}});  // deleted meanwhile: dead at once
       if (moved.runs.size() == fmt::kMaxMovedRunsPerRecord) {
@@ -126,7 +128,8 @@ Status Store::Impl::flush_moves(Stream target, MoveBatch& b) {
   return Status::Ok();
 }
 
-void Store::Impl::account_appended(Stream stream, std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba, std::uint32_t zone_index, std::uint64_t k) {
+void Store::Impl::account_appended(Stream stream, std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba,
+                                   std::uint32_t zone_index, std::uint64_t k) {
   DataZone& zone = zones[zone_index];
   zone.wp = std::max(zone.wp, lba + k * per);
   zone.valid += k;
@@ -138,7 +141,8 @@ void Store::Impl::account_appended(Stream stream, std::uint32_t ns_id, std::uint
   (is_user(stream) ? stats.data_bytes_written : stats.cleaner_bytes_written) += k * kBlock;
 }
 
-Status Store::Impl::queue_write(std::size_t request, Namespace& s, std::uint64_t vblock, const std::uint8_t* data, std::uint64_t blocks) {
+Status Store::Impl::queue_write(std::size_t request, Namespace& s, std::uint64_t vblock, const std::uint8_t* data,
+                                std::uint64_t blocks) {
   const Geometry& g = dev->geometry();
   const std::uint64_t max_blocks = std::max<std::uint64_t>(1, std::min(g.max_append_blocks, g.max_io_blocks) / per);
   const UserPlacement to = user_placement(s, vblock);
@@ -155,7 +159,8 @@ Status Store::Impl::queue_write(std::size_t request, Namespace& s, std::uint64_t
     c.zone_index = static_cast<std::uint32_t>(zone - zones.data());
     c.streak = to.streak;
     c.sums.resize(k);
-    for (std::uint64_t i = 0; i < k; ++i) c.sums[i] = fmt::data_checksum(seed, s.id, vblock + i, {data + i * kBlock, kBlock});
+    for (std::uint64_t i = 0; i < k; ++i)
+      c.sums[i] = fmt::data_checksum(seed, s.id, vblock + i, {data + i * kBlock, kBlock});
     if (dma_aligned(data)) {
       c.target = const_cast<std::uint8_t*>(data);  // only read from: the device writes it out
     } else {
@@ -172,7 +177,8 @@ Status Store::Impl::queue_write(std::size_t request, Namespace& s, std::uint64_t
   return Status::Ok();
 }
 
-void Store::Impl::queue_read(std::size_t request, Namespace& s, std::uint64_t vblock, std::uint64_t blocks, std::uint8_t* out) {
+void Store::Impl::queue_read(std::size_t request, Namespace& s, std::uint64_t vblock, std::uint64_t blocks,
+                             std::uint8_t* out) {
   const Geometry& g = dev->geometry();
   const std::uint64_t max_blocks = std::max<std::uint64_t>(1, g.max_io_blocks / per);
   for (const auto& p : s.map.lookup(vblock, blocks)) {
@@ -210,8 +216,10 @@ Status Store::Impl::admit_growth_once(const Namespace& x, std::uint64_t offset, 
   if (is_thin(x) && any_promised()) {
     const std::uint64_t claimed = claimed_total(), promise_limit = promise_limit_blocks(namespaces.size());
     if (claimed + added > promise_limit)
-      return Status(Code::kNoSpace, "thin namespace '" + x.name + "' has no more room: of the volume's " + mib(promise_limit) + ", " + mib(claimed) +
-                                        " are promised to namespaces or written by thin ones; overwrites still work; trim or delete to free space");
+      return Status(Code::kNoSpace, "thin namespace '" + x.name + "' has no more room: of the volume's " +
+                                        mib(promise_limit) + ", " + mib(claimed) +
+                                        " are promised to namespaces or written by thin ones; overwrites still work; "
+                                        "trim or delete to free space");
     if (batch) batch->thin_growth[x.id] += added;
   }
   if (batch) batch->growth += added;
@@ -258,8 +266,7 @@ void Store::Impl::start_request(std::size_t i, bool& commit_wanted) {
       if (r.result.ok()) r.result = drain();
       if (r.result.ok()) r.result = write_zeroes_range(*x, r.offset, length, r.no_hole);
       return;
-    case Op::kFlush:
-      return;
+    case Op::kFlush: return;
   }
 }
 
@@ -275,7 +282,9 @@ Status Store::Impl::execute(std::span<StoreRequest> requests) {
     for (auto& r : requests) {
       Namespace* x = r.op == StoreRequest::Op::kFlush ? nullptr : ns(r.ns);
       if (x == nullptr || x->index_unread == 0) continue;
-      const std::uint64_t length = r.op == StoreRequest::Op::kRead ? r.out.size() : r.op == StoreRequest::Op::kWrite ? r.data.size() : r.length;
+      const std::uint64_t length = r.op == StoreRequest::Op::kRead    ? r.out.size()
+                                   : r.op == StoreRequest::Op::kWrite ? r.data.size()
+                                                                      : r.length;
       const std::uint64_t size_blocks = x->size / kBlock, first = std::min(r.offset / kBlock, size_blocks);
       const std::uint64_t end = std::min((r.offset + length + kBlock - 1) / kBlock, size_blocks);
       if (end > first) r.result = read_range(*x, first, end - first);
@@ -293,7 +302,9 @@ Status Store::Impl::execute(std::span<StoreRequest> requests) {
   // which need no commit (zone_emptied), where a commit's flush would write out all it
   // streamed. (Not while the maps are being read: a commit resets nothing until they are
   // whole.)
-  if (st.ok() && maps_complete() && !resets_after_commit.empty() && free_zones() <= soft_watermark() + reset_batch_zones()) commit_wanted = true;
+  if (st.ok() && maps_complete() && !resets_after_commit.empty() &&
+      free_zones() <= soft_watermark() + reset_batch_zones())
+    commit_wanted = true;
   if (st.ok() && pending_bytes >= commit_due_bytes()) commit_wanted = true;
   // Few free zones: clean a slice sized to keep pace with what this batch wrote, in small
   // steps, instead of stopping one write for whole zones later.
@@ -336,7 +347,8 @@ Result<std::uint32_t> Store::Impl::idle_work() {
     if (cleaned.ok()) return 20u;
     if (cleaned.code() != Code::kNotFound) return cleaned;
   }
-  if (journal_blocks_since_checkpoint == 0) return static_cast<std::uint32_t>(duration_cast<milliseconds>(interval).count());
+  if (journal_blocks_since_checkpoint == 0)
+    return static_cast<std::uint32_t>(duration_cast<milliseconds>(interval).count());
   return static_cast<std::uint32_t>(std::max<std::int64_t>(0, duration_cast<milliseconds>(interval - since).count()));
 }
 

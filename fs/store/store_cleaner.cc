@@ -40,18 +40,22 @@ Result<bool> Store::Impl::clean_slice(std::uint64_t budget) {
     };
     std::vector<LiveRun> live;
     for (const auto& p : s->map.lookup(o_vblock, o.blocks()))
-      if (p.mapped && p.lba == o_lba + (p.vblock - o_vblock) * per && p.lba >= lo && p.lba < hi) live.push_back({p.vblock, p.blocks, p.born});
+      if (p.mapped && p.lba == o_lba + (p.vblock - o_vblock) * per && p.lba >= lo && p.lba < hi)
+        live.push_back({p.vblock, p.blocks, p.born});
     for (const auto& run : live) {
       const std::uint64_t vblock = run.vblock, blocks = run.blocks;
       const Stream target = cleaner_stream_for(run.born);
       MoveBatch& moves = batches[target - kCleanerStream];
-      if (moves.ns != o.ns || moves.blocks() + blocks > kMoveBatchBlocks) NYADS_RETURN_IF_ERROR(flush_moves(target, moves));
+      if (moves.ns != o.ns || moves.blocks() + blocks > kMoveBatchBlocks)
+        NYADS_RETURN_IF_ERROR(flush_moves(target, moves));
       // read_blocks verifies every block: a damaged one stops the cleaner here, never moves.
-      NYADS_RETURN_IF_ERROR(moves.add(*s, vblock, blocks, run.born, [&](std::uint8_t* out) { return read_blocks(*s, vblock, blocks, out); }));
+      NYADS_RETURN_IF_ERROR(moves.add(*s, vblock, blocks, run.born,
+                                      [&](std::uint8_t* out) { return read_blocks(*s, vblock, blocks, out); }));
       copied += blocks;
     }
   }
-  for (std::size_t t = 0; t < batches.size(); ++t) NYADS_RETURN_IF_ERROR(flush_moves(static_cast<Stream>(kCleanerStream + t), batches[t]));
+  for (std::size_t t = 0; t < batches.size(); ++t)
+    NYADS_RETURN_IF_ERROR(flush_moves(static_cast<Stream>(kCleanerStream + t), batches[t]));
   if (!job) return true;  // the zone emptied and was reset meanwhile
   if (job->next_owner < victim.owners.size()) return false;
   job.reset();

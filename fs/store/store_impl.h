@@ -64,9 +64,9 @@ struct Store::Impl {
   };
   struct DataZone {
     std::uint64_t start = 0;
-    std::uint64_t wp = 0;          // next block an append lands on (device blocks)
-    std::uint64_t valid = 0;       // live 4 KiB blocks
-    std::uint64_t last_seq = 0;    // journal sequence of its newest data: its age
+    std::uint64_t wp = 0;        // next block an append lands on (device blocks)
+    std::uint64_t valid = 0;     // live 4 KiB blocks
+    std::uint64_t last_seq = 0;  // journal sequence of its newest data: its age
     std::uint8_t stream = kNoStream;
     std::uint64_t stream_key = 0;  // which open stream appends here (when stream is set)
     // A commit (or the checkpoint the volume opened from) may have made records that point
@@ -91,11 +91,13 @@ struct Store::Impl {
     };
     std::vector<Owner> owners;
     // Records a write of `blocks` 4 KiB blocks at lba (device blocks, `per` to a 4 KiB block).
-    void add_owner(std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba, std::uint64_t blocks, std::uint32_t device_blocks_per_block) {
+    void add_owner(std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba, std::uint64_t blocks,
+                   std::uint32_t device_blocks_per_block) {
       constexpr std::uint64_t kMaxRun = 1u << 12;
       for (std::uint64_t done = 0; done < blocks;) {
         const std::uint64_t k = std::min(blocks - done, kMaxRun);
-        owners.push_back({ns_id, static_cast<std::uint32_t>(lba + done * device_blocks_per_block - start), (vblock + done) | (k - 1) << 52});
+        owners.push_back({ns_id, static_cast<std::uint32_t>(lba + done * device_blocks_per_block - start),
+                          (vblock + done) | (k - 1) << 52});
         done += k;
       }
     }
@@ -126,7 +128,9 @@ struct Store::Impl {
       if (l != 0) limit = limit == 0 ? l : std::min(limit, l);
     return limit;
   }
-  static std::uint64_t stream_key(Stream kind, std::uint32_t ns) { return (std::uint64_t(kind) << 32) | (kind == kUserStream ? ns : 0); }
+  static std::uint64_t stream_key(Stream kind, std::uint32_t ns) {
+    return (std::uint64_t(kind) << 32) | (kind == kUserStream ? ns : 0);
+  }
   // How many streams besides the users' own the device's open/active zone limits allow: the
   // cleaner's young stream always; its cold one when a user stream is left beside it and the
   // metadata's three zones; the user-cold and frozen streams only with room for five user
@@ -170,7 +174,9 @@ struct Store::Impl {
   // (reset_unreferenced), so a client streaming writes without flushes cycles through zones
   // without a flush of the device for each one it empties.
   std::vector<std::uint32_t> unreferenced_resets;
-  void zone_emptied(DataZone& z) { (z.referenced ? resets_after_commit : unreferenced_resets).push_back(zone_number(z)); }
+  void zone_emptied(DataZone& z) {
+    (z.referenced ? resets_after_commit : unreferenced_resets).push_back(zone_number(z));
+  }
   // Resets the zones in unreferenced_resets that are still empty and unreferenced, dropping
   // the pending records that point into them: each block they name was overwritten, trimmed
   // or deleted by a record after it, still pending too, so a commit of what is left (or any
@@ -178,7 +184,7 @@ struct Store::Impl {
   // block's durable old content.
   Status reset_unreferenced();
   // Journal.
-  JournalPosition head;  // where the next journal block goes
+  JournalPosition head;                  // where the next journal block goes
   std::uint32_t journal_start_zone = 0;  // where the newest checkpoint's replay starts
   std::vector<fmt::JournalRecord> pending;
   std::size_t pending_bytes = 0;  // their size in the journal
@@ -225,7 +231,9 @@ struct Store::Impl {
   }
 
   DataZone& zone_of_lba(std::uint64_t lba) { return zones[dev->geometry().zone_of(lba) - sb.data_zones.first]; }
-  std::uint32_t zone_number(const DataZone& z) const { return sb.data_zones.first + static_cast<std::uint32_t>(&z - zones.data()); }
+  std::uint32_t zone_number(const DataZone& z) const {
+    return sb.data_zones.first + static_cast<std::uint32_t>(&z - zones.data());
+  }
   std::uint64_t capacity_blocks() const { return sb.zone_capacity / per; }
   bool is_free(const DataZone& z) const { return z.wp == z.start && z.valid == 0 && z.stream == kNoStream; }
   std::uint32_t free_zones() const {
@@ -247,7 +255,9 @@ struct Store::Impl {
     return nullptr;
   }
   NamespaceInfo info(const Namespace& x) const {
-    return {x.id, x.name, x.size, x.block_size, mapped_blocks(x) * kBlock, (x.flags & fmt::kNamespaceQuarantined) != 0, is_thin(x)};
+    return {
+        x.id,      x.name, x.size, x.block_size, mapped_blocks(x) * kBlock, (x.flags & fmt::kNamespaceQuarantined) != 0,
+        is_thin(x)};
   }
   // A namespace's mapped blocks, its unread part of the checkpoint included (until that is
   // read, blocks replay rewrote there count twice: an overstatement, never an understatement).
@@ -298,10 +308,13 @@ struct Store::Impl {
     }
   }
 
-  void record_extents(std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+  void record_extents(std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba,
+                      std::span<const std::uint32_t> sums) {
     for (std::size_t i = 0; i < sums.size(); i += fmt::kMaxExtentBlocksPerRecord) {
       const std::size_t k = std::min(fmt::kMaxExtentBlocksPerRecord, sums.size() - i);
-      add(fmt::record::Extent{ns_id, vblock + i, lba + i * per, std::vector<std::uint32_t>(sums.begin() + static_cast<std::ptrdiff_t>(i), sums.begin() + static_cast<std::ptrdiff_t>(i + k))});
+      add(fmt::record::Extent{ns_id, vblock + i, lba + i * per,
+                              std::vector<std::uint32_t>(sums.begin() + static_cast<std::ptrdiff_t>(i),
+                                                         sums.begin() + static_cast<std::ptrdiff_t>(i + k))});
     }
   }
 
@@ -353,13 +366,16 @@ struct Store::Impl {
   static constexpr unsigned kClockBits = 30;
   static constexpr std::uint32_t kClockMask = (std::uint32_t{1} << kClockBits) - 1, kMaxStreak = 3;
   static std::uint32_t brief_streak(std::uint32_t born) { return born >> kClockBits; }
-  std::uint32_t birth_now(std::uint32_t streak) const { return (static_cast<std::uint32_t>(write_clock >> 4) & kClockMask) | streak << kClockBits; }
+  std::uint32_t birth_now(std::uint32_t streak) const {
+    return (static_cast<std::uint32_t>(write_clock >> 4) & kClockMask) | streak << kClockBits;
+  }
   // How long ago (in user blocks written) data born at `born` was written; wraps after 2^34
   // blocks (64 TiB), when very old data looks young once.
   std::uint64_t age_of(std::uint32_t born) const { return std::uint64_t{(birth_now(0) - born) & kClockMask} << 4; }
   // N, refreshed every N/16 blocks written (at most every 4096: it sums every namespace's count).
   double lifetime_unit() {
-    if (live_estimate == 0 || write_clock - live_estimate_clock >= std::min<std::uint64_t>(4096, live_estimate / 16 + 1)) {
+    if (live_estimate == 0 ||
+        write_clock - live_estimate_clock >= std::min<std::uint64_t>(4096, live_estimate / 16 + 1)) {
       live_estimate = std::max<std::uint64_t>(1, live_blocks());
       live_estimate_clock = write_clock;
     }
@@ -367,7 +383,9 @@ struct Store::Impl {
   }
   // Data written one after the other joins one extent (saving map memory) only when their
   // births are within N/16 blocks (close enough to share a lifetime class) and of one streak.
-  std::uint32_t join_within() { return static_cast<std::uint32_t>(std::min(lifetime_unit() / 256, double{kClockMask / 2})); }
+  std::uint32_t join_within() {
+    return static_cast<std::uint32_t>(std::min(lifetime_unit() / 256, double{kClockMask / 2}));
+  }
   // Where a user write at vblock goes, and the streak of brief lives its data carries: by how
   // long the data it replaces lived, and the lives before that. (A batch maps its writes when
   // it completes, so writes of one block within a batch all see the map before it.)
@@ -378,7 +396,8 @@ struct Store::Impl {
   UserPlacement user_placement(const Namespace& s, std::uint64_t vblock) {
     const auto old = s.map.lookup(vblock, 1);
     if (!old.front().mapped) return {kUserStream, 0};  // new data: its lifetime is unknown
-    if (static_cast<double>(age_of(old.front().born)) >= kHotLifetimes * lifetime_unit()) return {available(kUserColdStream), 0};
+    if (static_cast<double>(age_of(old.front().born)) >= kHotLifetimes * lifetime_unit())
+      return {available(kUserColdStream), 0};
     const std::uint32_t streak = std::min(kMaxStreak, brief_streak(old.front().born) + 1);
     return {streak >= kHotStreak ? kUserStream : available(kUserColdStream), streak};
   }
@@ -399,7 +418,8 @@ struct Store::Impl {
   Result<std::pair<DataZone*, std::uint64_t>> place(Stream stream, std::uint32_t ns_id, std::uint64_t want);
 
   // Appends a user's whole 4 KiB blocks and maps them.
-  Status append_blocks(UserPlacement to, std::uint32_t ns_id, std::uint64_t vblock, const std::uint8_t* data, std::uint64_t blocks);
+  Status append_blocks(UserPlacement to, std::uint32_t ns_id, std::uint64_t vblock, const std::uint8_t* data,
+                       std::uint64_t blocks);
 
   Status check_range(const Namespace* s, std::uint64_t offset, std::uint64_t length, const char* what) const;
 
@@ -472,7 +492,9 @@ struct Store::Impl {
 
   // Free zones below which cleaning runs in slices beside the writes (soft), and below which a
   // write waits for whole zones to be cleaned (hard: clean_below_free_zones).
-  std::uint32_t hard_watermark() const { return options.clean_below_free_zones ? options.clean_below_free_zones : sb.reserved_data_zones + 2; }
+  std::uint32_t hard_watermark() const {
+    return options.clean_below_free_zones ? options.clean_below_free_zones : sb.reserved_data_zones + 2;
+  }
   std::uint32_t soft_watermark() const { return hard_watermark() + 2; }
   std::size_t reset_batch_zones() const { return std::max<std::size_t>(4, sb.data_zones.count / 32); }
 
@@ -499,21 +521,21 @@ struct Store::Impl {
     bool is_write = false;
     std::uint32_t ns = 0;
     std::uint64_t vblock = 0;
-    std::uint64_t blocks = 0;  // 4 KiB blocks
-    std::uint64_t lba = 0;     // read: where; write: where the append landed
-    std::uint32_t zone_index = 0;      // write: the data zone appended to
-    std::uint32_t streak = 0;          // write: brief lives in a row before it (UserPlacement)
-    std::vector<std::uint32_t> sums;   // write: computed; read: expected
-    std::uint8_t* target = nullptr;    // read: the caller's buffer
-    AlignedBuffer bounce;              // when the caller's buffer is not aligned for DMA
+    std::uint64_t blocks = 0;         // 4 KiB blocks
+    std::uint64_t lba = 0;            // read: where; write: where the append landed
+    std::uint32_t zone_index = 0;     // write: the data zone appended to
+    std::uint32_t streak = 0;         // write: brief lives in a row before it (UserPlacement)
+    std::vector<std::uint32_t> sums;  // write: computed; read: expected
+    std::uint8_t* target = nullptr;   // read: the caller's buffer
+    AlignedBuffer bounce;             // when the caller's buffer is not aligned for DMA
     bool done = false;
     Status status;
   };
   struct Batch {
     std::span<StoreRequest> requests;
     std::vector<Chunk> chunks;
-    std::size_t applied = 0;  // chunks before this one are applied
-    std::uint64_t growth = 0;  // live blocks the batch's writes may add (not yet in the maps)
+    std::size_t applied = 0;                             // chunks before this one are applied
+    std::uint64_t growth = 0;                            // live blocks the batch's writes may add (not yet in the maps)
     std::map<std::uint32_t, std::uint64_t> thin_growth;  // ... of it, by thin namespace
   };
   Batch* batch = nullptr;
@@ -557,12 +579,13 @@ struct Store::Impl {
   Status flush_moves(Stream target, MoveBatch& b);
 
   // Accounts for k blocks an append put at lba in their zone.
-  void account_appended(Stream stream, std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba, std::uint32_t zone_index, std::uint64_t k);
+  void account_appended(Stream stream, std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba,
+                        std::uint32_t zone_index, std::uint64_t k);
 
   // Maps blocks a user's append put at lba, and accounts for them in their zone. `streak`: the
   // brief lives in a row that led to this data (UserPlacement).
-  void map_appended(std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba, std::uint32_t zone_index, std::span<const std::uint32_t> sums,
-                    std::uint32_t streak) {
+  void map_appended(std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba, std::uint32_t zone_index,
+                    std::span<const std::uint32_t> sums, std::uint32_t streak) {
     const std::uint64_t k = sums.size();
     account_appended(kUserStream, ns_id, vblock, lba, zone_index, k);
     Namespace* s = ns(ns_id);
@@ -576,7 +599,8 @@ struct Store::Impl {
   }
 
   // Queues the appends of an aligned write.
-  Status queue_write(std::size_t request, Namespace& s, std::uint64_t vblock, const std::uint8_t* data, std::uint64_t blocks);
+  Status queue_write(std::size_t request, Namespace& s, std::uint64_t vblock, const std::uint8_t* data,
+                     std::uint64_t blocks);
 
   // Queues the reads of an aligned read; unmapped blocks are zeroed at once.
   void queue_read(std::size_t request, Namespace& s, std::uint64_t vblock, std::uint64_t blocks, std::uint8_t* out);
@@ -587,7 +611,8 @@ struct Store::Impl {
   // live data) can be placed by cleaning the blocks they kill. A write that would add live
   // blocks past it gets ENOSPC; overwrites, trims and other namespaces' I/O keep working.
   std::uint64_t live_limit_blocks() const {
-    const std::uint32_t headroom = sb.reserved_data_zones + 1 + static_cast<std::uint32_t>(std::max<std::size_t>(streams.size(), 1));
+    const std::uint32_t headroom =
+        sb.reserved_data_zones + 1 + static_cast<std::uint32_t>(std::max<std::size_t>(streams.size(), 1));
     const std::uint32_t usable = sb.data_zones.count > headroom ? sb.data_zones.count - headroom : 0;
     return std::uint64_t{usable} * (sb.zone_capacity / (kBlock / sb.block_size));
   }
@@ -616,7 +641,8 @@ struct Store::Impl {
   }
   std::uint64_t claimed_total() const {
     std::uint64_t total = 0;
-    for (const auto& [id, x] : namespaces) total += claimed_blocks(x, batch && batch->thin_growth.contains(id) ? batch->thin_growth.at(id) : 0);
+    for (const auto& [id, x] : namespaces)
+      total += claimed_blocks(x, batch && batch->thin_growth.contains(id) ? batch->thin_growth.at(id) : 0);
     return total;
   }
   // While any namespace holds a promise, thin ones stay under the promise limit (even once the
@@ -631,12 +657,15 @@ struct Store::Impl {
   // ENOSPC unless a namespace can be promised `blocks` (replacing a claim of `was`, for a
   // resize; 0 for a new thin one, which still takes headroom for its stream while promises
   // are outstanding).
-  Status admit_promise(std::string_view name, std::uint64_t blocks, std::uint64_t was, std::size_t namespace_count) const {
+  Status admit_promise(std::string_view name, std::uint64_t blocks, std::uint64_t was,
+                       std::size_t namespace_count) const {
     const std::uint64_t claimed = claimed_total() - was, limit = promise_limit_blocks(namespace_count);
     if (claimed + blocks <= limit || (blocks == 0 && !any_promised())) return Status::Ok();
-    return Status(Code::kNoSpace, "namespace '" + std::string(name) + "' needs " + mib(blocks) + ", but only " + mib(limit - std::min(limit, claimed)) +
-                                      " of the volume's " + mib(limit) + " are neither promised to other namespaces nor written by thin ones; "
-                                      "make it smaller, or thin (--thin: promised nothing, it competes for free space)");
+    return Status(Code::kNoSpace,
+                  "namespace '" + std::string(name) + "' needs " + mib(blocks) + ", but only " +
+                      mib(limit - std::min(limit, claimed)) + " of the volume's " + mib(limit) +
+                      " are neither promised to other namespaces nor written by thin ones; "
+                      "make it smaller, or thin (--thin: promised nothing, it competes for free space)");
   }
 
   // ENOSPC for a write of bytes [offset, offset+length) of x if it would pass the limit, or,
@@ -646,7 +675,9 @@ struct Store::Impl {
   // only final once the batch is drained and the count is exact.
   Status admit_growth(const Namespace& x, std::uint64_t offset, std::uint64_t length) {
     Status admitted = admit_growth_once(x, offset, length);
-    if (admitted.code() != Code::kNoSpace || batch == nullptr || (batch->growth == 0 && batch->thin_growth.empty() && maps_complete())) return admitted;
+    if (admitted.code() != Code::kNoSpace || batch == nullptr ||
+        (batch->growth == 0 && batch->thin_growth.empty() && maps_complete()))
+      return admitted;
     NYADS_RETURN_IF_ERROR(drain());
     // Until the maps are whole, a namespace's count holds blocks replay rewrote twice.
     if (!maps_complete()) NYADS_RETURN_IF_ERROR(read_all());

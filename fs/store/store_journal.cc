@@ -14,7 +14,8 @@ Status Store::Impl::commit() {
   // (Not after a commit whose flush failed: its blocks must be durable before any block
   // follows them, or replay would take them for proven.)
   std::vector<std::uint32_t> commit_zones;
-  const bool one_flush = data_unflushed && !journal_flush_owed && !pending.empty() && options.one_flush_commits && one_flush_commit(&commit_zones);
+  const bool one_flush = data_unflushed && !journal_flush_owed && !pending.empty() && options.one_flush_commits &&
+                         one_flush_commit(&commit_zones);
   if (data_unflushed && !one_flush) {
     NYADS_RETURN_IF_ERROR(io.flush());
     data_unflushed = false;
@@ -27,7 +28,8 @@ Status Store::Impl::commit() {
       if (z.wp != z.start) z.referenced = true;
     Status written = write_journal(io, one_flush ? std::optional<std::uint64_t>(head.seq) : std::nullopt);
     if (!written.ok()) {
-      journal_failure = written.with_context("the journal lost records (no further commit until the volume is opened again)");
+      journal_failure =
+          written.with_context("the journal lost records (no further commit until the volume is opened again)");
       return journal_failure;
     }
     // The commit before this one is proven now (a later one is written after its flush); this
@@ -71,7 +73,8 @@ bool Store::Impl::one_flush_commit(std::vector<std::uint32_t>* data_zones) const
   // At most ~520 journal blocks, however the records pack (a reader refuses more than 1024).
   if (pending_bytes > (1u << 20)) return false;
   for (const auto& r : pending) {
-    if (std::holds_alternative<fmt::record::Moved>(r) || fmt::encoded_size(r) + mark > fmt::kJournalPayloadBytes) return false;
+    if (std::holds_alternative<fmt::record::Moved>(r) || fmt::encoded_size(r) + mark > fmt::kJournalPayloadBytes)
+      return false;
     if (const auto* x = std::get_if<fmt::record::Extent>(&r)) {
       blocks += x->checksums.size();
       if (blocks > fmt::kUnflushedCommitMaxDataBlocks) return false;
@@ -124,11 +127,14 @@ Status Store::Impl::write_journal(MetaIo& io, std::optional<std::uint64_t> unflu
     AlignedBuffer buf(k * fmt::kMetaBlockSize);
     for (std::size_t j = 0; j < k; ++j) {
       blocks[i + j].seq = head.seq + j;
-      NYADS_RETURN_IF_ERROR(fmt::encode_journal_block(blocks[i + j], seed, buf.span().subspan(j * fmt::kMetaBlockSize, fmt::kMetaBlockSize)));
+      NYADS_RETURN_IF_ERROR(fmt::encode_journal_block(
+          blocks[i + j], seed, buf.span().subspan(j * fmt::kMetaBlockSize, fmt::kMetaBlockSize)));
     }
     auto at = io.write(head.zone, buf);
     if (!at.ok()) return at.status().with_context("writing the journal");
-    if (*at != head.index) return IoError("journal zone " + n(head.zone) + " write pointer at block " + n(*at) + ", expected " + n(head.index));
+    if (*at != head.index)
+      return IoError("journal zone " + n(head.zone) + " write pointer at block " + n(*at) + ", expected " +
+                     n(head.index));
     head.index += k;
     head.seq += k;
     i += k;
@@ -149,7 +155,8 @@ Status Store::Impl::next_journal_zone() {
     // zone outside it holds an older pass of the ring (its reset after a checkpoint was lost
     // with the power before a flush): reset it. Only the zone replay starts in means the ring
     // is full.
-    if (next == journal_start_zone) return IoError("journal zone " + n(next) + " is not empty: the journal ring is full");
+    if (next == journal_start_zone)
+      return IoError("journal zone " + n(next) + " is not empty: the journal ring is full");
     NYADS_RETURN_IF_ERROR(dev->manage_zone(ZoneAction::kReset, next));
   }
   head = {next, 0, head.seq};
@@ -196,11 +203,14 @@ Status Store::Impl::write_new_checkpoint() {
   head.index = *written;  // past a torn block recovery left behind
   if (head.index >= sb.meta_blocks_per_zone()) NYADS_RETURN_IF_ERROR(next_journal_zone());
   CheckpointContent content;
-  for (const auto& [id, x] : namespaces) content.namespaces.push_back({x.id, x.flags, x.block_size, x.size, mapped_blocks(x), x.name});
+  for (const auto& [id, x] : namespaces)
+    content.namespaces.push_back({x.id, x.flags, x.block_size, x.size, mapped_blocks(x), x.name});
   content.extents_of = [&](const ExtentVisitor& visit) {
     for (const auto& entry : namespaces) {
       const std::uint32_t id = entry.first;
-      entry.second.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) { visit(id, vblock, lba, sums); });
+      entry.second.map.for_each([&](std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+        visit(id, vblock, lba, sums);
+      });
     }
   };
   for (const auto& z : zones) {

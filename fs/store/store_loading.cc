@@ -19,7 +19,8 @@ void Store::Impl::defer_extents(std::vector<IndexedExtentBlock> index) {
     const std::uint32_t id = checkpoint_index[i].entry.ns_id;
     std::size_t end = i;
     std::uint64_t blocks = 0;
-    while (end < checkpoint_index.size() && checkpoint_index[end].entry.ns_id == id) blocks += checkpoint_index[end++].entry.mapped_blocks;
+    while (end < checkpoint_index.size() && checkpoint_index[end].entry.ns_id == id)
+      blocks += checkpoint_index[end++].entry.mapped_blocks;
     if (Namespace* x = ns(id)) {
       x->index_first = static_cast<std::uint32_t>(i);
       x->index_count = x->index_unread = static_cast<std::uint32_t>(end - i);
@@ -96,45 +97,47 @@ Status Store::Impl::read_entries(const std::vector<std::size_t>& entries) {
   for (std::size_t k : entries) blocks.push_back(checkpoint_index[k]);
   std::size_t next = 0;
   const Geometry& g = dev->geometry();
-  Status st = read_indexed_extent_blocks(*dev, sb, checkpoint_seq, newest_checkpoint_zones, blocks, [&](const IndexedExtentBlock& b, std::vector<fmt::record::Extent>& extents) {
-    const std::size_t k = entries[next++];
-    Namespace& x = *ns(b.entry.ns_id);  // entries of deleted namespaces are marked read
-    const std::uint64_t size_blocks = x.size / kBlock;
-    for (const auto& e : extents) {
-      // Each extent, less what replay changed since (and what lies past the namespace's end:
-      // a shrink replay noted too), goes into the map; the rest is dead.
-      const std::uint64_t e_end = e.vblock + e.checksums.size();
-      auto it = x.replayed.upper_bound(e.vblock);
-      if (it != x.replayed.begin() && std::prev(it)->second > e.vblock) --it;
-      std::uint64_t at = e.vblock;
-      auto lba_of = [&](std::uint64_t vblock) { return e.lba + (vblock - e.vblock) * per; };
-      auto piece = [&](std::uint64_t from, std::uint64_t to, bool live) {
-        if (live && from < std::min(to, size_blocks)) {
-          const std::uint64_t k_live = std::min(to, size_blocks) - from;
-          release(x.map.map(from, lba_of(from), std::span(e.checksums).subspan(from - e.vblock, k_live)));
-          from += k_live;
+  Status st = read_indexed_extent_blocks(
+      *dev, sb, checkpoint_seq, newest_checkpoint_zones, blocks,
+      [&](const IndexedExtentBlock& b, std::vector<fmt::record::Extent>& extents) {
+        const std::size_t k = entries[next++];
+        Namespace& x = *ns(b.entry.ns_id);  // entries of deleted namespaces are marked read
+        const std::uint64_t size_blocks = x.size / kBlock;
+        for (const auto& e : extents) {
+          // Each extent, less what replay changed since (and what lies past the namespace's end:
+          // a shrink replay noted too), goes into the map; the rest is dead.
+          const std::uint64_t e_end = e.vblock + e.checksums.size();
+          auto it = x.replayed.upper_bound(e.vblock);
+          if (it != x.replayed.begin() && std::prev(it)->second > e.vblock) --it;
+          std::uint64_t at = e.vblock;
+          auto lba_of = [&](std::uint64_t vblock) { return e.lba + (vblock - e.vblock) * per; };
+          auto piece = [&](std::uint64_t from, std::uint64_t to, bool live) {
+            if (live && from < std::min(to, size_blocks)) {
+              const std::uint64_t k_live = std::min(to, size_blocks) - from;
+              release(x.map.map(from, lba_of(from), std::span(e.checksums).subspan(from - e.vblock, k_live)));
+              from += k_live;
+            }
+            if (from < to && sb.data_zones.contains(g.zone_of(lba_of(from)))) release({{lba_of(from), to - from}});
+          };
+          while (at < e_end) {
+            if (it == x.replayed.end() || it->first >= e_end) {
+              piece(at, e_end, true);
+              break;
+            }
+            piece(at, std::max(at, it->first), true);
+            const std::uint64_t dead_end = std::min(e_end, it->second);
+            piece(std::max(at, it->first), dead_end, false);
+            at = dead_end;
+            ++it;
+          }
         }
-        if (from < to && sb.data_zones.contains(g.zone_of(lba_of(from)))) release({{lba_of(from), to - from}});
-      };
-      while (at < e_end) {
-        if (it == x.replayed.end() || it->first >= e_end) {
-          piece(at, e_end, true);
-          break;
-        }
-        piece(at, std::max(at, it->first), true);
-        const std::uint64_t dead_end = std::min(e_end, it->second);
-        piece(std::max(at, it->first), dead_end, false);
-        at = dead_end;
-        ++it;
-      }
-    }
-    index_read[k] = true;
-    --unread_total;
-    --x.index_unread;
-    x.unread_blocks -= b.entry.mapped_blocks;
-    if (x.index_unread == 0) x.replayed.clear();
-    return Status::Ok();
-  });
+        index_read[k] = true;
+        --unread_total;
+        --x.index_unread;
+        x.unread_blocks -= b.entry.mapped_blocks;
+        if (x.index_unread == 0) x.replayed.clear();
+        return Status::Ok();
+      });
   if (!st.ok()) {
     // The entries from the failed one on are still unread: idle reading resumes there.
     read_cursor = std::min(read_cursor, entries[next]);

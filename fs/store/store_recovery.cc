@@ -5,7 +5,8 @@ namespace nyads {
 
 Status Store::Impl::recover() {
   const Geometry& g = dev->geometry();
-  if (fmt::kMetaBlockSize % g.block_size != 0) return NotSupported(dev->name() + ": block size " + n(g.block_size) + " does not divide 4096");
+  if (fmt::kMetaBlockSize % g.block_size != 0)
+    return NotSupported(dev->name() + ": block size " + n(g.block_size) + " does not divide 4096");
   std::optional<fmt::Superblock> best;
   std::string why;
   bool unreadable = true;
@@ -17,7 +18,8 @@ Status Store::Impl::recover() {
   }
   // Reads that failed say nothing of what the device holds: no advice to format it.
   if (!best && unreadable) return IoError(dev->name() + ": cannot read its superblocks" + why);
-  if (!best) return Corruption(dev->name() + " holds no valid nyads superblock" + why + " (run mkfs.nyads, or fsck.nyads)");
+  if (!best)
+    return Corruption(dev->name() + " holds no valid nyads superblock" + why + " (run mkfs.nyads, or fsck.nyads)");
   sb = *best;
   seed = sb.seed();
   per = fmt::kMetaBlockSize / g.block_size;
@@ -25,7 +27,9 @@ Status Store::Impl::recover() {
     return Corruption(dev->name() + ": the device's geometry differs from the superblock's (run fsck.nyads)");
   NYADS_RETURN_IF_ERROR(sb.check_writable());
   // A zone's write list records offsets in the zone as 32 bits.
-  if (sb.zone_size > UINT32_MAX) return NotSupported(dev->name() + ": zones of " + n(sb.zone_size) + " device blocks (this build handles up to 2^32)");
+  if (sb.zone_size > UINT32_MAX)
+    return NotSupported(dev->name() + ": zones of " + n(sb.zone_size) +
+                        " device blocks (this build handles up to 2^32)");
   // The maps are built as the checkpoint is read, not from a copy of its extents; a
   // checkpoint that fails part way (a damaged block, a wrong chain) leaves what it built,
   // dropped when the next one starts or when another one (or none) wins.
@@ -35,7 +39,8 @@ Status Store::Impl::recover() {
   auto from = [](const LoadedCheckpoint& c) { return std::pair(c.seq, c.commit.zones.back()); };
   auto start_maps = [&](const LoadedCheckpoint& c) {
     namespaces.clear();
-    for (const auto& e : c.namespaces) namespaces.emplace(e.ns_id, Namespace{e.ns_id, e.name, e.size_bytes, e.block_size, e.flags, empty_map()});
+    for (const auto& e : c.namespaces)
+      namespaces.emplace(e.ns_id, Namespace{e.ns_id, e.name, e.size_bytes, e.block_size, e.flags, empty_map()});
     built = from(c);
   };
   // An indexed checkpoint's extent blocks are left unread (store_loading.cc).
@@ -126,8 +131,10 @@ Status Store::Impl::recover() {
   // (idle_work), so the next recovery does not repeat it; taking it here would make opening
   // as slow as writing out every map (measured: 4 GiB stored, 104 ms to open, 35 of them
   // recovery proper).
-  if (maps_complete()) decide_shared_stream_cap();
-  else shared_stream_cap = 2;  // until the maps are whole (count_zones_from_maps decides)
+  if (maps_complete())
+    decide_shared_stream_cap();
+  else
+    shared_stream_cap = 2;  // until the maps are whole (count_zones_from_maps decides)
   // (Likewise after blocks of an older pass of the ring, left by a reset the power lost: the
   // zone must be reset before the journal can go on, and replay must never read it again.)
   if (scan.torn_tail || scan.stale_zone) {
@@ -141,7 +148,8 @@ Status Store::Impl::recover() {
     pending_bytes = 0;
     return checkpoint();
   }
-  if (scan.blocks >= options.checkpoint_after_journal_blocks / 4) last_checkpoint_time -= std::chrono::seconds(options.checkpoint_interval_seconds);
+  if (scan.blocks >= options.checkpoint_after_journal_blocks / 4)
+    last_checkpoint_time -= std::chrono::seconds(options.checkpoint_interval_seconds);
   return Status::Ok();
 }
 
@@ -167,7 +175,8 @@ void Store::Impl::apply_record(const fmt::JournalRecord& r, std::uint64_t seq) {
         using T = std::decay_t<decltype(v)>;
         if constexpr (std::is_same_v<T, fmt::record::NamespaceCreate>) {
           erase_namespace(v.ns_id);
-          namespaces.emplace(v.ns_id, Namespace{v.ns_id, v.name, v.size_bytes, v.block_size, v.thin ? fmt::kNamespaceThin : 0u, empty_map()});
+          namespaces.emplace(v.ns_id, Namespace{v.ns_id, v.name, v.size_bytes, v.block_size,
+                                                v.thin ? fmt::kNamespaceThin : 0u, empty_map()});
           next_ns_id = std::max(next_ns_id, v.ns_id + 1);
         } else if constexpr (std::is_same_v<T, fmt::record::NamespaceDelete>) {
           erase_namespace(v.ns_id);

@@ -52,9 +52,12 @@ Status Store::Impl::reset_unreferenced() {
     }
     std::erase_if(pending, [&](const fmt::JournalRecord& r) {
       std::uint64_t lba = 0;
-      if (const auto* x = std::get_if<fmt::record::Extent>(&r)) lba = x->lba;
-      else if (const auto* m = std::get_if<fmt::record::Moved>(&r)) lba = m->lba;
-      else return false;
+      if (const auto* x = std::get_if<fmt::record::Extent>(&r))
+        lba = x->lba;
+      else if (const auto* m = std::get_if<fmt::record::Moved>(&r))
+        lba = m->lba;
+      else
+        return false;
       if (g.zone_of(lba) != zone) return false;
       pending_bytes -= fmt::encoded_size(r);
       return true;
@@ -76,15 +79,19 @@ Status Store::Impl::end_namespace_stream(std::uint32_t ns_id) {
 
 Stream Store::Impl::cleaner_stream_for(std::uint32_t born) {
   const double age = static_cast<double>(age_of(born)), unit = lifetime_unit();
-  const Stream want = available(age < kYoungAge * unit ? kCleanerStream : age < kColdAge * unit ? kColdStream : kFrozenStream);
+  const Stream want = available(age < kYoungAge * unit  ? kCleanerStream
+                                : age < kColdAge * unit ? kColdStream
+                                                        : kFrozenStream);
   if (has_room(want) || free_zones() > sb.reserved_data_zones) return want;
-  for (Stream other : want == kCleanerStream ? std::array{kColdStream, kFrozenStream} : want == kColdStream ? std::array{kCleanerStream, kFrozenStream}
-                                                                                                      : std::array{kColdStream, kCleanerStream})
+  for (Stream other : want == kCleanerStream ? std::array{kColdStream, kFrozenStream}
+                      : want == kColdStream  ? std::array{kCleanerStream, kFrozenStream}
+                                             : std::array{kColdStream, kCleanerStream})
     if (has_room(other)) return other;
   return want;
 }
 
-auto Store::Impl::place(Stream stream, std::uint32_t ns_id, std::uint64_t want) -> Result<std::pair<DataZone*, std::uint64_t>> {
+auto Store::Impl::place(Stream stream, std::uint32_t ns_id, std::uint64_t want)
+    -> Result<std::pair<DataZone*, std::uint64_t>> {
   const std::uint32_t clean_below = hard_watermark();
   const std::uint64_t key = stream_key(stream, ns_id);
   for (int attempt = 0; attempt < 64; ++attempt) {
@@ -117,7 +124,8 @@ auto Store::Impl::place(Stream stream, std::uint32_t ns_id, std::uint64_t want) 
         continue;
       }
       return Status(Code::kNoSpace, "every data zone holds live data (" + n(free_zones()) + " free, " +
-                                        n(sb.reserved_data_zones) + " reserved for cleaning); trim or delete to free space");
+                                        n(sb.reserved_data_zones) +
+                                        " reserved for cleaning); trim or delete to free space");
     }
     // Too many namespaces writing at once for the device's zone limits: the stream used
     // least recently gives up its zone (finished: the rest of it is lost to cleaning).
@@ -128,7 +136,9 @@ auto Store::Impl::place(Stream stream, std::uint32_t ns_id, std::uint64_t want) 
         NYADS_RETURN_IF_ERROR(drain());  // appends may be in flight to the zone about to finish
         auto victim = streams.end();
         for (auto it = streams.begin(); it != streams.end(); ++it)
-          if ((it->first >> 32) == kUserStream && (victim == streams.end() || it->second.last_use < victim->second.last_use)) victim = it;
+          if ((it->first >> 32) == kUserStream &&
+              (victim == streams.end() || it->second.last_use < victim->second.last_use))
+            victim = it;
         if (victim != streams.end()) NYADS_RETURN_IF_ERROR(close_stream_zone(zones[victim->second.zone_index], true));
         continue;
       }
@@ -144,7 +154,8 @@ auto Store::Impl::place(Stream stream, std::uint32_t ns_id, std::uint64_t want) 
   return IoError("could not place data after many attempts");
 }
 
-Status Store::Impl::append_blocks(UserPlacement to, std::uint32_t ns_id, std::uint64_t vblock, const std::uint8_t* data, std::uint64_t blocks) {
+Status Store::Impl::append_blocks(UserPlacement to, std::uint32_t ns_id, std::uint64_t vblock, const std::uint8_t* data,
+                                  std::uint64_t blocks) {
   const Geometry& g = dev->geometry();
   const std::uint64_t max_blocks = std::max<std::uint64_t>(1, std::min(g.max_append_blocks, g.max_io_blocks) / per);
   while (blocks > 0) {
@@ -152,7 +163,8 @@ Status Store::Impl::append_blocks(UserPlacement to, std::uint32_t ns_id, std::ui
     if (!placed.ok()) return placed.status();
     auto [zone, k] = *placed;
     std::vector<std::uint32_t> sums(k);
-    for (std::uint64_t i = 0; i < k; ++i) sums[i] = fmt::data_checksum(seed, ns_id, vblock + i, {data + i * kBlock, kBlock});
+    for (std::uint64_t i = 0; i < k; ++i)
+      sums[i] = fmt::data_checksum(seed, ns_id, vblock + i, {data + i * kBlock, kBlock});
     AlignedBuffer buf(k * kBlock);
     std::memcpy(buf.data(), data, k * kBlock);
     auto lba = SyncDevice(*dev).append(zone->start, static_cast<std::uint32_t>(k * per), buf.data());
@@ -165,16 +177,18 @@ Status Store::Impl::append_blocks(UserPlacement to, std::uint32_t ns_id, std::ui
   return Status::Ok();
 }
 
-Status Store::Impl::check_range(const Namespace* s, std::uint64_t offset, std::uint64_t length, const char* what) const {
+Status Store::Impl::check_range(const Namespace* s, std::uint64_t offset, std::uint64_t length,
+                                const char* what) const {
   if (s == nullptr) return Status(Code::kNotFound, std::string(what) + ": no such namespace");
-  if (s->flags & fmt::kNamespaceQuarantined) return IoError(std::string(what) + ": namespace '" + s->name + "' is quarantined (run fsck.nyads)");
+  if (s->flags & fmt::kNamespaceQuarantined)
+    return IoError(std::string(what) + ": namespace '" + s->name + "' is quarantined (run fsck.nyads)");
   if (length == 0) return InvalidArgument(std::string(what) + " of 0 bytes");
   if (offset % s->block_size != 0 || length % s->block_size != 0)
-    return InvalidArgument(std::string(what) + " at byte " + n(offset) + " of " + n(length) + " bytes is not aligned to the namespace's " +
-                           n(s->block_size) + "-byte blocks");
+    return InvalidArgument(std::string(what) + " at byte " + n(offset) + " of " + n(length) +
+                           " bytes is not aligned to the namespace's " + n(s->block_size) + "-byte blocks");
   if (offset > s->size || length > s->size - offset)
-    return OutOfRange(std::string(what) + " at byte " + n(offset) + " of " + n(length) + " bytes runs past the end of namespace '" + s->name +
-                      "' (" + n(s->size) + " bytes)");
+    return OutOfRange(std::string(what) + " at byte " + n(offset) + " of " + n(length) +
+                      " bytes runs past the end of namespace '" + s->name + "' (" + n(s->size) + " bytes)");
   return Status::Ok();
 }
 
@@ -190,8 +204,8 @@ Status Store::Impl::read_blocks(Namespace& s, std::uint64_t vblock, std::uint64_
     for (std::uint64_t i = 0; i < p.blocks; ++i) {
       if (fmt::data_checksum(seed, s.id, p.vblock + i, {buf.data() + i * kBlock, kBlock}) != p.checksums[i]) {
         ++stats.checksum_errors;
-        return IoError("checksum mismatch in namespace '" + s.name + "' block " + n(p.vblock + i) + " (device block " + n(p.lba + i * per) +
-                       ", zone " + n(dev->geometry().zone_of(p.lba + i * per)) + ")");
+        return IoError("checksum mismatch in namespace '" + s.name + "' block " + n(p.vblock + i) + " (device block " +
+                       n(p.lba + i * per) + ", zone " + n(dev->geometry().zone_of(p.lba + i * per)) + ")");
       }
     }
     std::memcpy(dst, buf.data(), p.blocks * kBlock);

@@ -41,7 +41,8 @@ std::uint8_t shift_of(std::uint32_t v) {
   return s;
 }
 
-void fill_control_sqe(io_uring_sqe* sqe, int fd, std::uint32_t op, int dev_id, void* buffer, std::uint16_t length, std::uint64_t data0) {
+void fill_control_sqe(io_uring_sqe* sqe, int fd, std::uint32_t op, int dev_id, void* buffer, std::uint16_t length,
+                      std::uint64_t data0) {
   std::memset(sqe, 0, 2 * sizeof *sqe);  // a 128-byte SQE
   sqe->opcode = IORING_OP_URING_CMD;
   sqe->fd = fd;
@@ -61,8 +62,11 @@ Status open_control_ring(int* fd, io_uring* ring) {
   if (*fd < 0) {
     const int e = errno;
     if (e == ENOENT)
-      return NotSupported("ublk: /dev/ublk-control does not exist: the kernel's ublk driver is not loaded (modprobe ublk_drv; it needs CONFIG_BLK_DEV_UBLK)");
-    if (e == EACCES || e == EPERM) return ErrnoStatus(e, "ublk: cannot open /dev/ublk-control (adding ublk devices needs root or CAP_SYS_ADMIN)");
+      return NotSupported(
+          "ublk: /dev/ublk-control does not exist: the kernel's ublk driver is not loaded (modprobe ublk_drv; it needs "
+          "CONFIG_BLK_DEV_UBLK)");
+    if (e == EACCES || e == EPERM)
+      return ErrnoStatus(e, "ublk: cannot open /dev/ublk-control (adding ublk devices needs root or CAP_SYS_ADMIN)");
     return ErrnoStatus(e, "ublk: open /dev/ublk-control");
   }
   if (int e = io_uring_queue_init(4, ring, IORING_SETUP_SQE128); e < 0) {
@@ -121,8 +125,10 @@ Status UblkDevice::control_async(std::uint32_t op, std::uint64_t data0) {
 }
 
 Result<std::unique_ptr<UblkDevice>> UblkDevice::create(const UblkConfig& config) {
-  if (config.block_size != 512 && config.block_size != 4096) return InvalidArgument("ublk: block size must be 512 or 4096");
-  if (config.size_bytes == 0 || config.size_bytes % 4096 != 0) return InvalidArgument("ublk: size must be a positive multiple of 4096");
+  if (config.block_size != 512 && config.block_size != 4096)
+    return InvalidArgument("ublk: block size must be 512 or 4096");
+  if (config.size_bytes == 0 || config.size_bytes % 4096 != 0)
+    return InvalidArgument("ublk: size must be a positive multiple of 4096");
   std::unique_ptr<UblkDevice> d(new UblkDevice());
   d->config_ = config;
   NYADS_RETURN_IF_ERROR(d->open_control());
@@ -183,7 +189,8 @@ Status UblkDevice::setup_queues() {
   const std::size_t queues = config_.queues, depth = config_.depth;
   desc_map_bytes_ = (depth * sizeof(ublksrv_io_desc) + 4095) & ~std::size_t{4095};
   for (std::size_t q = 0; q < queues; ++q) {
-    void* m = ::mmap(nullptr, desc_map_bytes_, PROT_READ, MAP_SHARED | MAP_POPULATE, char_fd_, static_cast<off_t>(UBLKSRV_CMD_BUF_OFFSET + q * kMaxCmdBufBytes));
+    void* m = ::mmap(nullptr, desc_map_bytes_, PROT_READ, MAP_SHARED | MAP_POPULATE, char_fd_,
+                     static_cast<off_t>(UBLKSRV_CMD_BUF_OFFSET + q * kMaxCmdBufBytes));
     if (m == MAP_FAILED) return ErrnoStatus(errno, "ublk: mmap the I/O descriptors of " + path);
     descs_.push_back(static_cast<const ublksrv_io_desc*>(m));
   }
@@ -193,10 +200,12 @@ Status UblkDevice::setup_queues() {
   void* b = ::mmap(nullptr, buffer_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (b == MAP_FAILED) return ErrnoStatus(errno, "ublk: buffers");
   buffers_ = static_cast<std::uint8_t*>(b);
-  if (int e = io_uring_queue_init(static_cast<unsigned>(queues * depth), &queue_ring_, 0); e < 0) return io_uring_setup_error(-e, "ublk: " + path);
+  if (int e = io_uring_queue_init(static_cast<unsigned>(queues * depth), &queue_ring_, 0); e < 0)
+    return io_uring_setup_error(-e, "ublk: " + path);
   queue_ring_ready_ = true;
   for (std::size_t q = 0; q < queues; ++q)
-    for (std::size_t t = 0; t < depth; ++t) queue_fetch(static_cast<std::uint16_t>(q), static_cast<std::uint16_t>(t), kIoFetchReq, 0);
+    for (std::size_t t = 0; t < depth; ++t)
+      queue_fetch(static_cast<std::uint16_t>(q), static_cast<std::uint16_t>(t), kIoFetchReq, 0);
   // FETCH is handled inline, in this thread: it becomes the queues' server thread.
   if (int e = io_uring_submit(&queue_ring_); e < 0) return ErrnoStatus(-e, "ublk: FETCH_REQ");
   return Status::Ok();
@@ -274,8 +283,8 @@ void UblkDevice::poll(std::vector<UblkRequest>& out) {
         // is a command the driver refused: that tag is lost (its request, if any, hangs in
         // the kernel until the device is removed), so the device is failed and removed.
         if (res != UBLK_IO_RES_ABORT) {
-          error_ = ErrnoStatus(-res, "ublk device " + std::to_string(dev_id_) + ": queue " + std::to_string(queue) + " tag " + std::to_string(tag) +
-                                         ": the driver refused an I/O command");
+          error_ = ErrnoStatus(-res, "ublk device " + std::to_string(dev_id_) + ": queue " + std::to_string(queue) +
+                                         " tag " + std::to_string(tag) + ": the driver refused an I/O command");
           if (state_ == State::kStarting || state_ == State::kLive) state_ = State::kFailed;
         }
         continue;
@@ -395,7 +404,8 @@ Status UblkDevice::remove_stale(int dev_id, int timeout_ms) {
     int e = io_uring_submit(&ring);
     if (e >= 0) e = io_uring_wait_cqe_timeout(&ring, &cqe, &ts);
     if (e == -ETIME) {
-      out = Status(Code::kBusy, "ublk device " + std::to_string(dev_id) + " is still in use (a mount or an open /dev/ublkb" + std::to_string(dev_id) + "?)");
+      out = Status(Code::kBusy, "ublk device " + std::to_string(dev_id) +
+                                    " is still in use (a mount or an open /dev/ublkb" + std::to_string(dev_id) + "?)");
       break;
     }
     if (e < 0) {

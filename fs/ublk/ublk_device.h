@@ -25,29 +25,29 @@
 #include <string>
 #include <vector>
 
-#include "nyads/status.h"
 #include "fs/ublk/ublk_uapi.h"
+#include "nyads/status.h"
 #include "nyads/store.h"
 
 namespace nyads::ublk {
 
 struct UblkConfig {
-  std::uint32_t ns = 0;            // the namespace served
+  std::uint32_t ns = 0;  // the namespace served
   std::uint64_t size_bytes = 0;
-  std::uint32_t block_size = 4096;  // the namespace's: the disk's logical block size
-  std::uint16_t queues = 1;         // hardware queues (the kernel caps it at its CPU count)
-  std::uint16_t depth = 64;         // requests in flight per queue
+  std::uint32_t block_size = 4096;         // the namespace's: the disk's logical block size
+  std::uint16_t queues = 1;                // hardware queues (the kernel caps it at its CPU count)
+  std::uint16_t depth = 64;                // requests in flight per queue
   std::uint32_t max_io_bytes = 256 << 10;  // largest request; one buffer of this size per tag
-  int dev_id = -1;                  // -1: the kernel picks the number
+  int dev_id = -1;                         // -1: the kernel picks the number
 };
 
 // A request the kernel sent, as the store will run it.
 struct UblkRequest {
   std::uint16_t queue = 0;
   std::uint16_t tag = 0;
-  std::uint8_t op = 0;       // UBLK_IO_OP_*
+  std::uint8_t op = 0;  // UBLK_IO_OP_*
   StoreRequest store;
-  bool runnable = true;      // false: answered with `errno_result` without the store
+  bool runnable = true;  // false: answered with `errno_result` without the store
   int errno_result = 0;
 };
 
@@ -110,7 +110,7 @@ class UblkDevice {
   bool queue_ring_ready_ = false;
   std::vector<const ublksrv_io_desc*> descs_;  // per queue, mapped from the char device
   std::size_t desc_map_bytes_ = 0;
-  std::uint8_t* buffers_ = nullptr;            // queues * depth * max_io_bytes, anonymous
+  std::uint8_t* buffers_ = nullptr;  // queues * depth * max_io_bytes, anonymous
   std::size_t buffer_bytes_ = 0;
   std::size_t armed_ = 0;       // tags waiting in the kernel (FETCH outstanding)
   std::size_t unanswered_ = 0;  // tags held by us

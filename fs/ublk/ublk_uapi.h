@@ -31,7 +31,8 @@ inline constexpr std::uint32_t kIoCommitAndFetchReq = _IOWR('u', UBLK_IO_COMMIT_
 inline constexpr std::uint64_t kFlagCmdIoctlEncode = 1ULL << 6;
 
 // The per-queue array of I/O descriptors is mmap'ed from the char device at this stride.
-inline constexpr std::size_t kMaxCmdBufBytes = ((UBLK_MAX_QUEUE_DEPTH * sizeof(ublksrv_io_desc)) + 4095) & ~std::size_t{4095};
+inline constexpr std::size_t kMaxCmdBufBytes =
+    ((UBLK_MAX_QUEUE_DEPTH * sizeof(ublksrv_io_desc)) + 4095) & ~std::size_t{4095};
 
 static_assert(sizeof(ublksrv_ctrl_cmd) == 32, "ublksrv_ctrl_cmd is 32 bytes in every kernel");
 static_assert(sizeof(ublksrv_ctrl_dev_info) == 64, "ublksrv_ctrl_dev_info is 64 bytes in every kernel");

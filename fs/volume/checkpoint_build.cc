@@ -8,7 +8,8 @@ namespace nyads {
 
 namespace fmt = format;
 
-std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, std::uint32_t per, CheckpointLayout layout) {
+std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, std::uint32_t per,
+                                            CheckpointLayout layout) {
   std::vector<CheckpointBody> bodies;
   std::vector<fmt::NamespaceEntry> entries;
   for (const auto& e : content.namespaces) {
@@ -30,51 +31,58 @@ std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, st
   std::size_t used = 0;
   auto end_block = [&]() {
     if (layout.indexed) {
-      fmt::ExtentIndexEntry entry{block.front().ns_id, 0, block.front().vblock, block.back().vblock + block.back().checksums.size(), 0};
+      fmt::ExtentIndexEntry entry{block.front().ns_id, 0, block.front().vblock,
+                                  block.back().vblock + block.back().checksums.size(), 0};
       for (const auto& e : block) entry.mapped_blocks += static_cast<std::uint32_t>(e.checksums.size());
       index.push_back(entry);
     }
-    if (packed) extent_bodies.emplace_back(fmt::PackedExtents{std::exchange(block, {})});
-    else extent_bodies.emplace_back(std::exchange(block, {}));
+    if (packed)
+      extent_bodies.emplace_back(fmt::PackedExtents{std::exchange(block, {})});
+    else
+      extent_bodies.emplace_back(std::exchange(block, {}));
     used = 0;
   };
   if (content.extents_of) {
-    content.extents_of([&](std::uint32_t id, std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
-      if (layout.indexed && !block.empty() && block.back().ns_id != id) end_block();
-      for (std::size_t i = 0; i < sums.size();) {
-        const std::size_t k = std::min(sums.size() - i, fmt::kMaxExtentBlocksPerRecord);
-        fmt::record::Extent e{id, vblock + i, lba + i * per, {}};
-        const fmt::record::Extent* previous = block.empty() ? nullptr : &block.back();
-        // The entry's fixed part with one checksum: if even that does not fit, next block.
-        e.checksums.assign(1, 0);
-        const std::size_t fixed = entry_bytes(e, previous) - 4;
-        if (used + fixed + 4 > fmt::kCheckpointPayloadBytes) {
-          end_block();
-          continue;
-        }
-        // A packed head may grow by a byte with the count: take the count that fits exactly.
-        std::size_t take = std::min(k, (fmt::kCheckpointPayloadBytes - used - fixed) / 4);
-        e.checksums.assign(sums.begin() + static_cast<std::ptrdiff_t>(i), sums.begin() + static_cast<std::ptrdiff_t>(i + take));
-        while (used + entry_bytes(e, previous) > fmt::kCheckpointPayloadBytes) {
-          --take;
-          e.checksums.pop_back();
-        }
-        if (take == 0) {  // cannot happen (the fixed part and one checksum fit), but never loop on it
-          end_block();
-          continue;
-        }
-        used += entry_bytes(e, previous);
-        block.push_back(std::move(e));
-        i += take;
-      }
-    });
+    content.extents_of(
+        [&](std::uint32_t id, std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> sums) {
+          if (layout.indexed && !block.empty() && block.back().ns_id != id) end_block();
+          for (std::size_t i = 0; i < sums.size();) {
+            const std::size_t k = std::min(sums.size() - i, fmt::kMaxExtentBlocksPerRecord);
+            fmt::record::Extent e{id, vblock + i, lba + i * per, {}};
+            const fmt::record::Extent* previous = block.empty() ? nullptr : &block.back();
+            // The entry's fixed part with one checksum: if even that does not fit, next block.
+            e.checksums.assign(1, 0);
+            const std::size_t fixed = entry_bytes(e, previous) - 4;
+            if (used + fixed + 4 > fmt::kCheckpointPayloadBytes) {
+              end_block();
+              continue;
+            }
+            // A packed head may grow by a byte with the count: take the count that fits exactly.
+            std::size_t take = std::min(k, (fmt::kCheckpointPayloadBytes - used - fixed) / 4);
+            e.checksums.assign(sums.begin() + static_cast<std::ptrdiff_t>(i),
+                               sums.begin() + static_cast<std::ptrdiff_t>(i + take));
+            while (used + entry_bytes(e, previous) > fmt::kCheckpointPayloadBytes) {
+              --take;
+              e.checksums.pop_back();
+            }
+            if (take == 0) {  // cannot happen (the fixed part and one checksum fit), but never loop on it
+              end_block();
+              continue;
+            }
+            used += entry_bytes(e, previous);
+            block.push_back(std::move(e));
+            i += take;
+          }
+        });
   }
   if (!block.empty()) end_block();
   for (std::size_t i = 0; i < index.size(); i += fmt::kExtentIndexEntriesPerBlock) {
     const auto from = index.begin() + static_cast<std::ptrdiff_t>(i);
-    bodies.emplace_back(fmt::ExtentIndex{{from, from + static_cast<std::ptrdiff_t>(std::min(fmt::kExtentIndexEntriesPerBlock, index.size() - i))}});
+    bodies.emplace_back(fmt::ExtentIndex{
+        {from, from + static_cast<std::ptrdiff_t>(std::min(fmt::kExtentIndexEntriesPerBlock, index.size() - i))}});
   }
-  bodies.insert(bodies.end(), std::make_move_iterator(extent_bodies.begin()), std::make_move_iterator(extent_bodies.end()));
+  bodies.insert(bodies.end(), std::make_move_iterator(extent_bodies.begin()),
+                std::make_move_iterator(extent_bodies.end()));
   std::vector<fmt::ZoneEntry> zone_entries;
   for (const auto& z : content.zones) {
     zone_entries.push_back(z);
@@ -84,8 +92,9 @@ std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, st
   return bodies;
 }
 
-Result<std::vector<std::uint32_t>> write_checkpoint_beside(ZonedDevice& device, const fmt::Superblock& sb, std::uint64_t seq,
-                                                           const std::vector<CheckpointBody>& bodies, fmt::CheckpointCommit commit,
+Result<std::vector<std::uint32_t>> write_checkpoint_beside(ZonedDevice& device, const fmt::Superblock& sb,
+                                                           std::uint64_t seq, const std::vector<CheckpointBody>& bodies,
+                                                           fmt::CheckpointCommit commit,
                                                            const std::vector<std::uint32_t>& keep) {
   MetaIo io(device);
   std::vector<std::uint32_t> targets;

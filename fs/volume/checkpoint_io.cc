@@ -29,15 +29,17 @@ bool is_extent_body(const CheckpointBody& b) {
 
 }  // namespace
 
-Status write_checkpoint(ZonedDevice& device, const fmt::Superblock& sb, std::uint64_t seq, const std::vector<std::uint32_t>& zones,
-                        const std::vector<CheckpointBody>& bodies, fmt::CheckpointCommit commit) {
+Status write_checkpoint(ZonedDevice& device, const fmt::Superblock& sb, std::uint64_t seq,
+                        const std::vector<std::uint32_t>& zones, const std::vector<CheckpointBody>& bodies,
+                        fmt::CheckpointCommit commit) {
   MetaIo io(device);
   const std::size_t n = bodies.size() + 1;
   const std::uint64_t per_zone = sb.meta_blocks_per_zone();
   const std::uint32_t needed = checkpoint_zones_needed(sb, bodies.size());
   if (needed > zones.size())
-    return Status(Code::kNoSpace, "checkpoint of " + std::to_string(n) + " blocks needs " + std::to_string(needed) + " zones of " +
-                                      std::to_string(per_zone) + " metadata blocks, " + std::to_string(zones.size()) + " are free");
+    return Status(Code::kNoSpace, "checkpoint of " + std::to_string(n) + " blocks needs " + std::to_string(needed) +
+                                      " zones of " + std::to_string(per_zone) + " metadata blocks, " +
+                                      std::to_string(zones.size()) + " are free");
   AlignedBuffer buf(n * fmt::kMetaBlockSize);
   std::vector<std::uint64_t> sums(bodies.size());
   auto encode = [&](std::size_t i, const CheckpointBody& body) -> Status {
@@ -58,7 +60,8 @@ Status write_checkpoint(ZonedDevice& device, const fmt::Superblock& sb, std::uin
     if (is_extent_body(bodies[i])) extent_sums.push_back(sums[i]);
   }
   if (index_entries != 0 && index_entries != extent_sums.size())
-    return InvalidArgument("an extent index of " + std::to_string(index_entries) + " entries for " + std::to_string(extent_sums.size()) + " extent blocks");
+    return InvalidArgument("an extent index of " + std::to_string(index_entries) + " entries for " +
+                           std::to_string(extent_sums.size()) + " extent blocks");
   std::size_t next = 0;
   for (std::size_t i = 0; i < bodies.size(); ++i) {
     const auto* x = std::get_if<fmt::ExtentIndex>(&bodies[i]);
@@ -71,7 +74,8 @@ Status write_checkpoint(ZonedDevice& device, const fmt::Superblock& sb, std::uin
   commit.chain = fmt::chain_checksums(sums, sb.seed());
   commit.zones.assign(zones.begin(), zones.begin() + needed);
   fmt::CheckpointBlock last{seq, commit.block_count, commit};
-  NYADS_RETURN_IF_ERROR(fmt::encode_checkpoint_block(last, sb.seed(), buf.span().subspan(bodies.size() * fmt::kMetaBlockSize)));
+  NYADS_RETURN_IF_ERROR(
+      fmt::encode_checkpoint_block(last, sb.seed(), buf.span().subspan(bodies.size() * fmt::kMetaBlockSize)));
   for (std::uint32_t i = 0; i < needed; ++i) {
     const std::size_t first = i * per_zone, count = std::min<std::size_t>(per_zone, n - first);
     AlignedBuffer part(count * fmt::kMetaBlockSize);
@@ -90,12 +94,13 @@ namespace {
 // memory costs its page faults.
 class CheckpointReader {
  public:
-  CheckpointReader(ZonedDevice& device, const fmt::Superblock& sb, std::uint64_t seq, const std::vector<std::uint32_t>& zones)
+  CheckpointReader(ZonedDevice& device, const fmt::Superblock& sb, std::uint64_t seq,
+                   const std::vector<std::uint32_t>& zones)
       : io_(device), sb_(sb), seq_(seq), zones_(zones), per_zone_(sb.meta_blocks_per_zone()) {}
 
   std::string where(std::uint64_t position) const {
-    return "checkpoint " + std::to_string(seq_) + " block " + std::to_string(position) + " at zone " + std::to_string(zone_of(position)) + " block " +
-           std::to_string(position % per_zone_);
+    return "checkpoint " + std::to_string(seq_) + " block " + std::to_string(position) + " at zone " +
+           std::to_string(zone_of(position)) + " block " + std::to_string(position % per_zone_);
   }
 
   // Block `position`, decoded and checked to belong here; `last` (> position) bounds how far
@@ -104,7 +109,8 @@ class CheckpointReader {
     if (position < first_ || position >= first_ + count_) {
       const std::uint64_t in_zone = position % per_zone_;
       const std::uint64_t count = std::min({kReadBlocks, per_zone_ - in_zone, last - position});
-      NYADS_RETURN_IF_ERROR(io_.read(zone_of(position), in_zone, static_cast<std::uint32_t>(count), &buf_).with_context(where(position)));
+      NYADS_RETURN_IF_ERROR(
+          io_.read(zone_of(position), in_zone, static_cast<std::uint32_t>(count), &buf_).with_context(where(position)));
       first_ = position;
       count_ = count;
     }
@@ -112,7 +118,8 @@ class CheckpointReader {
     const std::string at = where(position);
     auto b = fmt::decode_checkpoint_block(bytes, sb_.seed(), at);
     if (!b.ok()) return b.status();
-    if (b->checkpoint_seq != seq_) return Corruption(at + ": belongs to checkpoint " + std::to_string(b->checkpoint_seq));
+    if (b->checkpoint_seq != seq_)
+      return Corruption(at + ": belongs to checkpoint " + std::to_string(b->checkpoint_seq));
     if (b->index != position) return Corruption(at + ": says it is block " + std::to_string(b->index));
     if (b->kind() == fmt::CheckpointKind::kPackedExtents && !sb_.packs_extents())
       return Corruption(at + ": packed extents on a volume without the packed_extents feature");
@@ -141,31 +148,38 @@ std::vector<fmt::record::Extent>* extents_of(fmt::CheckpointBlock& b) {
 }
 
 // An extent block of an indexed checkpoint against its index entry.
-Status check_against_index(const IndexedExtentBlock& ib, fmt::CheckpointBlock& b, std::uint64_t stored, const std::string& where) {
+Status check_against_index(const IndexedExtentBlock& ib, fmt::CheckpointBlock& b, std::uint64_t stored,
+                           const std::string& where) {
   auto* extents = extents_of(b);
-  if (extents == nullptr) return Corruption(where + ": the index names an extent block here, it is of kind " + std::to_string(static_cast<int>(b.kind())));
+  if (extents == nullptr)
+    return Corruption(where + ": the index names an extent block here, it is of kind " +
+                      std::to_string(static_cast<int>(b.kind())));
   if (stored != ib.entry.checksum)
-    return Corruption(where + ": its checksum " + hex(stored) + " is not the " + hex(ib.entry.checksum) + " its index entry holds");
+    return Corruption(where + ": its checksum " + hex(stored) + " is not the " + hex(ib.entry.checksum) +
+                      " its index entry holds");
   return fmt::check_indexed_extents(*extents, ib.entry).with_context(where);
 }
 
 // Reads and checks the checkpoint whose commit sits at the end of `zone`.
 Result<LoadedCheckpoint> load_checkpoint(ZonedDevice& device, const fmt::Superblock& sb, std::uint32_t commit_zone,
-                                         std::uint64_t commit_index, const fmt::CheckpointBlock& commit_block, const CheckpointExtentSink& sink,
-                                         ExtentLoading loading) {
+                                         std::uint64_t commit_index, const fmt::CheckpointBlock& commit_block,
+                                         const CheckpointExtentSink& sink, ExtentLoading loading) {
   LoadedCheckpoint cp;
   cp.seq = commit_block.checkpoint_seq;
   cp.commit = std::get<fmt::CheckpointCommit>(commit_block.body);
   const auto& zones = cp.commit.zones;
   const std::string what = "checkpoint " + std::to_string(cp.seq);
   if (zones.back() != commit_zone)
-    return Corruption(what + ": its commit is in zone " + std::to_string(commit_zone) + " but names zone " + std::to_string(zones.back()) + " last");
+    return Corruption(what + ": its commit is in zone " + std::to_string(commit_zone) + " but names zone " +
+                      std::to_string(zones.back()) + " last");
   for (std::uint32_t z : zones)
-    if (!sb.checkpoint_zones.contains(z)) return Corruption(what + ": names zone " + std::to_string(z) + ", not a checkpoint zone");
+    if (!sb.checkpoint_zones.contains(z))
+      return Corruption(what + ": names zone " + std::to_string(z) + ", not a checkpoint zone");
   const std::uint64_t per_zone = sb.meta_blocks_per_zone();
   const std::uint64_t block_count = (zones.size() - 1) * per_zone + commit_index;
   if (cp.commit.block_count != block_count)
-    return Corruption(what + ": " + std::to_string(block_count) + " blocks precede the commit, it counts " + std::to_string(cp.commit.block_count));
+    return Corruption(what + ": " + std::to_string(block_count) + " blocks precede the commit, it counts " +
+                      std::to_string(cp.commit.block_count));
   CheckpointReader reader(device, sb, cp.seq, zones);
   std::vector<std::uint64_t> sums(block_count);
   // Kinds in order: namespaces (1), the extent index (6), extents (2, or packed: 5), zones (3).
@@ -196,8 +210,8 @@ Result<LoadedCheckpoint> load_checkpoint(ZonedDevice& device, const fmt::Superbl
       for (std::size_t k = 0; k < cp.index.size(); ++k) cp.index[k].position = static_cast<std::uint32_t>(position + k);
       if (loading == ExtentLoading::kDeferIndexed && !cp.index.empty()) {
         if (cp.index.size() > block_count - position)
-          return Corruption(where + ": the index names " + std::to_string(cp.index.size()) + " extent blocks, " + std::to_string(block_count - position) +
-                            " blocks are left");
+          return Corruption(where + ": the index names " + std::to_string(cp.index.size()) + " extent blocks, " +
+                            std::to_string(block_count - position) + " blocks are left");
         NYADS_RETURN_IF_ERROR(check_against_index(cp.index.front(), *b, stored, where));
         for (const auto& ib : cp.index) sums[ib.position] = ib.entry.checksum;
         position += cp.index.size() - 1;
@@ -209,44 +223,54 @@ Result<LoadedCheckpoint> load_checkpoint(ZonedDevice& device, const fmt::Superbl
     }
     stage = kind_stage;
     sums[position] = stored;
-    if (auto* ns = std::get_if<std::vector<fmt::NamespaceEntry>>(&b->body)) cp.namespaces.insert(cp.namespaces.end(), ns->begin(), ns->end());
+    if (auto* ns = std::get_if<std::vector<fmt::NamespaceEntry>>(&b->body))
+      cp.namespaces.insert(cp.namespaces.end(), ns->begin(), ns->end());
     if (auto* x = std::get_if<fmt::ExtentIndex>(&b->body)) {
       for (const auto& e : x->entries) {
         if (!cp.index.empty()) {
           const auto& p = cp.index.back().entry;
           if (e.ns_id < p.ns_id || (e.ns_id == p.ns_id && e.first_vblock < p.end_vblock))
-            return Corruption(where + ": index entry " + std::to_string(cp.index.size()) + " (namespace " + std::to_string(e.ns_id) + " block " +
-                              std::to_string(e.first_vblock) + ") does not follow the one before it (namespace " + std::to_string(p.ns_id) + ", to block " +
-                              std::to_string(p.end_vblock) + ")");
+            return Corruption(where + ": index entry " + std::to_string(cp.index.size()) + " (namespace " +
+                              std::to_string(e.ns_id) + " block " + std::to_string(e.first_vblock) +
+                              ") does not follow the one before it (namespace " + std::to_string(p.ns_id) +
+                              ", to block " + std::to_string(p.end_vblock) + ")");
         }
         cp.index.push_back({e, 0});
       }
     }
     if (std::vector<fmt::record::Extent>* extents = extents_of(*b)) {
       if (!cp.index.empty()) {
-        if (extent_blocks >= cp.index.size()) return Corruption(where + ": an extent block beyond the " + std::to_string(cp.index.size()) + " the index names");
+        if (extent_blocks >= cp.index.size())
+          return Corruption(where + ": an extent block beyond the " + std::to_string(cp.index.size()) +
+                            " the index names");
         NYADS_RETURN_IF_ERROR(check_against_index(cp.index[extent_blocks], *b, stored, where));
       } else if (sb.indexes_extents()) {
-        return Corruption(where + ": an extent block without an extent index, on a volume with the extent_index feature");
+        return Corruption(where +
+                          ": an extent block without an extent index, on a volume with the extent_index feature");
       }
       ++extent_blocks;
       if (sink) {
         for (auto& e : *extents) sink(cp, e);
       } else {
-        cp.extents.insert(cp.extents.end(), std::make_move_iterator(extents->begin()), std::make_move_iterator(extents->end()));
+        cp.extents.insert(cp.extents.end(), std::make_move_iterator(extents->begin()),
+                          std::make_move_iterator(extents->end()));
       }
     }
-    if (auto* zs = std::get_if<std::vector<fmt::ZoneEntry>>(&b->body)) cp.zones.insert(cp.zones.end(), zs->begin(), zs->end());
+    if (auto* zs = std::get_if<std::vector<fmt::ZoneEntry>>(&b->body))
+      cp.zones.insert(cp.zones.end(), zs->begin(), zs->end());
   }
   if (extent_blocks != cp.index.size() && !cp.index.empty())
-    return Corruption(what + ": the index names " + std::to_string(cp.index.size()) + " extent blocks, the checkpoint holds " + std::to_string(extent_blocks));
-  if (fmt::chain_checksums(sums, sb.seed()) != cp.commit.chain) return Corruption(what + ": the chain of block checksums does not match the commit");
+    return Corruption(what + ": the index names " + std::to_string(cp.index.size()) +
+                      " extent blocks, the checkpoint holds " + std::to_string(extent_blocks));
+  if (fmt::chain_checksums(sums, sb.seed()) != cp.commit.chain)
+    return Corruption(what + ": the chain of block checksums does not match the commit");
   return cp;
 }
 
 }  // namespace
 
-CheckpointSearch load_newest_checkpoint(ZonedDevice& device, const fmt::Superblock& sb, const CheckpointExtentSink& sink, ExtentLoading loading) {
+CheckpointSearch load_newest_checkpoint(ZonedDevice& device, const fmt::Superblock& sb,
+                                        const CheckpointExtentSink& sink, ExtentLoading loading) {
   CheckpointSearch search;
   MetaIo io(device);
   struct Candidate {
@@ -280,7 +304,8 @@ CheckpointSearch load_newest_checkpoint(ZonedDevice& device, const fmt::Superblo
     }
     candidates.push_back({z, *written - 1, std::move(*b)});
   }
-  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) { return a.block.checkpoint_seq > b.block.checkpoint_seq; });
+  std::sort(candidates.begin(), candidates.end(),
+            [](const Candidate& a, const Candidate& b) { return a.block.checkpoint_seq > b.block.checkpoint_seq; });
   for (const Candidate& c : candidates) {
     auto cp = load_checkpoint(device, sb, c.zone, c.index, c.block, sink, loading);
     if (cp.ok()) {
@@ -292,8 +317,9 @@ CheckpointSearch load_newest_checkpoint(ZonedDevice& device, const fmt::Superblo
   return search;
 }
 
-Status read_indexed_extent_blocks(ZonedDevice& device, const fmt::Superblock& sb, std::uint64_t seq, const std::vector<std::uint32_t>& zones,
-                                  std::span<const IndexedExtentBlock> blocks, const IndexedExtentSink& sink) {
+Status read_indexed_extent_blocks(ZonedDevice& device, const fmt::Superblock& sb, std::uint64_t seq,
+                                  const std::vector<std::uint32_t>& zones, std::span<const IndexedExtentBlock> blocks,
+                                  const IndexedExtentSink& sink) {
   CheckpointReader reader(device, sb, seq, zones);
   for (std::size_t i = 0; i < blocks.size(); ++i) {
     const IndexedExtentBlock& ib = blocks[i];

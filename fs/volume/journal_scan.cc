@@ -11,7 +11,8 @@ namespace {
 // commit proves it; at the journal's end, its data read back does.
 class HeldCommit {
  public:
-  explicit HeldCommit(const std::function<void(const fmt::JournalBlock&, std::uint32_t, std::uint64_t)>& visit) : visit_(visit) {}
+  explicit HeldCommit(const std::function<void(const fmt::JournalBlock&, std::uint32_t, std::uint64_t)>& visit)
+      : visit_(visit) {}
 
   bool empty() const { return blocks_.empty(); }
   std::uint64_t first_seq() const { return blocks_.front().seq; }
@@ -25,8 +26,8 @@ class HeldCommit {
       return Corruption("journal block " + std::to_string(b.seq) + ": an unflushed commit of more than " +
                         std::to_string(fmt::kUnflushedCommitMaxJournalBlocks) + " journal blocks");
     if (empty() && *first != b.seq)
-      return Corruption("journal block " + std::to_string(b.seq) + ": its unflushed commit began at sequence " + std::to_string(*first) +
-                        ", which is not in the journal");
+      return Corruption("journal block " + std::to_string(b.seq) + ": its unflushed commit began at sequence " +
+                        std::to_string(*first) + ", which is not in the journal");
     blocks_.push_back(std::move(b));
     where_.push_back({zone, index});
     return true;
@@ -53,7 +54,8 @@ class HeldCommit {
 namespace {
 
 JournalScan scan_blocks(ZonedDevice& device, const fmt::Superblock& sb, JournalPosition pos,
-                        const std::function<void(const fmt::JournalBlock&, std::uint32_t, std::uint64_t)>& visit, HeldCommit& held) {
+                        const std::function<void(const fmt::JournalBlock&, std::uint32_t, std::uint64_t)>& visit,
+                        HeldCommit& held) {
   MetaIo io(device);
   JournalScan scan;
   const std::uint64_t per_zone = sb.meta_blocks_per_zone();
@@ -70,12 +72,14 @@ JournalScan scan_blocks(ZonedDevice& device, const fmt::Superblock& sb, JournalP
       AlignedBuffer buf;
       Status st = io.read(pos.zone, pos.index, n, &buf);
       if (!st.ok()) {
-        scan.corruption = "journal zone " + std::to_string(pos.zone) + " block " + std::to_string(pos.index) + ": " + st.message();
+        scan.corruption =
+            "journal zone " + std::to_string(pos.zone) + " block " + std::to_string(pos.index) + ": " + st.message();
         return scan;
       }
       for (std::uint32_t i = 0; i < n; ++i) {
         const std::string where = "journal zone " + std::to_string(pos.zone) + " block " + std::to_string(pos.index);
-        auto b = fmt::decode_journal_block(buf.span().subspan(std::size_t{i} * fmt::kMetaBlockSize, fmt::kMetaBlockSize), sb.seed(), where);
+        auto b = fmt::decode_journal_block(
+            buf.span().subspan(std::size_t{i} * fmt::kMetaBlockSize, fmt::kMetaBlockSize), sb.seed(), where);
         Status problem = b.ok() ? Status::Ok() : b.status();
         // A valid block of an older pass of the ring where the next was expected: the zone's
         // reset was lost with the power before a flush (and of the blocks written after it, only
@@ -87,14 +91,18 @@ JournalScan scan_blocks(ZonedDevice& device, const fmt::Superblock& sb, JournalP
           return scan;
         }
         if (b.ok() && b->seq != pos.seq)
-          problem = Corruption(where + ": sequence " + std::to_string(b->seq) + ", expected " + std::to_string(pos.seq));
+          problem =
+              Corruption(where + ": sequence " + std::to_string(b->seq) + ", expected " + std::to_string(pos.seq));
         if (!problem.ok()) {
           // The last written block of the journal may be torn by a crash; anything after it is not.
           // A block of a version this build does not read is never taken for a torn one: what
           // it says would be lost without a word.
           const bool last = pos.index + 1 == *written && *written < per_zone && problem.code() != Code::kNotSupported;
-          if (last) scan.torn_tail = problem.message();
-          else scan.corruption = problem.message() + " (" + std::to_string(*written - pos.index - 1) + " written blocks follow it in the zone)";
+          if (last)
+            scan.torn_tail = problem.message();
+          else
+            scan.corruption = problem.message() + " (" + std::to_string(*written - pos.index - 1) +
+                              " written blocks follow it in the zone)";
           scan.end = pos;
           return scan;
         }
@@ -128,8 +136,9 @@ JournalScan scan_journal(ZonedDevice& device, const fmt::Superblock& sb, Journal
   if (held.empty()) return scan;
   // The last valid commit is an unflushed one (and whatever ended the scan, damage included,
   // proves nothing about it): trust it only if its data is there.
-  const std::string what = "the last commit (" + std::to_string(held.blocks().size()) + " journal blocks from sequence " +
-                           std::to_string(held.first_seq()) + ", made durable with its data by one flush)";
+  const std::string what = "the last commit (" + std::to_string(held.blocks().size()) +
+                           " journal blocks from sequence " + std::to_string(held.first_seq()) +
+                           ", made durable with its data by one flush)";
   auto check = check_unflushed_commit(device, sb, held.blocks());
   if (check.ok() && check->landed) {
     held.release();
@@ -140,8 +149,10 @@ JournalScan scan_journal(ZonedDevice& device, const fmt::Superblock& sb, Journal
   scan.blocks -= held.blocks().size();
   scan.dropped_through_seq = held.blocks().back().seq;
   if (!scan.corruption) {
-    if (!check.ok()) scan.corruption = what + ": " + check.status().message();
-    else scan.torn_tail = what + " names data that did not all reach the device: " + check->why;
+    if (!check.ok())
+      scan.corruption = what + ": " + check.status().message();
+    else
+      scan.torn_tail = what + " names data that did not all reach the device: " + check->why;
     scan.end = held.start();
   }
   held.drop();

@@ -6,7 +6,8 @@ namespace nyads {
 
 Result<format::Superblock> plan_volume(const Geometry& g, const LayoutOptions& o) {
   if (g.block_size == 0 || format::kMetaBlockSize % g.block_size != 0)
-    return NotSupported("device block size " + std::to_string(g.block_size) + " does not divide the 4096-byte metadata block");
+    return NotSupported("device block size " + std::to_string(g.block_size) +
+                        " does not divide the 4096-byte metadata block");
   format::Superblock sb;
   sb.block_size = g.block_size;
   sb.zone_count = g.zone_count;
@@ -20,7 +21,8 @@ Result<format::Superblock> plan_volume(const Geometry& g, const LayoutOptions& o
   if (checkpoint == 0) {
     // Worst case: every 4 KiB block its own extent (24 + 4 bytes), twice over (the new
     // checkpoint is written before the old one is dropped), plus one zone of slack.
-    const std::uint64_t store_blocks = std::uint64_t{g.zone_count} * g.zone_capacity * g.block_size / format::kStoreBlockSize;
+    const std::uint64_t store_blocks =
+        std::uint64_t{g.zone_count} * g.zone_capacity * g.block_size / format::kStoreBlockSize;
     const std::uint64_t bytes = store_blocks * 28 * 2;
     const std::uint64_t zone_bytes = g.zone_capacity * g.block_size;
     checkpoint = static_cast<std::uint32_t>(std::max<std::uint64_t>(2, (bytes + zone_bytes - 1) / zone_bytes + 1));
@@ -28,11 +30,13 @@ Result<format::Superblock> plan_volume(const Geometry& g, const LayoutOptions& o
   sb.journal_zones = {2, journal};
   sb.checkpoint_zones = {sb.journal_zones.end(), checkpoint};
   if (std::uint64_t{sb.checkpoint_zones.end()} >= g.zone_count)
-    return InvalidArgument("the device's " + std::to_string(g.zone_count) + " zones leave no data zones after 2 superblock, " +
-                           std::to_string(journal) + " journal and " + std::to_string(checkpoint) + " checkpoint zones");
+    return InvalidArgument("the device's " + std::to_string(g.zone_count) +
+                           " zones leave no data zones after 2 superblock, " + std::to_string(journal) +
+                           " journal and " + std::to_string(checkpoint) + " checkpoint zones");
   sb.data_zones = {sb.checkpoint_zones.end(), g.zone_count - sb.checkpoint_zones.end()};
-  sb.reserved_data_zones = o.reserved_zones ? o.reserved_zones
-                                            : std::min(std::max<std::uint32_t>(2, sb.data_zones.count / 100), sb.data_zones.count - 1);
+  sb.reserved_data_zones =
+      o.reserved_zones ? o.reserved_zones
+                       : std::min(std::max<std::uint32_t>(2, sb.data_zones.count / 100), sb.data_zones.count - 1);
   return sb;
 }
 

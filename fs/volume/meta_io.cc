@@ -69,7 +69,8 @@ SuperblockZoneScan scan_superblock_zone(ZonedDevice& device, std::uint32_t zone)
     AlignedBuffer buf;
     Status st = io.read(zone, first, n, &buf);
     if (!st.ok()) {
-      scan.problems.push_back("superblock zone " + std::to_string(zone) + " block " + std::to_string(first) + ": " + st.message());
+      scan.problems.push_back("superblock zone " + std::to_string(zone) + " block " + std::to_string(first) + ": " +
+                              st.message());
       scan.unreadable = scan.blocks_written == 0;  // nothing of it read: its content is unknown
       return scan;
     }

@@ -15,7 +15,8 @@ namespace {
 std::string n(std::uint64_t v) { return std::to_string(v); }
 }  // namespace
 
-Result<UnflushedCheck> check_unflushed_commit(ZonedDevice& device, const fmt::Superblock& sb, std::span<const fmt::JournalBlock> blocks) {
+Result<UnflushedCheck> check_unflushed_commit(ZonedDevice& device, const fmt::Superblock& sb,
+                                              std::span<const fmt::JournalBlock> blocks) {
   const Geometry& g = device.geometry();
   const std::uint32_t per = sb.blocks_per_meta_block();  // device blocks per 4 KiB data block
   if (blocks.size() > fmt::kUnflushedCommitMaxJournalBlocks)
@@ -32,11 +33,12 @@ Result<UnflushedCheck> check_unflushed_commit(ZonedDevice& device, const fmt::Su
   for (const auto& b : blocks) {
     for (const auto& r : b.records) {
       if (std::holds_alternative<fmt::record::Moved>(r))
-        return Corruption("journal block " + n(b.seq) + ": a moved record in an unflushed commit (its data cannot be checked)");
+        return Corruption("journal block " + n(b.seq) +
+                          ": a moved record in an unflushed commit (its data cannot be checked)");
       const auto* x = std::get_if<fmt::record::Extent>(&r);
       if (x == nullptr) continue;
-      const std::string what = "journal block " + n(b.seq) + ": namespace " + n(x->ns_id) + " blocks " + n(x->vblock) + ".." +
-                               n(x->vblock + x->checksums.size() - 1) + " at device block " + n(x->lba);
+      const std::string what = "journal block " + n(b.seq) + ": namespace " + n(x->ns_id) + " blocks " + n(x->vblock) +
+                               ".." + n(x->vblock + x->checksums.size() - 1) + " at device block " + n(x->lba);
       const std::uint64_t device_blocks = x->checksums.size() * std::uint64_t{per};
       if (x->lba >= std::uint64_t{g.zone_count} * g.zone_size || !sb.data_zones.contains(g.zone_of(x->lba)))
         return Corruption(what + ": not in a data zone");
@@ -57,7 +59,8 @@ Result<UnflushedCheck> check_unflushed_commit(ZonedDevice& device, const fmt::Su
         const auto block = data.span().subspan(i * fmt::kMetaBlockSize, fmt::kMetaBlockSize);
         // Below the write pointer a device holds what was written: a mismatch is damage.
         if (fmt::data_checksum(sb.seed(), x->ns_id, x->vblock + i, block) != x->checksums[i])
-          return Corruption(what + ": block " + n(x->vblock + i) + " does not match its checksum, below the zone's write pointer");
+          return Corruption(what + ": block " + n(x->vblock + i) +
+                            " does not match its checksum, below the zone's write pointer");
       }
       check.data_zones.push_back(zone);
     }

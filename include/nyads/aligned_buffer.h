@@ -32,7 +32,6 @@ class AlignedBuffer {
   }
 
  public:
-
   std::uint8_t* data() { return data_.get(); }
   const std::uint8_t* data() const { return data_.get(); }
   std::size_t size() const { return size_; }

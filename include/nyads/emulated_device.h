@@ -38,11 +38,9 @@ class EmulatedDevice : public ZonedDevice {
  public:
   // Creates path as a new emulated device (sparse: only written blocks take disk space).
   // Refuses an existing file unless overwrite is set.
-  static Result<std::unique_ptr<EmulatedDevice>> create_file(const std::string& path,
-                                                             const EmulatedConfig& config,
+  static Result<std::unique_ptr<EmulatedDevice>> create_file(const std::string& path, const EmulatedConfig& config,
                                                              bool overwrite = false);
-  static Result<std::unique_ptr<EmulatedDevice>> open_file(const std::string& path,
-                                                           bool read_only = false);
+  static Result<std::unique_ptr<EmulatedDevice>> open_file(const std::string& path, bool read_only = false);
   // A device in memory: nothing persists past its destruction.
   static Result<std::unique_ptr<EmulatedDevice>> create_memory(const EmulatedConfig& config);
 

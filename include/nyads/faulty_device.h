@@ -28,8 +28,8 @@ class FaultyDevice : public ZonedDevice {
   struct Event {
     enum class Kind : std::uint8_t { kWrite, kAppend, kFlush, kReset, kOpen, kClose, kFinish };
     Kind kind;
-    std::uint32_t zone = 0;    // not meaningful for kFlush
-    std::uint64_t lba = 0;     // first block written (writes and appends)
+    std::uint32_t zone = 0;  // not meaningful for kFlush
+    std::uint64_t lba = 0;   // first block written (writes and appends)
     std::uint32_t blocks = 0;
   };
 
@@ -84,9 +84,9 @@ class FaultyDevice : public ZonedDevice {
  private:
   // What the wrapper knows of each zone: where its data ends now and at the last flush.
   struct ZoneRecord {
-    std::uint64_t live_wp = 0;       // block after the last completed write
-    std::uint64_t durable_wp = 0;    // live_wp at the last completed flush (or reset)
-    bool durable_full = false;       // finished: persistent at completion
+    std::uint64_t live_wp = 0;                  // block after the last completed write
+    std::uint64_t durable_wp = 0;               // live_wp at the last completed flush (or reset)
+    bool durable_full = false;                  // finished: persistent at completion
     std::vector<std::uint64_t> unflushed_ends;  // live_wp after each write since the flush
     // Reset since the last flush: what the zone held at that flush (blocks from its start,
     // and whether it was full), for a power cycle that loses the reset.
@@ -116,7 +116,7 @@ class FaultyDevice : public ZonedDevice {
   std::vector<Event> events_;
   std::vector<ZoneRecord> zones_;
   std::unordered_map<std::uint64_t, Pending> pending_;  // requests in the inner device, by inner tag
-  std::vector<IoCompletion> local_;       // completions made here (faults, power loss)
+  std::vector<IoCompletion> local_;                     // completions made here (faults, power loss)
   std::uint64_t next_inner_tag_ = 1;
   bool powered_ = true;
   std::optional<std::uint64_t> events_until_loss_;

@@ -22,8 +22,8 @@
 namespace nyads::format {
 
 inline constexpr std::uint32_t kVersion = 1;
-inline constexpr std::uint32_t kMetaBlockSize = 4096;  // every metadata block, whatever the device block size
-inline constexpr std::uint32_t kStoreBlockSize = 4096; // the unit of namespace maps (virtual blocks)
+inline constexpr std::uint32_t kMetaBlockSize = 4096;   // every metadata block, whatever the device block size
+inline constexpr std::uint32_t kStoreBlockSize = 4096;  // the unit of namespace maps (virtual blocks)
 inline constexpr std::uint32_t kMaxNameLength = 64;
 
 // Feature flags, as ext4 splits them. A reader refuses a volume with an incompatible feature
@@ -77,15 +77,16 @@ struct ZoneRange {
 struct Superblock {
   std::uint64_t compat = 0;
   std::uint64_t ro_compat = 0;
-  std::uint64_t incompat = feature::kIncompatDataChecksum32 | feature::kIncompatPackedExtents | feature::kIncompatExtentIndex;
+  std::uint64_t incompat =
+      feature::kIncompatDataChecksum32 | feature::kIncompatPackedExtents | feature::kIncompatExtentIndex;
   Uuid uuid{};
-  std::uint64_t generation = 1;   // superblock version; 1 at mkfs
-  std::uint64_t created = 0;      // Unix seconds
-  std::string label;              // up to 63 bytes of UTF-8 without control characters
+  std::uint64_t generation = 1;  // superblock version; 1 at mkfs
+  std::uint64_t created = 0;     // Unix seconds
+  std::string label;             // up to 63 bytes of UTF-8 without control characters
   // The device as mkfs saw it.
-  std::uint32_t block_size = 0;   // bytes per device block: 512..4096, a power of two
+  std::uint32_t block_size = 0;  // bytes per device block: 512..4096, a power of two
   std::uint32_t zone_count = 0;
-  std::uint64_t zone_size = 0;    // device blocks
+  std::uint64_t zone_size = 0;  // device blocks
   std::uint64_t zone_capacity = 0;
   std::uint32_t max_open_zones = 0;
   std::uint32_t max_active_zones = 0;
@@ -192,9 +193,9 @@ struct UnflushedCommit {
 };
 }  // namespace record
 
-using JournalRecord = std::variant<record::NamespaceCreate, record::NamespaceDelete, record::NamespaceResize,
-                                   record::Extent, record::Trim, record::ZoneReset, record::CheckpointDone, record::Moved,
-                                   record::UnflushedCommit>;
+using JournalRecord =
+    std::variant<record::NamespaceCreate, record::NamespaceDelete, record::NamespaceResize, record::Extent,
+                 record::Trim, record::ZoneReset, record::CheckpointDone, record::Moved, record::UnflushedCommit>;
 
 struct JournalBlock {
   std::uint64_t seq = 0;  // journal sequence number: consecutive across blocks and zones
@@ -236,7 +237,7 @@ Status validate_record(const JournalRecord& r);
 
 struct NamespaceEntry {
   std::uint32_t ns_id = 0;
-  std::uint32_t flags = 0;         // kNamespaceQuarantined, kNamespaceThin
+  std::uint32_t flags = 0;  // kNamespaceQuarantined, kNamespaceThin
   std::uint32_t block_size = 4096;
   std::uint64_t size_bytes = 0;
   std::uint64_t written_blocks = 0;  // virtual blocks mapped (kStoreBlockSize each)
@@ -248,21 +249,21 @@ inline constexpr std::uint32_t kNamespaceThin = 1u << 1;  // as record::Namespac
 
 struct ZoneEntry {
   std::uint32_t zone = 0;
-  std::uint32_t flags = 0;          // stream in bits 0-1 (0 none, 1 hot, 2 cold)
-  std::uint32_t valid_blocks = 0;   // live device blocks in the zone
-  std::uint64_t last_write_seq = 0; // journal seq of the newest data: the zone's age
+  std::uint32_t flags = 0;           // stream in bits 0-1 (0 none, 1 hot, 2 cold)
+  std::uint32_t valid_blocks = 0;    // live device blocks in the zone
+  std::uint64_t last_write_seq = 0;  // journal seq of the newest data: the zone's age
   bool operator==(const ZoneEntry&) const = default;
 };
 
 struct CheckpointCommit {
-  std::uint32_t block_count = 0;        // blocks before this one in the checkpoint
-  std::uint32_t next_ns_id = 1;         // the next namespace id to hand out
-  std::uint64_t journal_seq = 1;        // replay starts at the journal block with this seq
-  std::uint32_t journal_zone = 0;       // ... found in this zone
-  std::uint32_t journal_block = 0;      // ... at this metadata block of the zone
-  std::uint64_t chain = 0;              // chain_checksums() of blocks 0..block_count-1
-  std::uint64_t created = 0;            // Unix seconds
-  std::vector<std::uint32_t> zones;     // checkpoint zones used, in order
+  std::uint32_t block_count = 0;     // blocks before this one in the checkpoint
+  std::uint32_t next_ns_id = 1;      // the next namespace id to hand out
+  std::uint64_t journal_seq = 1;     // replay starts at the journal block with this seq
+  std::uint32_t journal_zone = 0;    // ... found in this zone
+  std::uint32_t journal_block = 0;   // ... at this metadata block of the zone
+  std::uint64_t chain = 0;           // chain_checksums() of blocks 0..block_count-1
+  std::uint64_t created = 0;         // Unix seconds
+  std::vector<std::uint32_t> zones;  // checkpoint zones used, in order
   bool operator==(const CheckpointCommit&) const = default;
 };
 
@@ -291,12 +292,21 @@ struct ExtentIndex {
   bool operator==(const ExtentIndex&) const = default;
 };
 
-enum class CheckpointKind : std::uint16_t { kNamespaces = 1, kExtents = 2, kZones = 3, kCommit = 4, kPackedExtents = 5, kExtentIndex = 6 };
+enum class CheckpointKind : std::uint16_t {
+  kNamespaces = 1,
+  kExtents = 2,
+  kZones = 3,
+  kCommit = 4,
+  kPackedExtents = 5,
+  kExtentIndex = 6
+};
 
 struct CheckpointBlock {
   std::uint64_t checkpoint_seq = 0;
   std::uint32_t index = 0;  // position in the checkpoint, from 0
-  std::variant<std::vector<NamespaceEntry>, std::vector<record::Extent>, std::vector<ZoneEntry>, CheckpointCommit, PackedExtents, ExtentIndex> body;
+  std::variant<std::vector<NamespaceEntry>, std::vector<record::Extent>, std::vector<ZoneEntry>, CheckpointCommit,
+               PackedExtents, ExtentIndex>
+      body;
   CheckpointKind kind() const { return static_cast<CheckpointKind>(body.index() + 1); }
   bool operator==(const CheckpointBlock&) const = default;
 };
@@ -325,7 +335,8 @@ inline constexpr std::size_t kExtentHeaderBytes = 24;
 // is the caller's to compare: the entry names the encoded block's.)
 Status check_indexed_extents(std::span<const record::Extent> extents, const ExtentIndexEntry& entry);
 Status encode_checkpoint_block(const CheckpointBlock& block, std::uint64_t seed, std::span<std::uint8_t> out);
-Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in, std::uint64_t seed, std::string_view where);
+Result<CheckpointBlock> decode_checkpoint_block(std::span<const std::uint8_t> in, std::uint64_t seed,
+                                                std::string_view where);
 // The stored checksum of an encoded metadata block: bytes 24..31 of every kind of block.
 std::uint64_t stored_checksum(std::span<const std::uint8_t> encoded_block);
 // Chains the checksums of a checkpoint's blocks, in order: XXH3-64 of their concatenation.

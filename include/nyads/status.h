@@ -14,20 +14,20 @@ namespace nyads {
 
 enum class Code : unsigned char {
   kOk = 0,
-  kInvalidArgument,      // a malformed request or option: the caller's mistake
-  kOutOfRange,           // an LBA or zone number beyond the device
-  kZoneBoundary,         // an I/O crosses a zone boundary or the zone capacity
-  kZoneInvalidWrite,     // a write not at the write pointer
-  kZoneFull,             // a write to a full zone
-  kZoneReadOnly,         // a write to a read-only zone
-  kZoneOffline,          // any I/O to an offline zone
-  kTooManyOpenZones,     // the device's open-zone limit would be exceeded
-  kTooManyActiveZones,   // the device's active-zone limit would be exceeded
-  kInvalidZoneTransition,// a zone action not allowed in the zone's state
-  kIoError,              // the device failed the I/O
-  kNotSupported,         // the device or file is not one nyads can use
-  kBusy,                 // the submission queue is full: reap completions first
-  kCorruption,           // on-disk bytes that fail validation
+  kInvalidArgument,        // a malformed request or option: the caller's mistake
+  kOutOfRange,             // an LBA or zone number beyond the device
+  kZoneBoundary,           // an I/O crosses a zone boundary or the zone capacity
+  kZoneInvalidWrite,       // a write not at the write pointer
+  kZoneFull,               // a write to a full zone
+  kZoneReadOnly,           // a write to a read-only zone
+  kZoneOffline,            // any I/O to an offline zone
+  kTooManyOpenZones,       // the device's open-zone limit would be exceeded
+  kTooManyActiveZones,     // the device's active-zone limit would be exceeded
+  kInvalidZoneTransition,  // a zone action not allowed in the zone's state
+  kIoError,                // the device failed the I/O
+  kNotSupported,           // the device or file is not one nyads can use
+  kBusy,                   // the submission queue is full: reap completions first
+  kCorruption,             // on-disk bytes that fail validation
   kNotFound,
   kAlreadyExists,
   kNoSpace,
@@ -75,15 +75,24 @@ Status ErrnoStatus(int err, std::string_view what);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}                                  // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) { assert(!status_.ok()); }  // NOLINT
 
   bool ok() const { return value_.has_value(); }
   const Status& status() const { return status_; }
 
-  T& value() & { assert(ok()); return *value_; }
-  const T& value() const& { assert(ok()); return *value_; }
-  T&& value() && { assert(ok()); return std::move(*value_); }
+  T& value() & {
+    assert(ok());
+    return *value_;
+  }
+  const T& value() const& {
+    assert(ok());
+    return *value_;
+  }
+  T&& value() && {
+    assert(ok());
+    return std::move(*value_);
+  }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
@@ -97,8 +106,8 @@ class [[nodiscard]] Result {
 }  // namespace nyads
 
 // Returns the Status of `expr` from the enclosing function when it is not OK.
-#define NYADS_RETURN_IF_ERROR(expr)        \
-  do {                                     \
-    ::nyads::Status _nyads_s = (expr);     \
-    if (!_nyads_s.ok()) return _nyads_s;   \
+#define NYADS_RETURN_IF_ERROR(expr)      \
+  do {                                   \
+    ::nyads::Status _nyads_s = (expr);   \
+    if (!_nyads_s.ok()) return _nyads_s; \
   } while (0)

@@ -59,9 +59,9 @@ struct StoreStats {
   std::uint64_t checksum_errors = 0;
   std::uint32_t data_zones = 0;
   std::uint32_t free_zones = 0;
-  std::uint64_t space_bytes = 0;        // what the volume can promise (the promise limit)
-  std::uint64_t claimed_bytes = 0;      // promised to namespaces, or written by thin ones
-  std::uint64_t live_bytes = 0;         // mapped blocks of every namespace
+  std::uint64_t space_bytes = 0;       // what the volume can promise (the promise limit)
+  std::uint64_t claimed_bytes = 0;     // promised to namespaces, or written by thin ones
+  std::uint64_t live_bytes = 0;        // mapped blocks of every namespace
   std::uint64_t map_extents = 0;       // extents in all namespaces' maps
   std::uint64_t map_memory_bytes = 0;  // what the maps hold in memory
   // Extent blocks of the checkpoint opened not read yet: a volume opens without reading its
@@ -76,18 +76,20 @@ struct StoreRequest {
   enum class Op : std::uint8_t { kRead, kWrite, kTrim, kWriteZeroes, kFlush };
   Op op = Op::kRead;
   std::uint32_t ns = 0;
-  std::uint64_t offset = 0;                 // bytes
-  std::uint64_t length = 0;                 // bytes (trim, write-zeroes; read/write: the span's)
-  std::span<const std::uint8_t> data;       // write: what to write
-  std::span<std::uint8_t> out;              // read: where to put it
-  bool fua = false;                         // write, trim, write-zeroes: durable on return
-  bool no_hole = false;                     // write-zeroes: allocate (write zeros), do not unmap
+  std::uint64_t offset = 0;            // bytes
+  std::uint64_t length = 0;            // bytes (trim, write-zeroes; read/write: the span's)
+  std::span<const std::uint8_t> data;  // write: what to write
+  std::span<std::uint8_t> out;         // read: where to put it
+  bool fua = false;                    // write, trim, write-zeroes: durable on return
+  bool no_hole = false;                // write-zeroes: allocate (write zeros), do not unmap
   Status result;
 
   static StoreRequest read(std::uint32_t ns, std::uint64_t offset, std::span<std::uint8_t> out);
-  static StoreRequest write(std::uint32_t ns, std::uint64_t offset, std::span<const std::uint8_t> data, bool fua = false);
+  static StoreRequest write(std::uint32_t ns, std::uint64_t offset, std::span<const std::uint8_t> data,
+                            bool fua = false);
   static StoreRequest trim(std::uint32_t ns, std::uint64_t offset, std::uint64_t length, bool fua = false);
-  static StoreRequest write_zeroes(std::uint32_t ns, std::uint64_t offset, std::uint64_t length, bool no_hole = false, bool fua = false);
+  static StoreRequest write_zeroes(std::uint32_t ns, std::uint64_t offset, std::uint64_t length, bool no_hole = false,
+                                   bool fua = false);
   static StoreRequest flush();
 };
 
@@ -105,7 +107,8 @@ class Store {
   // A namespace is promised its size: kNoSpace when the volume cannot promise it (sizes of
   // other namespaces and what thin ones wrote). A thin one is promised nothing and may be
   // larger than the volume; its writes get kNoSpace when no unpromised space is left.
-  Result<NamespaceInfo> create_namespace(std::string_view name, std::uint64_t size_bytes, std::uint32_t block_size = 4096, bool thin = false);
+  Result<NamespaceInfo> create_namespace(std::string_view name, std::uint64_t size_bytes,
+                                         std::uint32_t block_size = 4096, bool thin = false);
   Status delete_namespace(std::string_view name);
   // Growing works while the volume can promise the new size (always, for a thin namespace);
   // shrinking only when the cut range holds no data, or with discard.

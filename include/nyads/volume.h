@@ -53,7 +53,7 @@ struct SuperblockZoneScan {
   std::uint64_t newest_index = 0;
   std::uint64_t blocks_written = 0;
   std::vector<std::string> problems;  // each names the zone and block
-  bool unreadable = false;             // the zone could not be read (an I/O error, not its content)
+  bool unreadable = false;            // the zone could not be read (an I/O error, not its content)
 };
 SuperblockZoneScan scan_superblock_zone(ZonedDevice& device, std::uint32_t zone);
 
@@ -63,11 +63,13 @@ SuperblockZoneScan scan_superblock_zone(ZonedDevice& device, std::uint32_t zone)
 // they describe, the k-th entry the k-th extent block's. Fails with kNoSpace if the zones
 // cannot hold it. Flushes before returning.
 using CheckpointBody = decltype(format::CheckpointBlock::body);
-Status write_checkpoint(ZonedDevice& device, const format::Superblock& sb, std::uint64_t seq, const std::vector<std::uint32_t>& zones,
-                        const std::vector<CheckpointBody>& bodies, format::CheckpointCommit commit);
+Status write_checkpoint(ZonedDevice& device, const format::Superblock& sb, std::uint64_t seq,
+                        const std::vector<std::uint32_t>& zones, const std::vector<CheckpointBody>& bodies,
+                        format::CheckpointCommit commit);
 // A checkpoint's content, packed into body blocks by pack_checkpoint: namespace entries,
 // then every extent (extents_of calls its visitor for each, in any order), then zone entries.
-using ExtentVisitor = std::function<void(std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba, std::span<const std::uint32_t> checksums)>;
+using ExtentVisitor = std::function<void(std::uint32_t ns_id, std::uint64_t vblock, std::uint64_t lba,
+                                         std::span<const std::uint32_t> checksums)>;
 struct CheckpointContent {
   std::vector<format::NamespaceEntry> namespaces;
   std::function<void(const ExtentVisitor&)> extents_of;
@@ -84,12 +86,14 @@ struct CheckpointLayout {
 };
 // device_blocks_per_block: device blocks per 4 KiB block (an extent's blocks are consecutive).
 // An indexed layout's index entries carry checksum 0 here: write_checkpoint fills them in.
-std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, std::uint32_t device_blocks_per_block, CheckpointLayout layout);
+std::vector<CheckpointBody> pack_checkpoint(const CheckpointContent& content, std::uint32_t device_blocks_per_block,
+                                            CheckpointLayout layout);
 // Writes checkpoint seq as the newest: into checkpoint zones other than `keep` (those of the
 // newest checkpoint, which stays valid until this one is committed), resetting any with old
 // data first. Returns the zones it used.
-Result<std::vector<std::uint32_t>> write_checkpoint_beside(ZonedDevice& device, const format::Superblock& sb, std::uint64_t seq,
-                                                           const std::vector<CheckpointBody>& bodies, format::CheckpointCommit commit,
+Result<std::vector<std::uint32_t>> write_checkpoint_beside(ZonedDevice& device, const format::Superblock& sb,
+                                                           std::uint64_t seq, const std::vector<CheckpointBody>& bodies,
+                                                           format::CheckpointCommit commit,
                                                            const std::vector<std::uint32_t>& keep);
 
 // How many checkpoint zones a checkpoint of `body_blocks` blocks (and its commit) takes.
@@ -129,16 +133,19 @@ using CheckpointExtentSink = std::function<void(const LoadedCheckpoint& so_far, 
 // says where each block is, for read_indexed_extent_blocks (the store, which opens a volume
 // in a time that does not grow with the data it holds). An unindexed checkpoint is read whole.
 enum class ExtentLoading { kRead, kDeferIndexed };
-CheckpointSearch load_newest_checkpoint(ZonedDevice& device, const format::Superblock& sb, const CheckpointExtentSink& sink = {},
+CheckpointSearch load_newest_checkpoint(ZonedDevice& device, const format::Superblock& sb,
+                                        const CheckpointExtentSink& sink = {},
                                         ExtentLoading loading = ExtentLoading::kRead);
 // Reads extent blocks of checkpoint seq (in `zones`, as its commit names them), given by
 // their index entries and positions in ascending order, in as few reads as their positions
 // allow; checks each block (its own checksum, sequence and position, the checksum its index
 // entry holds, and its extents against the entry) and hands its extents to `sink`. Stops at
 // the first failure, naming the block; blocks before it were handed over.
-using IndexedExtentSink = std::function<Status(const IndexedExtentBlock& block, std::vector<format::record::Extent>& extents)>;
-Status read_indexed_extent_blocks(ZonedDevice& device, const format::Superblock& sb, std::uint64_t seq, const std::vector<std::uint32_t>& zones,
-                                  std::span<const IndexedExtentBlock> blocks, const IndexedExtentSink& sink);
+using IndexedExtentSink =
+    std::function<Status(const IndexedExtentBlock& block, std::vector<format::record::Extent>& extents)>;
+Status read_indexed_extent_blocks(ZonedDevice& device, const format::Superblock& sb, std::uint64_t seq,
+                                  const std::vector<std::uint32_t>& zones, std::span<const IndexedExtentBlock> blocks,
+                                  const IndexedExtentSink& sink);
 
 // Walks the journal from a position: the journal zones form a ring, a block continues the
 // sequence, and a full zone continues in the next one. Calls `visit` for every valid block.
@@ -148,10 +155,10 @@ struct JournalPosition {
   std::uint64_t seq = 1;    // the sequence number expected there
 };
 struct JournalScan {
-  JournalPosition end;              // where the next block goes
-  std::uint64_t blocks = 0;         // valid blocks visited
+  JournalPosition end;                    // where the next block goes
+  std::uint64_t blocks = 0;               // valid blocks visited
   std::optional<std::string> torn_tail;   // the last written block is damaged: an interrupted commit
-  bool stale_zone = false;  // the journal ends at a block of an older pass of the ring (a lost reset)
+  bool stale_zone = false;                // the journal ends at a block of an older pass of the ring (a lost reset)
   std::optional<std::string> corruption;  // a damaged block with written blocks after it
   // The journal's last commit is an unflushed one whose data was read back and matched (maybe
   // from a device's volatile cache: flush before writing anything). Until a later commit or a
@@ -167,8 +174,9 @@ struct JournalScan {
 // device flush for its data and its blocks: format.md §2.4) are visited once a later block
 // shows that flush completed, or, for the journal's last commit, once its data is read back
 // and matches; if it does not, the journal ends where that commit began (torn_tail says why).
-JournalScan scan_journal(ZonedDevice& device, const format::Superblock& sb, JournalPosition start,
-                         const std::function<void(const format::JournalBlock&, std::uint32_t zone, std::uint64_t index)>& visit);
+JournalScan scan_journal(
+    ZonedDevice& device, const format::Superblock& sb, JournalPosition start,
+    const std::function<void(const format::JournalBlock&, std::uint32_t zone, std::uint64_t index)>& visit);
 
 // Reads back the data the extent records of an unflushed commit's blocks name. Not landed: a
 // block lies past its zone's write pointer (the device kept a prefix of the zone's writes).
@@ -177,9 +185,10 @@ JournalScan scan_journal(ZonedDevice& device, const format::Superblock& sb, Jour
 // error is the device's.
 struct UnflushedCheck {
   bool landed = true;
-  std::string why;                       // when not landed
+  std::string why;                        // when not landed
   std::vector<std::uint32_t> data_zones;  // when landed: where its data lies
 };
-Result<UnflushedCheck> check_unflushed_commit(ZonedDevice& device, const format::Superblock& sb, std::span<const format::JournalBlock> blocks);
+Result<UnflushedCheck> check_unflushed_commit(ZonedDevice& device, const format::Superblock& sb,
+                                              std::span<const format::JournalBlock> blocks);
 
 }  // namespace nyads

@@ -46,9 +46,9 @@ struct ZoneInfo {
 };
 
 struct Geometry {
-  std::uint32_t block_size = 0;         // bytes per logical block
-  std::uint64_t zone_size = 0;          // blocks from one zone start to the next
-  std::uint64_t zone_capacity = 0;      // writable blocks per zone (the largest, if they differ)
+  std::uint32_t block_size = 0;     // bytes per logical block
+  std::uint64_t zone_size = 0;      // blocks from one zone start to the next
+  std::uint64_t zone_capacity = 0;  // writable blocks per zone (the largest, if they differ)
   std::uint32_t zone_count = 0;
   std::uint32_t max_open_zones = 0;     // 0: no limit
   std::uint32_t max_active_zones = 0;   // 0: no limit
@@ -142,7 +142,6 @@ struct OpenOptions {
 //   a block device whose queue/zoned is host-managed -> zbd
 //   an NVMe generic character device /dev/ngXnY   -> nvme
 // Anything else is refused with a message that lists what is supported.
-Result<std::unique_ptr<ZonedDevice>> open_zoned_device(const std::string& path,
-                                                       const OpenOptions& options = {});
+Result<std::unique_ptr<ZonedDevice>> open_zoned_device(const std::string& path, const OpenOptions& options = {});
 
 }  // namespace nyads

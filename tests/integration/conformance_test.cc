@@ -22,7 +22,7 @@ struct Backend {
   std::string name;
   // Opens the device (again, for reopen tests: the earlier handle is gone by then).
   std::function<Result<std::unique_ptr<ZonedDevice>>()> open;
-  bool persistent = false;  // data survives closing and reopening
+  bool persistent = false;             // data survives closing and reopening
   bool reopen_is_power_cycle = false;  // reopening is a restart: open zones come back closed
 };
 
@@ -32,30 +32,38 @@ std::string g_tempdir;  // for emulated files, made once per process
 
 std::vector<Backend> backends() {
   std::vector<Backend> list;
-  list.push_back({"emulated_memory", [] {
+  list.push_back({"emulated_memory",
+                  [] {
                     auto d = EmulatedDevice::create_memory(test::small_config());
                     if (!d.ok()) return Result<std::unique_ptr<ZonedDevice>>(d.status());
                     return Result<std::unique_ptr<ZonedDevice>>(std::unique_ptr<ZonedDevice>(std::move(*d)));
-                  }, false});
-  list.push_back({"emulated_file", [] {
+                  },
+                  false});
+  list.push_back({"emulated_file",
+                  [] {
                     const std::string path = g_tempdir + "/conformance.zns";
                     if (std::filesystem::exists(path)) return open_zoned_device(path);
                     auto d = EmulatedDevice::create_file(path, test::small_config());
                     if (!d.ok()) return Result<std::unique_ptr<ZonedDevice>>(d.status());
                     return Result<std::unique_ptr<ZonedDevice>>(std::unique_ptr<ZonedDevice>(std::move(*d)));
-                  }, true, true});
-  list.push_back({"faulty_over_emulated", [] {
+                  },
+                  true, true});
+  list.push_back({"faulty_over_emulated",
+                  [] {
                     auto d = EmulatedDevice::create_memory(test::small_config());
                     if (!d.ok()) return Result<std::unique_ptr<ZonedDevice>>(d.status());
-                    return Result<std::unique_ptr<ZonedDevice>>(std::unique_ptr<ZonedDevice>(std::make_unique<FaultyDevice>(std::move(*d))));
-                  }, false});
+                    return Result<std::unique_ptr<ZonedDevice>>(
+                        std::unique_ptr<ZonedDevice>(std::make_unique<FaultyDevice>(std::move(*d))));
+                  },
+                  false});
   if (const char* env = std::getenv("NYADS_TEST_ZONED_DEVICES")) {
     std::stringstream ss(env);
     std::string path;
     while (std::getline(ss, path, ',')) {
       if (path.empty()) continue;
       std::string name = path;
-      std::replace_if(name.begin(), name.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '_');
+      std::replace_if(
+          name.begin(), name.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '_');
       list.push_back({"device" + name, [path] { return open_zoned_device(path); }, true, false});
     }
   }
@@ -141,9 +149,9 @@ TEST_P(Conformance, WriteAtTheWritePointerOpensTheZoneImplicitly) {
 
 TEST_P(Conformance, WriteAwayFromTheWritePointerIsRejected) {
   ASSERT_OK(write(start(2), 4));
-  EXPECT_CODE(write(start(2) + 8, 1), Code::kZoneInvalidWrite);   // ahead of it
-  EXPECT_CODE(write(start(2), 1), Code::kZoneInvalidWrite);       // behind it
-  EXPECT_CODE(write(start(3) + 1, 1), Code::kZoneInvalidWrite);   // an empty zone's middle
+  EXPECT_CODE(write(start(2) + 8, 1), Code::kZoneInvalidWrite);  // ahead of it
+  EXPECT_CODE(write(start(2), 1), Code::kZoneInvalidWrite);      // behind it
+  EXPECT_CODE(write(start(3) + 1, 1), Code::kZoneInvalidWrite);  // an empty zone's middle
   EXPECT_EQ(zone(2).write_pointer, start(2) + 4);
   EXPECT_EQ(zone(3).state, ZoneState::kEmpty);
 }
@@ -197,7 +205,8 @@ TEST_P(Conformance, ManyReadsAndWritesInFlight) {
   for (std::uint32_t k = 0; k < per_zone; ++k)
     for (std::uint32_t z = 0; z < zones; ++z) bufs.push_back(pattern(start(z) + k, 1, g_.block_size, 5));
   for (std::uint32_t k = 0; k < per_zone; ++k)
-    for (std::uint32_t z = 0; z < zones; ++z, ++tag) ASSERT_OK(dev_->submit({IoOp::kWrite, start(z) + k, 1, bufs[tag].data(), tag}));
+    for (std::uint32_t z = 0; z < zones; ++z, ++tag)
+      ASSERT_OK(dev_->submit({IoOp::kWrite, start(z) + k, 1, bufs[tag].data(), tag}));
   std::vector<IoCompletion> done(zones * per_zone);
   std::size_t got = 0;
   while (got < done.size()) got += dev_->reap(std::span(done).subspan(got), 1);
@@ -247,7 +256,7 @@ TEST_P(Conformance, ZoneStateTransitions) {
   EXPECT_EQ(zone(1).state, ZoneState::kExplicitOpen);  // writing keeps it explicitly open
   ASSERT_OK(dev_->manage_zone(ZoneAction::kClose, 1));
   EXPECT_EQ(zone(1).state, ZoneState::kClosed);
-  ASSERT_OK(write(start(1) + 1, 1));                    // a closed zone reopens implicitly
+  ASSERT_OK(write(start(1) + 1, 1));  // a closed zone reopens implicitly
   EXPECT_EQ(zone(1).state, ZoneState::kImplicitOpen);
   ASSERT_OK(dev_->manage_zone(ZoneAction::kClose, 1));
   ASSERT_OK(dev_->manage_zone(ZoneAction::kOpen, 1));
@@ -303,7 +312,7 @@ TEST_P(Conformance, TheOpenZoneLimitHolds) {
 TEST_P(Conformance, ImplicitOpensCloseOthersUntilTheActiveLimit) {
   if (g_.max_open_zones == 0 || g_.max_active_zones <= g_.max_open_zones || g_.max_active_zones + 1 >= g_.zone_count)
     GTEST_SKIP() << "needs an active limit above the open limit";
-  for (std::uint32_t z = 0; z < g_.max_active_zones; ++z) ASSERT_OK(write(start(z), 1)) ;
+  for (std::uint32_t z = 0; z < g_.max_active_zones; ++z) ASSERT_OK(write(start(z), 1));
   std::uint32_t open = 0, closed = 0;
   for (std::uint32_t z = 0; z < g_.max_active_zones; ++z) {
     open += is_open(zone(z).state);
@@ -327,7 +336,7 @@ TEST_P(Conformance, ReadsOfWrittenAndUnwrittenBlocks) {
   EXPECT_EQ(0, std::memcmp(b.data(), want.data(), want.size()));
   ASSERT_OK(read(start(9) + 8, 4, &b));  // past the write pointer: zeros
   EXPECT_TRUE(test::all_zero(b));
-  ASSERT_OK(read(start(10), 4, &b));     // an empty zone: zeros
+  ASSERT_OK(read(start(10), 4, &b));  // an empty zone: zeros
   EXPECT_TRUE(test::all_zero(b));
   EXPECT_CODE(read(start(10) - 2, 4, &b), Code::kZoneBoundary);
 }

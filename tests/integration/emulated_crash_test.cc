@@ -89,7 +89,9 @@ struct DiskModel {
   void remember_pages(std::uint64_t offset, std::size_t n) {
     for (std::uint64_t p = offset / kPage; p * kPage < offset + n; ++p) {
       auto [it, fresh] = durable.try_emplace(p, Page(kPage, 0));
-      if (fresh) (void)::pread(fd_for_reads, it->second.data(), kPage, static_cast<off_t>(p * kPage));  // short past the end: zeros
+      if (fresh)
+        (void)::pread(fd_for_reads, it->second.data(), kPage,
+                      static_cast<off_t>(p * kPage));  // short past the end: zeros
     }
   }
 
@@ -103,8 +105,7 @@ struct DiskModel {
     for (const Write& w : unsynced)
       for (std::uint64_t p = first_page(w); p < end_page(w, w.bytes.size()); ++p) disk.try_emplace(p, durable.at(p));
     switch (survivors) {
-      case Survivors::kNone:
-        break;
+      case Survivors::kNone: break;
       case Survivors::kAll:
         for (const Write& w : unsynced) patch_all(disk, w, w.bytes.size());
         break;
@@ -114,7 +115,8 @@ struct DiskModel {
           const Write& w = unsynced[i];
           const std::uint64_t pages = end_page(w, w.bytes.size()) - first_page(w);
           // The last one torn: its first pages only (none, some or all).
-          const std::uint64_t bytes = i < whole ? w.bytes.size() : std::min<std::uint64_t>(w.bytes.size(), (rng() % (pages + 1)) * kPage);
+          const std::uint64_t bytes =
+              i < whole ? w.bytes.size() : std::min<std::uint64_t>(w.bytes.size(), (rng() % (pages + 1)) * kPage);
           patch_all(disk, w, bytes);
         }
         break;
@@ -159,7 +161,8 @@ Fn real(const char* name) {
   return reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, name));
 }
 
-ssize_t model_pwrite(ssize_t (*libc)(int, const void*, size_t, off_t), int fd, const void* buf, size_t n, off_t offset) {
+ssize_t model_pwrite(ssize_t (*libc)(int, const void*, size_t, off_t), int fd, const void* buf, size_t n,
+                     off_t offset) {
   std::lock_guard lock(g_disk.mu);
   if (!g_disk.is_the_file(fd)) return libc(fd, buf, n, offset);
   if (g_disk.crashed) {
@@ -270,7 +273,8 @@ std::string fsck_finds_nothing(const std::string& path, bool read_only, const st
 // Runs the workload of `seed` on a store over a new emulated file; with crash_after > 0 the
 // power fails after that many writes and syncs of the file, the file is made what the disk
 // kept, and the store is opened again on it.
-Outcome run_point(const test::TempDir& dir, std::uint64_t seed, std::uint64_t crash_after, Survivors survivors, std::string* failure) {
+Outcome run_point(const test::TempDir& dir, std::uint64_t seed, std::uint64_t crash_after, Survivors survivors,
+                  std::string* failure) {
   const std::string path = dir.file("dev.zns");
   std::filesystem::remove(path);
   test::CrashWorkload workload;
@@ -297,7 +301,8 @@ Outcome run_point(const test::TempDir& dir, std::uint64_t seed, std::uint64_t cr
     *failure = workload.run(**st, seed, [] { return !g_disk.crashed; });
     // A clean close (its checkpoint, the journal zones it resets) has crash points too.
     if (failure->empty() && !g_disk.crashed)
-      if (Status closed = (**st).close(); !closed.ok() && !g_disk.crashed) *failure = "close failed with power on: " + closed.to_string();
+      if (Status closed = (**st).close(); !closed.ok() && !g_disk.crashed)
+        *failure = "close failed with power on: " + closed.to_string();
   }  // the device's last table write has crash points too; after a crash, it fails
   full.events = g_disk.events;
   if (std::string left = disarm(path); !left.empty() && failure->empty()) *failure = left;
@@ -308,7 +313,8 @@ Outcome run_point(const test::TempDir& dir, std::uint64_t seed, std::uint64_t cr
   }
   // To look at a failing point with the tools (fsck.nyads, nyads-zonectl): the file as the
   // power cut left it, before recovery touches it.
-  if (const char* keep = std::getenv("NYADS_CRASH_KEEP")) std::filesystem::copy_file(path, keep, std::filesystem::copy_options::overwrite_existing);
+  if (const char* keep = std::getenv("NYADS_CRASH_KEEP"))
+    std::filesystem::copy_file(path, keep, std::filesystem::copy_options::overwrite_existing);
   // fsck first, on a read-only open of the file as the power cut left it: the checkpoint that
   // recovery may take resets zones, and could wipe out damage before fsck saw it.
   *failure = fsck_finds_nothing(path, /*read_only=*/true, "before recovery");
@@ -360,7 +366,8 @@ TEST(EmulatedCrash, EveryPowerCutOfTheMachineRecoversFlushedDataAndOnlyOldOrNewB
         const Survivors s = kAllModes[m];
         if ((s == Survivors::kAll || s == Survivors::kOrderedTorn) && (k + m) % 3 != 0) continue;
         const Outcome o = run_point(dir, seed, k, s, &failure);
-        ASSERT_TRUE(o.verified) << "seed " << seed << ", power cut after write or sync " << k << " of " << full.events << ", survivors mode " << m << ": " << failure;
+        ASSERT_TRUE(o.verified) << "seed " << seed << ", power cut after write or sync " << k << " of " << full.events
+                                << ", survivors mode " << m << ": " << failure;
         ++points;
       }
     }
@@ -393,7 +400,8 @@ TEST(EmulatedCrash, MkfsOverAVolumeLeavesItWholeOrNoneAtEveryPowerCut) {
       old_uuid = made->sb.uuid;
       auto st = Store::open(std::move(*d));
       if (!st.ok() || !(**st).create_namespace("old", old_data.size(), 4096, false).ok() ||
-          !(**st).write((**st).find_namespace("old")->id, 0, old_data).ok() || !(**st).checkpoint().ok() || !(**st).close().ok()) {
+          !(**st).write((**st).find_namespace("old")->id, 0, old_data).ok() || !(**st).checkpoint().ok() ||
+          !(**st).close().ok()) {
         *failure = "filling the old volume";
         return 0;
       }
@@ -421,7 +429,8 @@ TEST(EmulatedCrash, MkfsOverAVolumeLeavesItWholeOrNoneAtEveryPowerCut) {
   int olds = 0, nones = 0, news = 0;
   for (std::uint64_t k = 1; k <= events; ++k) {
     for (std::size_t m = 0; m < std::size(kAllModes); ++m) {
-      SCOPED_TRACE("power cut after write or sync " + std::to_string(k) + " of " + std::to_string(events) + ", survivors mode " + std::to_string(m));
+      SCOPED_TRACE("power cut after write or sync " + std::to_string(k) + " of " + std::to_string(events) +
+                   ", survivors mode " + std::to_string(m));
       reformat(k, kAllModes[m], &failure);
       ASSERT_TRUE(failure.empty()) << failure;
       ASSERT_TRUE(g_disk.crashed);
@@ -443,7 +452,8 @@ TEST(EmulatedCrash, MkfsOverAVolumeLeavesItWholeOrNoneAtEveryPowerCut) {
         EXPECT_EQ(report.exit_code(), 1) << fsck::to_text(report, true);
         report = fsck::check_volume(**rw, {});
       }
-      ASSERT_EQ(report.exit_code(), 0) << (old ? "the old volume: " : "the new volume: ") << fsck::to_text(report, true);
+      ASSERT_EQ(report.exit_code(), 0) << (old ? "the old volume: " : "the new volume: ")
+                                       << fsck::to_text(report, true);
       auto reopened = open_zoned_device(path);
       ASSERT_TRUE(reopened.ok());
       auto st = Store::open(std::move(*reopened));

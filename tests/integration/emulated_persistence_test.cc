@@ -105,7 +105,9 @@ class EmulatedUnsyncedBlocks : public EmulatedPersistence {
     f.seekp(static_cast<std::streamoff>(layout.data_offset + lba * g_.block_size + 100));
     f.put('\x5a');
   }
-  std::uint64_t wp(ZonedDevice& d, std::uint32_t zone) { return (*d.report_zones(zone, 1))[0].write_pointer - g_.zone_start(zone); }
+  std::uint64_t wp(ZonedDevice& d, std::uint32_t zone) {
+    return (*d.report_zones(zone, 1))[0].write_pointer - g_.zone_start(zone);
+  }
 };
 
 TEST_F(EmulatedUnsyncedBlocks, AZoneWhoseBlocksDidNotLandGoesBackWhereTheyBegan) {
@@ -271,14 +273,14 @@ TEST_F(EmulatedPersistence, CreateRefusesAnExistingFileUnlessOverwriting) {
 }
 
 TEST_F(EmulatedPersistence, ATornTableSlotFallsBackToTheOther) {
-  auto d = create();                   // generation 1 -> slot 1
+  auto d = create();  // generation 1 -> slot 1
   auto a = pattern(0, 4, g_.block_size, 1);
   ASSERT_OK(SyncDevice(*d).write(0, 4, a.data()));
-  ASSERT_OK(SyncDevice(*d).flush());   // generation 2 -> slot 0
-  d.reset();                           // generation 3 -> slot 1 (write pointer 4)
+  ASSERT_OK(SyncDevice(*d).flush());  // generation 2 -> slot 0
+  d.reset();                          // generation 3 -> slot 1 (write pointer 4)
   d = EmulatedDevice::open_file(path_).value();
   ASSERT_OK(SyncDevice(*d).write(4, 4, a.data()));
-  ASSERT_OK(SyncDevice(*d).flush());   // generation 4 -> slot 0
+  ASSERT_OK(SyncDevice(*d).flush());  // generation 4 -> slot 0
   snapshot();
   d.reset();
   crash();

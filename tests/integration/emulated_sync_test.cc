@@ -69,7 +69,8 @@ TEST_F(EmulatedSync, AFailedFlushFailsEveryLaterFlushUntilReopened) {
   // The kernel would now report success: the device must not.
   Status again = SyncDevice(*d).flush();
   EXPECT_EQ(again.code(), Code::kIoError) << "a flush after a failed one succeeded";
-  EXPECT_NE(again.message().find("every later flush fails until the device is opened again"), std::string::npos) << again.message();
+  EXPECT_NE(again.message().find("every later flush fails until the device is opened again"), std::string::npos)
+      << again.message();
   ASSERT_OK(SyncDevice(*d).write(4, 4, a.data()));
   EXPECT_EQ(SyncDevice(*d).flush().code(), Code::kIoError);
   d.reset();
@@ -82,7 +83,9 @@ TEST_F(EmulatedSync, AFailedFlushFailsEveryLaterFlushUntilReopened) {
   AlignedBuffer got(8 * std::size_t{g_.block_size});
   ASSERT_OK(SyncDevice(**reopened).read(0, 8, got.data()));
   for (std::uint64_t b = 0; b < 8; ++b)
-    EXPECT_EQ(0, std::memcmp(got.data() + b * g_.block_size, b < wp ? a.data() + (b % 4) * g_.block_size : AlignedBuffer(g_.block_size).data(), g_.block_size))
+    EXPECT_EQ(0, std::memcmp(got.data() + b * g_.block_size,
+                             b < wp ? a.data() + (b % 4) * g_.block_size : AlignedBuffer(g_.block_size).data(),
+                             g_.block_size))
         << "block " << b << ", write pointer " << wp;
 }
 
@@ -173,7 +176,8 @@ TEST_F(EmulatedSync, WritebackStartsAsTheDataArrives) {
   const auto dirty = dirty_pages(path_);
   ASSERT_TRUE(dirty);
   const std::uint64_t dirty_bytes = *dirty * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  EXPECT_LT(dirty_bytes, 6u << 20) << "of 46 MiB written, " << (dirty_bytes >> 10) << " KiB still wait for writeback to start";
+  EXPECT_LT(dirty_bytes, 6u << 20) << "of 46 MiB written, " << (dirty_bytes >> 10)
+                                   << " KiB still wait for writeback to start";
 }
 
 // A flush that wrote little since the last sync is one sync (version 2: the table names the
@@ -268,7 +272,8 @@ TEST_F(EmulatedSync, AVersion1FileFlushesDataThenTable) {
     std::vector<std::uint8_t> header(ef::kHeaderBytes), slot(layout.table_slot_bytes);
     ef::encode_header(layout, header);
     ef::ZoneTable t{1, {}, {}};
-    for (std::uint32_t z = 0; z < g_.zone_count; ++z) t.zones.push_back({g_.zone_start(z), g_.zone_start(z), g_.zone_capacity, ZoneState::kEmpty});
+    for (std::uint32_t z = 0; z < g_.zone_count; ++z)
+      t.zones.push_back({g_.zone_start(z), g_.zone_start(z), g_.zone_capacity, ZoneState::kEmpty});
     ef::encode_zone_table(t, 1, slot);
     std::ofstream f(path_, std::ios::binary);
     f.write(reinterpret_cast<const char*>(header.data()), static_cast<std::streamsize>(header.size()));

@@ -61,18 +61,18 @@ TEST_F(FaultyDeviceTest, PowerLossDropsWhatWasNotFlushed) {
   ASSERT_OK(write(0, 4, 1));
   ASSERT_OK(write(g_.zone_start(1), 4, 1));
   ASSERT_OK(flush());
-  ASSERT_OK(write(4, 4, 2));                    // unflushed, in a zone with flushed data
-  ASSERT_OK(write(g_.zone_start(2), 4, 2));     // unflushed, a zone of its own
+  ASSERT_OK(write(4, 4, 2));                 // unflushed, in a zone with flushed data
+  ASSERT_OK(write(g_.zone_start(2), 4, 2));  // unflushed, a zone of its own
   dev_->power_loss_now();
   EXPECT_FALSE(dev_->has_power());
-  EXPECT_CODE(write(8, 1), Code::kIoError);     // a dead device answers nothing
+  EXPECT_CODE(write(8, 1), Code::kIoError);  // a dead device answers nothing
   EXPECT_CODE(dev_->report_zones(0, 1).status(), Code::kIoError);
   ASSERT_OK(dev_->power_cycle());
   EXPECT_EQ(wp(0), 4u);
   EXPECT_EQ(wp(1), g_.zone_start(1) + 4);
   EXPECT_EQ(wp(2), g_.zone_start(2));
   EXPECT_EQ(state(2), ZoneState::kEmpty);
-  EXPECT_EQ(state(0), ZoneState::kClosed);      // nothing is open after a power cycle
+  EXPECT_EQ(state(0), ZoneState::kClosed);  // nothing is open after a power cycle
   EXPECT_TRUE(holds(0, 4, 1));
   EXPECT_TRUE(holds(g_.zone_start(1), 4, 1));
   // The dropped range reads as zeros and takes new writes.
@@ -86,11 +86,11 @@ TEST_F(FaultyDeviceTest, PowerLossAfterACountOfEvents) {
   dev_->power_loss_after_events(3);
   ASSERT_OK(write(0, 1));
   ASSERT_OK(flush());
-  ASSERT_OK(write(1, 1));   // the third event: recorded, acknowledged, then the power fails
+  ASSERT_OK(write(1, 1));  // the third event: recorded, acknowledged, then the power fails
   EXPECT_FALSE(dev_->has_power());
   EXPECT_CODE(write(2, 1), Code::kIoError);
   ASSERT_OK(dev_->power_cycle());
-  EXPECT_EQ(wp(0), 1u);     // only what the flush covered
+  EXPECT_EQ(wp(0), 1u);  // only what the flush covered
   EXPECT_TRUE(dev_->has_power());
 }
 
@@ -127,7 +127,7 @@ TEST_F(FaultyDeviceTest, TearingCutsInsideAWrite) {
     ASSERT_OK(dev_->power_cycle({.keep_unflushed_prefix = false, .tear_writes = true, .seed = seed}));
     const std::uint64_t kept = wp(0);
     EXPECT_GE(kept, 4u);
-    EXPECT_LT(kept, 12u);   // never the whole torn write
+    EXPECT_LT(kept, 12u);  // never the whole torn write
     EXPECT_TRUE(holds(0, static_cast<std::uint32_t>(kept)));
     seen.insert(kept);
   }
@@ -169,7 +169,8 @@ TEST_F(FaultyDeviceTest, ResetsNoFlushFollowedCanBeLost) {
     auto fresh = pattern(0, 2, g_.block_size, 100 + seed);
     ASSERT_OK(SyncDevice(*dev_).write(0, 2, fresh.data()));
     dev_->power_loss_now();
-    ASSERT_OK(dev_->power_cycle({.keep_unflushed_prefix = true, .tear_writes = false, .seed = seed, .lose_unflushed_resets = true}));
+    ASSERT_OK(dev_->power_cycle(
+        {.keep_unflushed_prefix = true, .tear_writes = false, .seed = seed, .lose_unflushed_resets = true}));
     EXPECT_EQ(state(1), ZoneState::kEmpty) << "a flushed reset is never lost";
     if (state(0) != ZoneState::kFull) {  // the reset survived, the unflushed writes maybe
       outcomes.insert(wp(0));
@@ -182,7 +183,8 @@ TEST_F(FaultyDeviceTest, ResetsNoFlushFollowedCanBeLost) {
       const bool old_head = std::memcmp(got.data(), old.data(), 2 * g_.block_size) == 0;
       const bool new_head = std::memcmp(got.data(), fresh.data(), 2 * g_.block_size) == 0;
       EXPECT_TRUE(old_head || new_head) << "a whole write survives or none of it";
-      EXPECT_EQ(0, std::memcmp(got.data() + 2 * g_.block_size, old.data() + 2 * g_.block_size, 2 * g_.block_size)) << "the rest is the old data";
+      EXPECT_EQ(0, std::memcmp(got.data() + 2 * g_.block_size, old.data() + 2 * g_.block_size, 2 * g_.block_size))
+          << "the rest is the old data";
       outcomes.insert(100 + (new_head ? 1 : 0));
       ASSERT_OK(dev_->manage_zone(ZoneAction::kReset, 0));
     }
@@ -192,7 +194,8 @@ TEST_F(FaultyDeviceTest, ResetsNoFlushFollowedCanBeLost) {
     ASSERT_OK(flush());
   }
   EXPECT_TRUE(outcomes.count(100) || outcomes.count(101)) << "some resets were lost";
-  EXPECT_TRUE(std::any_of(outcomes.begin(), outcomes.end(), [](std::uint64_t o) { return o < 100; })) << "and some kept";
+  EXPECT_TRUE(std::any_of(outcomes.begin(), outcomes.end(), [](std::uint64_t o) { return o < 100; }))
+      << "and some kept";
 }
 
 TEST_F(FaultyDeviceTest, InFlightWritesAtPowerLossFailUnacknowledged) {

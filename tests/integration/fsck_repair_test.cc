@@ -47,7 +47,9 @@ struct Volume {
   }
   // Flips a byte of device block `lba` in the file.
   void poke(std::uint64_t lba, std::size_t byte) { test::flip_byte(path, test::store_config(), lba, byte); }
-  std::uint64_t data_zone_start(std::uint32_t i) const { return test::store_config().geometry().zone_start(sb.data_zones.first + i); }
+  std::uint64_t data_zone_start(std::uint32_t i) const {
+    return test::store_config().geometry().zone_start(sb.data_zones.first + i);
+  }
 };
 
 bool has(const fsck::Report& r, const std::string& structure, const std::string& text, bool fixed) {
@@ -113,7 +115,8 @@ TEST(FsckRepair, SupersededExtentsIntoAResetZoneAreNotErrors) {
     auto d = v.device();
     auto zone = d->report_zones(v.sb.data_zones.first, 1);
     ASSERT_TRUE(zone.ok());
-    if ((*zone)[0].write_pointer != (*zone)[0].start) ASSERT_OK(d->manage_zone(ZoneAction::kReset, v.sb.data_zones.first));
+    if ((*zone)[0].write_pointer != (*zone)[0].start)
+      ASSERT_OK(d->manage_zone(ZoneAction::kReset, v.sb.data_zones.first));
     ASSERT_OK(SyncDevice(*d).flush());  // a reset is durable at the next flush
   }
   auto report = v.check(false, false);
@@ -159,8 +162,11 @@ TEST(FsckRepair, ExtentsIntoAResetZoneAreDropped) {
   std::vector<std::uint8_t> got(3 * zone_bytes);
   ASSERT_OK(st->read(a, 0, got));
   EXPECT_TRUE(std::equal(got.begin(), got.begin() + zone_bytes, want.begin())) << "the first zone's data";
-  EXPECT_TRUE(std::all_of(got.begin() + zone_bytes, got.begin() + 2 * zone_bytes, [](std::uint8_t c) { return c == 0; })) << "the lost zone reads zeros";
-  EXPECT_TRUE(std::equal(got.begin() + 2 * zone_bytes, got.end(), want.begin() + 2 * zone_bytes)) << "the third zone's data";
+  EXPECT_TRUE(std::all_of(got.begin() + zone_bytes, got.begin() + 2 * zone_bytes, [](std::uint8_t c) {
+    return c == 0;
+  })) << "the lost zone reads zeros";
+  EXPECT_TRUE(std::equal(got.begin() + 2 * zone_bytes, got.end(), want.begin() + 2 * zone_bytes))
+      << "the third zone's data";
   ASSERT_OK(st->close());
 }
 
@@ -174,7 +180,8 @@ TEST(FsckRepair, AnOlderPassOfTheJournalRingEndsTheJournal) {
   v.make([&](Store& st) {
     a = st.create_namespace("a", 1 << 20)->id;
     for (int i = 0; i < 5; ++i) {
-      ASSERT_OK(st.write(a, static_cast<std::uint64_t>(i) * 65536, bytes_of(10 + static_cast<std::uint64_t>(i), 65536)));
+      ASSERT_OK(
+          st.write(a, static_cast<std::uint64_t>(i) * 65536, bytes_of(10 + static_cast<std::uint64_t>(i), 65536)));
       ASSERT_OK(st.flush());
     }
   });
@@ -193,18 +200,21 @@ TEST(FsckRepair, AnOlderPassOfTheJournalRingEndsTheJournal) {
   }
   auto before = v.check(false, false);
   EXPECT_EQ(before.exit_code(), 0) << fsck::to_text(before, true);
-  EXPECT_TRUE(has(before, "journal", "a block of an older pass of the journal ring", false)) << fsck::to_text(before, false);
+  EXPECT_TRUE(has(before, "journal", "a block of an older pass of the journal ring", false))
+      << fsck::to_text(before, false);
   {
     auto st = v.open();
     ASSERT_TRUE(st);
     std::vector<std::uint8_t> got(65536);
     for (int i = 0; i < 5; ++i) {
       ASSERT_OK(st->read(a, static_cast<std::uint64_t>(i) * 65536, got));
-      EXPECT_TRUE(got == bytes_of(10 + static_cast<std::uint64_t>(i), 65536)) << "write " << i << " (the older pass's trims are not replayed)";
+      EXPECT_TRUE(got == bytes_of(10 + static_cast<std::uint64_t>(i), 65536))
+          << "write " << i << " (the older pass's trims are not replayed)";
     }
     EXPECT_EQ(st->stats().checkpoints, 1u) << "opening moved the journal past the zone";
     for (int i = 0; i < 300; ++i) {  // on around the ring
-      ASSERT_OK(st->write(a, static_cast<std::uint64_t>(i % 16) * 65536, bytes_of(100 + static_cast<std::uint64_t>(i), 65536)));
+      ASSERT_OK(st->write(a, static_cast<std::uint64_t>(i % 16) * 65536,
+                          bytes_of(100 + static_cast<std::uint64_t>(i), 65536)));
       ASSERT_OK(st->flush());
     }
   }  // a crash
@@ -223,8 +233,9 @@ TEST(FsckRepair, ADamagedJournalBlockKeepsTheJournalBeforeIt) {
   std::uint32_t a = 0;
   v.make([&](Store& st) {
     a = st.create_namespace("a", 1 << 20)->id;  // journal block 1 after the checkpoint
-    for (int i = 0; i < 5; ++i) {                // blocks 2-6, one per flush
-      ASSERT_OK(st.write(a, static_cast<std::uint64_t>(i) * 65536, bytes_of(10 + static_cast<std::uint64_t>(i), 65536)));
+    for (int i = 0; i < 5; ++i) {               // blocks 2-6, one per flush
+      ASSERT_OK(
+          st.write(a, static_cast<std::uint64_t>(i) * 65536, bytes_of(10 + static_cast<std::uint64_t>(i), 65536)));
       ASSERT_OK(st.flush());
     }
   });
@@ -240,7 +251,8 @@ TEST(FsckRepair, ADamagedJournalBlockKeepsTheJournalBeforeIt) {
   EXPECT_EQ(before.exit_code(), 4) << fsck::to_text(before, true);
   auto repaired = v.check(true, false);
   EXPECT_EQ(repaired.exit_code(), 1) << fsck::to_text(repaired, true);
-  EXPECT_TRUE(has(repaired, "journal", "repaired: the journal is kept up to the damaged block", true)) << fsck::to_text(repaired, false);
+  EXPECT_TRUE(has(repaired, "journal", "repaired: the journal is kept up to the damaged block", true))
+      << fsck::to_text(repaired, false);
   auto after = v.check(false, true);
   EXPECT_EQ(after.exit_code(), 0) << fsck::to_text(after, true);
 
@@ -250,9 +262,11 @@ TEST(FsckRepair, ADamagedJournalBlockKeepsTheJournalBeforeIt) {
   for (int i = 0; i < 5; ++i) {
     ASSERT_OK(st->read(a, static_cast<std::uint64_t>(i) * 65536, got));
     if (i < 2)
-      EXPECT_TRUE(got == bytes_of(10 + static_cast<std::uint64_t>(i), 65536)) << "write " << i << " was journaled before the damage";
+      EXPECT_TRUE(got == bytes_of(10 + static_cast<std::uint64_t>(i), 65536))
+          << "write " << i << " was journaled before the damage";
     else
-      EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](std::uint8_t c) { return c == 0; })) << "write " << i << " was journaled after it";
+      EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](std::uint8_t c) { return c == 0; }))
+          << "write " << i << " was journaled after it";
   }
   // The volume works on: new writes, a reopen, fsck clean.
   ASSERT_OK(st->write(a, 0, bytes_of(99, 65536)));

@@ -49,7 +49,8 @@ class MkfsFsck : public ::testing::Test {
     dev_.reset();
     const auto layout = emulated_format::layout_for(volume_config());
     std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
-    const auto at = static_cast<std::streamoff>(layout.data_offset + zone * volume_config().zone_size_bytes + byte_in_zone);
+    const auto at =
+        static_cast<std::streamoff>(layout.data_offset + zone * volume_config().zone_size_bytes + byte_in_zone);
     f.seekg(at);
     char c = 0;
     f.get(c);
@@ -113,7 +114,9 @@ TEST_F(MkfsFsck, ANewVolumeChecksClean) {
     EXPECT_EQ(*scan.newest, sb);
   }
   const std::string summary = mkfs::describe(sb);
-  EXPECT_NE(summary.find("journal 2-3 (2), checkpoint 4-5 (2), data 6-23 (18, of which 2 reserved for cleaning)"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("journal 2-3 (2), checkpoint 4-5 (2), data 6-23 (18, of which 2 reserved for cleaning)"),
+            std::string::npos)
+      << summary;
   EXPECT_NE(summary.find("usable      12 MiB"), std::string::npos) << summary;
 }
 
@@ -167,7 +170,10 @@ TEST_F(MkfsFsck, MkfsDoesNotReadOldData) {
   mkfs::Options o;
   o.force = true;
   std::uint32_t progress_calls = 0;
-  o.progress = [&](std::uint32_t, std::uint32_t total) { ++progress_calls; EXPECT_EQ(total, 10u); };
+  o.progress = [&](std::uint32_t, std::uint32_t total) {
+    ++progress_calls;
+    EXPECT_EQ(total, 10u);
+  };
   auto r = mkfs::format_volume(faulty, o);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(r->zones_reset, 10u);  // 2 superblock, 1 checkpoint, 7 data
@@ -206,7 +212,8 @@ TEST_F(MkfsFsck, NoValidSuperblockIsAnOperationalError) {
   EXPECT_EQ(r.exit_code(), 8);
   ASSERT_TRUE(r.operational_error);
   EXPECT_NE(r.operational_error->find("no valid nyads superblock"), std::string::npos);
-  EXPECT_NE(r.operational_error->find("superblock at zone 1 block 0: checksum mismatch"), std::string::npos) << *r.operational_error;
+  EXPECT_NE(r.operational_error->find("superblock at zone 1 block 0: checksum mismatch"), std::string::npos)
+      << *r.operational_error;
 }
 
 TEST_F(MkfsFsck, ADamagedCheckpointIsNamed) {
@@ -214,7 +221,8 @@ TEST_F(MkfsFsck, ADamagedCheckpointIsNamed) {
   corrupt(sb.checkpoint_zones.first, 4096 + 200);  // its second block
   auto r = check();
   EXPECT_EQ(r.exit_code(), 4);
-  EXPECT_TRUE(has(r, "checkpoint", -1, "checkpoint 1 block 1 at zone 4 block 1: checksum mismatch")) << fsck::to_text(r, true);
+  EXPECT_TRUE(has(r, "checkpoint", -1, "checkpoint 1 block 1 at zone 4 block 1: checksum mismatch"))
+      << fsck::to_text(r, true);
   EXPECT_TRUE(has(r, "checkpoint", 4, "no committed checkpoint in zones 4-5")) << fsck::to_text(r, true);
 }
 
@@ -229,11 +237,11 @@ TEST_F(MkfsFsck, JournalRecordsAreCrossChecked) {
   EXPECT_EQ(clean.journal_blocks, 2u);
   EXPECT_EQ(clean.extents, 1u);
 
-  journal(sb, {{fmt::record::Extent{2, 0, lba, {1}}},                        // no such namespace
-               {fmt::record::Extent{1, 300, lba, {1}}},                      // past the namespace's 256 blocks
-               {fmt::record::Extent{1, 0, lba + 2, {1, 2, 3}}},              // past the zone's write pointer
+  journal(sb, {{fmt::record::Extent{2, 0, lba, {1}}},                             // no such namespace
+               {fmt::record::Extent{1, 300, lba, {1}}},                           // past the namespace's 256 blocks
+               {fmt::record::Extent{1, 0, lba + 2, {1, 2, 3}}},                   // past the zone's write pointer
                {fmt::record::Extent{1, 0, dev_->geometry().zone_start(2), {1}}},  // into a journal zone
-               {fmt::record::NamespaceCreate{3, 4096, 4096, "web-db"}}});    // a name taken
+               {fmt::record::NamespaceCreate{3, 4096, 4096, "web-db"}}});         // a name taken
   auto r = check();
   EXPECT_EQ(r.exit_code(), 4);
   const std::string text = fsck::to_text(r, false);
@@ -261,7 +269,8 @@ TEST_F(MkfsFsck, MovedRecordsAreCrossChecked) {
   EXPECT_EQ(clean.extents, 3u);  // one extent, two moved runs
 
   const std::uint64_t zone_end = dev_->geometry().zone_start(8) + dev_->geometry().zone_capacity;
-  journal(sb, {{fmt::record::Moved{1, to, {{9, 1}}}},  // appended to the journal above                               // holds no data
+  journal(sb, {{fmt::record::Moved{
+                   1, to, {{9, 1}}}},  // appended to the journal above                               // holds no data
                {fmt::record::Moved{1, dev_->geometry().zone_start(2), {{0, 1}}}},  // into a journal zone
                {fmt::record::Moved{1, zone_end - 1, {{1, 2}}}}});                  // past the zone's capacity
   auto r = check();
@@ -292,7 +301,8 @@ TEST_F(MkfsFsck, ANewerJournalVersionIsNeverATornTail) {
 
 TEST_F(MkfsFsck, ATornJournalTailIsAWarningAndMidJournalDamageAnError) {
   const auto sb = make();
-  journal(sb, {{fmt::record::NamespaceCreate{1, 4096, 1 << 20, "a"}}, {fmt::record::NamespaceCreate{2, 4096, 1 << 20, "b"}}});
+  journal(sb, {{fmt::record::NamespaceCreate{1, 4096, 1 << 20, "a"}},
+               {fmt::record::NamespaceCreate{2, 4096, 1 << 20, "b"}}});
   corrupt(sb.journal_zones.first, 4096 + 64);  // the last block: an interrupted group commit
   auto torn = check();
   EXPECT_EQ(torn.exit_code(), 0) << fsck::to_text(torn, true);
@@ -304,7 +314,8 @@ TEST_F(MkfsFsck, ATornJournalTailIsAWarningAndMidJournalDamageAnError) {
 
   open_new();
   const auto sb2 = make();
-  journal(sb2, {{fmt::record::NamespaceCreate{1, 4096, 1 << 20, "a"}}, {fmt::record::NamespaceCreate{2, 4096, 1 << 20, "b"}}});
+  journal(sb2, {{fmt::record::NamespaceCreate{1, 4096, 1 << 20, "a"}},
+                {fmt::record::NamespaceCreate{2, 4096, 1 << 20, "b"}}});
   corrupt(sb2.journal_zones.first, 64);  // the first of two blocks
   auto damaged = check();
   EXPECT_EQ(damaged.exit_code(), 4);

@@ -117,7 +117,8 @@ TEST(StoreBatch, RandomBatchesMatchAModelWithShuffledCompletions) {
       // Each read saw its blocks as they were before the batch (no request in it touched them).
       for (const auto& [request, ns] : reads) {
         const StoreRequest& r = batch[request];
-        ASSERT_TRUE(std::equal(r.out.begin(), r.out.end(), before[ns].begin() + static_cast<long>(r.offset))) << "read in round " << round;
+        ASSERT_TRUE(std::equal(r.out.begin(), r.out.end(), before[ns].begin() + static_cast<long>(r.offset)))
+            << "read in round " << round;
       }
       // Every block any request touched, read back through a plain read.
       for (std::size_t ns = 0; ns < 3; ++ns) {
@@ -153,8 +154,8 @@ TEST(StoreBatch, ReadsAndWritesOfDifferentBlocksInOneBatch) {
   ASSERT_OK(st->write(info->id, 0, first));
   auto second = test::bytes_of(2, 64 << 10);
   std::vector<std::uint8_t> got(64 << 10);
-  std::vector<StoreRequest> batch = {StoreRequest::write(info->id, 64 << 10, second), StoreRequest::read(info->id, 0, got),
-                                     StoreRequest::flush()};
+  std::vector<StoreRequest> batch = {StoreRequest::write(info->id, 64 << 10, second),
+                                     StoreRequest::read(info->id, 0, got), StoreRequest::flush()};
   ASSERT_OK(st->execute(batch));
   for (auto& r : batch) ASSERT_OK(r.result);
   EXPECT_TRUE(got == first);
@@ -193,7 +194,8 @@ TEST(StoreBatch, ErrorsStayWithTheirRequest) {
   ASSERT_TRUE(a.ok() && b.ok());
   auto data = test::bytes_of(3, 8192);
   std::vector<std::uint8_t> odd(1000);
-  std::vector<StoreRequest> batch = {StoreRequest::write(a->id, 0, data), StoreRequest::write(a->id, (1 << 20) - 4096, data),
+  std::vector<StoreRequest> batch = {StoreRequest::write(a->id, 0, data),
+                                     StoreRequest::write(a->id, (1 << 20) - 4096, data),
                                      StoreRequest::write(b->id, 100, odd), StoreRequest::write(99, 0, data),
                                      StoreRequest::write(b->id, 8192, data, /*fua=*/true)};
   ASSERT_OK(st->execute(batch));
@@ -259,7 +261,8 @@ TEST(StoreBatch, ALongReplayIsCheckpointedWhenIdleNotAtOpen) {
   auto info = st->create_namespace("replay", 1 << 20);
   ASSERT_TRUE(info.ok());
   for (int i = 0; i < 40; ++i) {
-    ASSERT_OK(st->write(info->id, static_cast<std::uint64_t>(i % 256) * 4096, test::bytes_of(static_cast<std::uint8_t>(i), 4096)));
+    ASSERT_OK(st->write(info->id, static_cast<std::uint64_t>(i % 256) * 4096,
+                        test::bytes_of(static_cast<std::uint8_t>(i), 4096)));
     ASSERT_OK(st->flush());  // a journal block each
   }
   st.reset();  // crash

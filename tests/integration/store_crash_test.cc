@@ -19,7 +19,8 @@ struct Outcome {
 };
 
 // Runs the workload of `seed`; with loss_after > 0 the power fails after that many events.
-Outcome run_point(std::uint64_t seed, std::uint64_t loss_after, const FaultyDevice::PowerCycleOptions& pc, std::string* failure) {
+Outcome run_point(std::uint64_t seed, std::uint64_t loss_after, const FaultyDevice::PowerCycleOptions& pc,
+                  std::string* failure) {
   auto inner = test::formatted_memory_device(16);
   FaultyDevice faulty(std::move(inner));
   test::CrashWorkload workload;
@@ -83,7 +84,8 @@ TEST(StoreCrash, EveryPowerLossPointRecoversFlushedDataAndOnlyOldOrNewBlocks) {
         FaultyDevice::PowerCycleOptions pc = modes[m];
         pc.seed = seed * 1000 + k;
         const Outcome o = run_point(seed, k, pc, &failure);
-        ASSERT_TRUE(o.verified) << "seed " << seed << ", power lost after event " << k << ", mode " << m << ": " << failure;
+        ASSERT_TRUE(o.verified) << "seed " << seed << ", power lost after event " << k << ", mode " << m << ": "
+                                << failure;
         ++points;
       }
     }
@@ -129,7 +131,10 @@ TEST(StoreCrash, ResetsLostAfterACheckpointDoNotJamTheJournal) {
       SCOPED_TRACE("power lost after checkpoint event " + std::to_string(k) + ", seed " + std::to_string(seed));
       FaultyDevice f(test::formatted_memory_device(256));
       session_one(f, k);
-      ASSERT_OK(f.power_cycle({.keep_unflushed_prefix = seed % 2 == 0, .tear_writes = false, .seed = seed * 1000 + k, .lose_unflushed_resets = true}));
+      ASSERT_OK(f.power_cycle({.keep_unflushed_prefix = seed % 2 == 0,
+                               .tear_writes = false,
+                               .seed = seed * 1000 + k,
+                               .lose_unflushed_resets = true}));
       for (std::uint64_t round = 1; round <= 2; ++round) {
         auto st = test::open_store(f, o);
         ASSERT_TRUE(st) << "round " << round;

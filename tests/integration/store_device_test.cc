@@ -39,8 +39,9 @@ TEST(StoreOnDevice, ModelWorkloadCrashAndRecovery) {
       auto st = test::open_store(**dev);
       ASSERT_TRUE(st);
       // Half the usable space, overwritten many times: the cleaner has to run.
-      const std::uint64_t size = std::uint64_t(st->superblock().data_zones.count - st->superblock().reserved_data_zones) *
-                                 st->superblock().zone_capacity * st->superblock().block_size / 2 / 4096 * 4096;
+      const std::uint64_t size =
+          std::uint64_t(st->superblock().data_zones.count - st->superblock().reserved_data_zones) *
+          st->superblock().zone_capacity * st->superblock().block_size / 2 / 4096 * 4096;
       id = st->create_namespace("vm", size)->id;
       model.assign(size, 0);
       for (int op = 0; op < 3000; ++op) {
@@ -56,10 +57,13 @@ TEST(StoreOnDevice, ModelWorkloadCrashAndRecovery) {
       }
       ASSERT_OK(st->flush());
       const StoreStats s = st->stats();
-      std::printf("%s: %llu MiB written by the user, %llu MiB copied by the cleaner (%llu zones cleaned, %llu reset), WA %.2f\n",
-                  path.c_str(), static_cast<unsigned long long>(s.user_bytes_written >> 20),
-                  static_cast<unsigned long long>(s.cleaner_bytes_written >> 20), static_cast<unsigned long long>(s.zones_cleaned),
-                  static_cast<unsigned long long>(s.zones_reset), s.write_amplification());
+      std::printf(
+          "%s: %llu MiB written by the user, %llu MiB copied by the cleaner (%llu zones cleaned, %llu reset), WA "
+          "%.2f\n",
+          path.c_str(), static_cast<unsigned long long>(s.user_bytes_written >> 20),
+          static_cast<unsigned long long>(s.cleaner_bytes_written >> 20),
+          static_cast<unsigned long long>(s.zones_cleaned), static_cast<unsigned long long>(s.zones_reset),
+          s.write_amplification());
       EXPECT_GT(s.zones_reset, 0u);
       (void)flushed_ops;
       // A crash: the store goes away without close().

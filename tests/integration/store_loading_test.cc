@@ -41,7 +41,8 @@ void verify(Store& st, const Model& m, std::uint64_t piece = 256 << 10) {
     for (std::uint64_t at = 0; at < bytes.size(); at += piece) {
       std::vector<std::uint8_t> got(std::min<std::uint64_t>(piece, bytes.size() - at));
       ASSERT_OK(st.read(info->id, at, got));
-      ASSERT_TRUE(std::equal(got.begin(), got.end(), bytes.begin() + static_cast<std::ptrdiff_t>(at))) << name << " at " << at;
+      ASSERT_TRUE(std::equal(got.begin(), got.end(), bytes.begin() + static_cast<std::ptrdiff_t>(at)))
+          << name << " at " << at;
     }
   }
 }
@@ -49,7 +50,10 @@ void verify(Store& st, const Model& m, std::uint64_t piece = 256 << 10) {
 std::uint64_t live_blocks(const Model& m) {
   std::uint64_t live = 0;
   for (const auto& [name, bytes] : m)
-    for (std::size_t b = 0; b < bytes.size(); b += 4096) live += !std::all_of(bytes.begin() + static_cast<std::ptrdiff_t>(b), bytes.begin() + static_cast<std::ptrdiff_t>(b + 4096), [](std::uint8_t c) { return c == 0; });
+    for (std::size_t b = 0; b < bytes.size(); b += 4096)
+      live +=
+          !std::all_of(bytes.begin() + static_cast<std::ptrdiff_t>(b),
+                       bytes.begin() + static_cast<std::ptrdiff_t>(b + 4096), [](std::uint8_t c) { return c == 0; });
   return live;
 }
 
@@ -124,7 +128,8 @@ TEST(StoreLoading, IdleWorkTheCleanerAndAdmissionReadTheRest) {
   {
     auto st = test::open_store(*dev);
     m = checkpointed_volume(*st);
-    for (int i = 0; i < 100; ++i) write(*st, m, "a", static_cast<std::uint64_t>(i) * 7 * 4096, bytes_of(2000 + i, 4096));
+    for (int i = 0; i < 100; ++i)
+      write(*st, m, "a", static_cast<std::uint64_t>(i) * 7 * 4096, bytes_of(2000 + i, 4096));
     ASSERT_OK(st->flush());
   }
   {
@@ -168,7 +173,8 @@ TEST(StoreLoading, ZonesEmptiedBeforeTheMapsAreWholeDoNotMakeEveryBatchACommit) 
   const std::uint64_t flushes = st->stats().flushes;
   // b rewritten whole, twice, without a flush: its old zones empty out.
   for (int round = 0; round < 2; ++round)
-    for (std::uint64_t at = 0; at < (4u << 20); at += 64 << 10) write(*st, m, "b", at, bytes_of(at + 50 + round, 64 << 10));
+    for (std::uint64_t at = 0; at < (4u << 20); at += 64 << 10)
+      write(*st, m, "b", at, bytes_of(at + 50 + round, 64 << 10));
   EXPECT_GT(st->stats().map_blocks_unread, 0u) << "a's blocks are still unread";
   EXPECT_LT(st->stats().flushes - flushes, 8u) << "128 batches, a handful of commits";
   verify(*st, m);
@@ -249,7 +255,8 @@ TEST(StoreLoading, ADamagedExtentBlockFailsItsRangeAndStopsCheckpoints) {
   EXPECT_NE(bad.message().find("run fsck.nyads"), std::string::npos) << bad.message();
   // The rest of "a" and all of "b" read.
   ASSERT_OK(s.read(a, (damaged.entry.end_vblock + 10) * 4096, got));
-  EXPECT_TRUE(std::equal(got.begin(), got.end(), m["a"].begin() + static_cast<std::ptrdiff_t>((damaged.entry.end_vblock + 10) * 4096)));
+  EXPECT_TRUE(std::equal(got.begin(), got.end(),
+                         m["a"].begin() + static_cast<std::ptrdiff_t>((damaged.entry.end_vblock + 10) * 4096)));
   m.erase("a");
   verify(s, m);
   // Idle work stops reading maps but does not fail the store; writes and flushes go on.
@@ -272,7 +279,8 @@ TEST(StoreLoading, ADamagedExtentBlockFailsItsRangeAndStopsCheckpoints) {
   auto report = fsck::check_volume(**again, {false, false, nullptr});
   EXPECT_NE(report.exit_code(), 0) << fsck::to_text(report, true);
   bool named = false;
-  for (const auto& p : report.problems) named |= p.message.find("block " + std::to_string(damaged.position)) != std::string::npos;
+  for (const auto& p : report.problems)
+    named |= p.message.find("block " + std::to_string(damaged.position)) != std::string::npos;
   EXPECT_TRUE(named) << fsck::to_text(report, true);
 }
 

@@ -24,7 +24,8 @@ class StoreModel : public ::testing::TestWithParam<std::uint64_t> {};
 // their larger promise headroom (a zone per stream) still leaves it 80-90% full.
 TEST_P(StoreModel, MatchesAnInMemoryModel) {
   std::mt19937_64 rng(GetParam());
-  auto dev = test::formatted_memory_device(GetParam() <= 3 ? test::store_config(48) : test::store_config_with_every_stream(96));
+  auto dev = test::formatted_memory_device(GetParam() <= 3 ? test::store_config(48)
+                                                           : test::store_config_with_every_stream(96));
   auto st = test::open_store(*dev);
   const StoreStats empty = st->stats();
   // Usable space: data zones less the reserve, 768 KiB each.
@@ -102,8 +103,10 @@ TEST_P(StoreModel, MatchesAnInMemoryModel) {
     } else if (op < 98) {
       ASSERT_OK(st->flush());
     } else {  // a clean reopen, or a crash right after a flush: both keep everything
-      if (rng() % 2) ASSERT_OK(st->close());
-      else ASSERT_OK(st->flush());
+      if (rng() % 2)
+        ASSERT_OK(st->close());
+      else
+        ASSERT_OK(st->flush());
       absorb(st->stats());
       st.reset();
       st = test::open_store(*dev);
@@ -126,11 +129,14 @@ TEST_P(StoreModel, MatchesAnInMemoryModel) {
   ASSERT_OK(st->close());
   auto report = fsck::check_volume(*dev, {false, true, nullptr});
   EXPECT_EQ(report.exit_code(), 0) << fsck::to_text(report, true);
-  std::printf("seed %llu: %llu ops, %llu reads checked, %llu reopens; cleaned %llu zones, reset %llu; user %llu MiB, cleaner %llu MiB\n",
-              static_cast<unsigned long long>(GetParam()), static_cast<unsigned long long>(ops), static_cast<unsigned long long>(reads),
-              static_cast<unsigned long long>(reopens), static_cast<unsigned long long>(s.zones_cleaned),
-              static_cast<unsigned long long>(s.zones_reset), static_cast<unsigned long long>(s.user_bytes_written >> 20),
-              static_cast<unsigned long long>(s.cleaner_bytes_written >> 20));
+  std::printf(
+      "seed %llu: %llu ops, %llu reads checked, %llu reopens; cleaned %llu zones, reset %llu; user %llu MiB, cleaner "
+      "%llu MiB\n",
+      static_cast<unsigned long long>(GetParam()), static_cast<unsigned long long>(ops),
+      static_cast<unsigned long long>(reads), static_cast<unsigned long long>(reopens),
+      static_cast<unsigned long long>(s.zones_cleaned), static_cast<unsigned long long>(s.zones_reset),
+      static_cast<unsigned long long>(s.user_bytes_written >> 20),
+      static_cast<unsigned long long>(s.cleaner_bytes_written >> 20));
   EXPECT_GT(s.zones_cleaned, 10u) << "the workload should force many cleaning rounds";
 }
 

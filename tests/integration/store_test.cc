@@ -11,8 +11,8 @@
 #include <tuple>
 
 #include "fsck/fsck.h"
-#include "store_harness.h"
 #include "nyads/volume.h"
+#include "store_harness.h"
 #include "zns/emulated_format.h"
 
 namespace nyads {
@@ -72,7 +72,8 @@ TEST(Store, NamespaceRules) {
   ASSERT_TRUE(st->create_namespace("a", 1 << 20).ok());
   EXPECT_EQ(st->create_namespace("a", 1 << 20).status().code(), Code::kAlreadyExists);
   EXPECT_NE(st->create_namespace("bad/name", 1 << 20).status().message().find("the character '/'"), std::string::npos);
-  EXPECT_NE(st->create_namespace("b", 1000).status().message().find("not a positive multiple of 4096"), std::string::npos);
+  EXPECT_NE(st->create_namespace("b", 1000).status().message().find("not a positive multiple of 4096"),
+            std::string::npos);
   EXPECT_NE(st->create_namespace("b", 4096, 1024).status().message().find("not 512 or 4096"), std::string::npos);
   const std::uint32_t id = st->find_namespace("a")->id;
   ASSERT_OK(st->write(id, (1 << 20) - 4096, bytes_of(4, 4096)));
@@ -162,7 +163,7 @@ TEST(Store, OutOfSpaceIsPerWriteOverwritesGoOnAndTrimBringsSpaceBack) {
   auto dev = test::formatted_memory_device(16);  // few data zones
   auto st = test::open_store(*dev);
   const std::uint32_t a = st->create_namespace("a", 64 << 20, 4096, true)->id;  // thin: larger than the device
-  const std::uint32_t b = st->create_namespace("b", 1 << 20)->id;                // promised its 1 MiB
+  const std::uint32_t b = st->create_namespace("b", 1 << 20)->id;               // promised its 1 MiB
   ASSERT_OK(st->write(b, 0, bytes_of(8, 65536)));
   auto chunk = bytes_of(9, 256 << 10);
   std::uint64_t off = 0;
@@ -180,7 +181,7 @@ TEST(Store, OutOfSpaceIsPerWriteOverwritesGoOnAndTrimBringsSpaceBack) {
     SCOPED_TRACE(round);
     ASSERT_OK(st->write(b, 0, bytes_of(static_cast<std::uint8_t>(20 + round), 65536)));
   }
-  ASSERT_OK(st->write(a, 0, chunk));  // and so does the full one
+  ASSERT_OK(st->write(a, 0, chunk));                               // and so does the full one
   ASSERT_OK(st->write(b, 65536, bytes_of(7, (1 << 20) - 65536)));  // all the rest of b
   ASSERT_OK(st->read(b, 0, got));
   EXPECT_EQ(got, bytes_of(59, 65536));
@@ -265,12 +266,14 @@ TEST(Store, ABatchAdmitsEveryWriteOfAPromisedNamespaceUpToItsEnd) {
   std::vector<std::vector<std::uint8_t>> blocks;
   for (int i = 0; i < 2000; ++i) blocks.push_back(bytes_of(static_cast<std::uint8_t>(i), 4096));
   std::vector<StoreRequest> batch;
-  for (const auto& b : blocks) batch.push_back(StoreRequest::write(kept->id, (1 << 20) - 4096, b));  // the same block, 2000 times
+  for (const auto& b : blocks)
+    batch.push_back(StoreRequest::write(kept->id, (1 << 20) - 4096, b));  // the same block, 2000 times
   auto small = bytes_of(9, 512);
   batch.push_back(StoreRequest::write(kept->id, 512, small));  // applied at once, in the batch
   batch.push_back(StoreRequest::flush());
   ASSERT_OK(st->execute(batch));
-  for (std::size_t i = 0; i < batch.size(); ++i) EXPECT_TRUE(batch[i].result.ok()) << "request " << i << ": " << batch[i].result.to_string();
+  for (std::size_t i = 0; i < batch.size(); ++i)
+    EXPECT_TRUE(batch[i].result.ok()) << "request " << i << ": " << batch[i].result.to_string();
   std::vector<std::uint8_t> got(4096);
   ASSERT_OK(st->read(kept->id, (1 << 20) - 4096, got));
   EXPECT_EQ(got, blocks.back());
@@ -291,7 +294,8 @@ TEST(Store, ReadsAcrossZonesWhoseCapacityIsTheirSize) {
   const auto want = bytes_of(31, total);
   // One block first, so that reads in max-I/O pieces (32 blocks) are not zone-aligned.
   ASSERT_OK(st->write(a, 0, std::span(want).first(4096)));
-  for (std::size_t off = 4096; off < total; off += 64 << 10) ASSERT_OK(st->write(a, off, std::span(want).subspan(off, std::min<std::size_t>(64 << 10, total - off))));
+  for (std::size_t off = 4096; off < total; off += 64 << 10)
+    ASSERT_OK(st->write(a, off, std::span(want).subspan(off, std::min<std::size_t>(64 << 10, total - off))));
   std::vector<std::uint8_t> got(total);
   ASSERT_OK(st->read(a, 0, got));
   EXPECT_TRUE(got == want);
@@ -335,9 +339,11 @@ TEST(Store, AStreamWithoutFlushesResetsTheZonesItEmptiesWithoutACommit) {
     const StoreStats before = st->stats();
     // 16 passes of 4 zones each through a volume of 33 data zones: zones must be reused.
     for (std::uint64_t pass = 1; pass <= kPasses; ++pass)
-      for (std::uint64_t at = 0; at < kBytes; at += 256 << 10) ASSERT_OK(st->write(id, at, bytes_of(1000 + pass * 100 + at / (256 << 10), 256 << 10)));
+      for (std::uint64_t at = 0; at < kBytes; at += 256 << 10)
+        ASSERT_OK(st->write(id, at, bytes_of(1000 + pass * 100 + at / (256 << 10), 256 << 10)));
     const StoreStats after = st->stats();
-    EXPECT_GE(after.zones_reset - before.zones_reset, 4 * (kPasses - 1)) << "each pass emptied the zones of the pass before";
+    EXPECT_GE(after.zones_reset - before.zones_reset, 4 * (kPasses - 1))
+        << "each pass emptied the zones of the pass before";
     EXPECT_LE(after.flushes - before.flushes, 1u) << "one commit at most, for the zones of the flushed data";
     EXPECT_EQ(after.cleaner_bytes_written, before.cleaner_bytes_written) << "nothing copied";
   }  // a crash
@@ -347,9 +353,12 @@ TEST(Store, AStreamWithoutFlushesResetsTheZonesItEmptiesWithoutACommit) {
   for (std::uint64_t at = 0; at < kBytes; at += 256 << 10) {
     ASSERT_OK(st->read(id, at, got));
     for (std::size_t b = 0; b < got.size(); b += 4096) {  // block by block: old or new
-      auto block = [&](const std::vector<std::uint8_t>& v, std::size_t from) { return std::equal(got.begin() + b, got.begin() + b + 4096, v.begin() + from); };
+      auto block = [&](const std::vector<std::uint8_t>& v, std::size_t from) {
+        return std::equal(got.begin() + b, got.begin() + b + 4096, v.begin() + from);
+      };
       bool known = block(flushed, at + b);
-      for (std::uint64_t pass = 1; pass <= kPasses && !known; ++pass) known = block(bytes_of(1000 + pass * 100 + at / (256 << 10), 256 << 10), b);
+      for (std::uint64_t pass = 1; pass <= kPasses && !known; ++pass)
+        known = block(bytes_of(1000 + pass * 100 + at / (256 << 10), 256 << 10), b);
       EXPECT_TRUE(known) << "block " << (at + b) / 4096 << " holds neither the flushed data nor a later write";
     }
   }
@@ -371,11 +380,11 @@ TEST(Store, AZoneTheCleanerEmptiesKeepsTheRecordsItsMovesNeed) {
     id = st->create_namespace("a", 2 * zone_bytes)->id;
     ASSERT_OK(st->write(id, 0, bytes_of(1, zone_bytes)));  // durable
     ASSERT_OK(st->flush());
-    ASSERT_OK(st->write(id, 0, bytes_of(2, zone_bytes)));  // a new zone, no flush
+    ASSERT_OK(st->write(id, 0, bytes_of(2, zone_bytes)));            // a new zone, no flush
     ASSERT_OK(st->write(id, 4096, bytes_of(3, zone_bytes - 4096)));  // all of it dead but block 0
-    ASSERT_OK(st->clean_step());  // block 0 moves; the zone empties
-    ASSERT_OK(st->flush());  // everything acknowledged is durable
-  }  // a crash
+    ASSERT_OK(st->clean_step());                                     // block 0 moves; the zone empties
+    ASSERT_OK(st->flush());                                          // everything acknowledged is durable
+  }                                                                  // a crash
   auto st = test::open_store(*dev);
   std::vector<std::uint8_t> got(4096);
   ASSERT_OK(st->read(id, 0, got));
@@ -417,7 +426,8 @@ TEST(Store, CleaningRunsInSlicesBesideTheWrites) {
   const std::uint64_t usable = std::uint64_t(empty.data_zones - st->superblock().reserved_data_zones) * (768 << 10);
   const std::uint64_t size = usable * 3 / 4 / 4096 * 4096;
   const std::uint32_t id = st->create_namespace("hot", size)->id;
-  for (std::uint64_t off = 0; off < size; off += 65536) ASSERT_OK(st->write(id, off, bytes_of(off, std::min<std::uint64_t>(65536, size - off))));
+  for (std::uint64_t off = 0; off < size; off += 65536)
+    ASSERT_OK(st->write(id, off, bytes_of(off, std::min<std::uint64_t>(65536, size - off))));
   std::mt19937_64 rng(5);
   std::uint64_t worst = 0;
   const std::uint64_t cleaned_before = st->stats().zones_cleaned;
@@ -436,7 +446,8 @@ TEST(Store, TheCleanerReclaimsOverwrittenZones) {
   const std::uint32_t a = st->create_namespace("a", 16 << 20)->id;
   // Overwrite a 12 MiB working set several times on a ~26 MiB device: cleaning must run.
   for (int round = 0; round < 6; ++round)
-    for (std::uint64_t off = 0; off < (12 << 20); off += 256 << 10) ASSERT_OK(st->write(a, off, bytes_of(round * 100 + off / 4096, 256 << 10)));
+    for (std::uint64_t off = 0; off < (12 << 20); off += 256 << 10)
+      ASSERT_OK(st->write(a, off, bytes_of(round * 100 + off / 4096, 256 << 10)));
   ASSERT_OK(st->flush());
   const StoreStats s = st->stats();
   EXPECT_GT(s.zones_cleaned + s.zones_reset, 0u);
@@ -473,7 +484,8 @@ TEST(Store, AFullVolumeWithEveryStreamKeepsTakingOverwrites) {
     auto created = st->create_namespace("full", size);
     ASSERT_TRUE(created.ok()) << zones << " zones: " << created.status().to_string();
     const std::uint32_t id = created->id;
-    for (std::uint64_t off = 0; off < size; off += 65536) ASSERT_OK(st->write(id, off, bytes_of(off, std::min<std::uint64_t>(65536, size - off))));
+    for (std::uint64_t off = 0; off < size; off += 65536)
+      ASSERT_OK(st->write(id, off, bytes_of(off, std::min<std::uint64_t>(65536, size - off))));
     std::mt19937_64 rng(zones);
     const std::uint64_t blocks = size / 4096;
     for (int i = 0; i < 15000; ++i) {
@@ -493,7 +505,9 @@ TEST(Store, AFullVolumeWithEveryStreamKeepsTakingOverwrites) {
 TEST(Store, PromisesMadeWithTwoSharedStreamsHoldWhenTheLimitsAllowFour) {
   class SeenLimits : public test::BorrowedDevice {
    public:
-    SeenLimits(ZonedDevice& d, std::uint32_t limit) : BorrowedDevice(d), g_(d.geometry()) { g_.max_open_zones = g_.max_active_zones = limit; }
+    SeenLimits(ZonedDevice& d, std::uint32_t limit) : BorrowedDevice(d), g_(d.geometry()) {
+      g_.max_open_zones = g_.max_active_zones = limit;
+    }
     const Geometry& geometry() const override { return g_; }
 
    private:
@@ -512,7 +526,8 @@ TEST(Store, PromisesMadeWithTwoSharedStreamsHoldWhenTheLimitsAllowFour) {
   EXPECT_GE(st->stats().space_bytes, st->stats().claimed_bytes) << "the volume promises more than it has";
   for (int round = 0; round < 3; ++round)
     for (std::uint64_t off = 0; off < promised; off += 65536)
-      ASSERT_OK(st->write(1, off, bytes_of(off + static_cast<std::uint64_t>(round), std::min<std::uint64_t>(65536, promised - off))));
+      ASSERT_OK(st->write(
+          1, off, bytes_of(off + static_cast<std::uint64_t>(round), std::min<std::uint64_t>(65536, promised - off))));
   ASSERT_OK(st->close());
   auto r = fsck::check_volume(*dev, {false, true, nullptr});
   EXPECT_EQ(r.exit_code(), 0) << fsck::to_text(r, true);
@@ -525,7 +540,8 @@ TEST(Store, OverwritesOfLongLivedDataGoToAZoneOfTheirOwn) {
   auto st = test::open_store(*dev);
   const std::uint32_t a = st->create_namespace("a", 1 << 20)->id;
   ASSERT_OK(st->write(a, 0, bytes_of(1, 1 << 20)));  // 256 blocks, all born now
-  for (int round = 0; round < 40; ++round) ASSERT_OK(st->write(a, 0, bytes_of(10 + round, 32 * 4096)));  // blocks 0-31 churn
+  for (int round = 0; round < 40; ++round)
+    ASSERT_OK(st->write(a, 0, bytes_of(10 + round, 32 * 4096)));  // blocks 0-31 churn
   auto before = zone_report(*dev);
   ASSERT_OK(st->write(a, 0, bytes_of(100, 4096)));  // lived one round: hot
   const auto hot = appended_since(*dev, before);
@@ -594,7 +610,8 @@ TEST(Store, TheCleanerSortsByAgeAndMovedDataKeepsItsAge) {
   const auto first = appended_since(*dev, before);
   ASSERT_EQ(first.size(), 1u);
   const std::uint32_t zx = first.begin()->first;
-  for (int round = 0; round < 40; ++round) ASSERT_OK(st->write(y, 0, bytes_of(10 + round, 32 * 4096)));  // time passes in y
+  for (int round = 0; round < 40; ++round)
+    ASSERT_OK(st->write(y, 0, bytes_of(10 + round, 32 * 4096)));  // time passes in y
   // Young and hot: x blocks 64-127 written four times in quick succession. The first (new
   // data) and the last (after three brief lives) land in zx, filling it; the two between go
   // to the user-cold zone.
@@ -614,7 +631,8 @@ TEST(Store, TheCleanerSortsByAgeAndMovedDataKeepsItsAge) {
   std::vector<std::uint64_t> sizes;
   for (const auto& [zone, blocks] : copies)
     if (blocks >= 32) sizes.push_back(blocks);  // (the journal and checkpoint grow too)
-  EXPECT_EQ(sizes, (std::vector<std::uint64_t>{32, 32})) << "the 32 old and 32 young blocks should be copied into two zones";
+  EXPECT_EQ(sizes, (std::vector<std::uint64_t>{32, 32}))
+      << "the 32 old and 32 young blocks should be copied into two zones";
   // Young data moved is still young and hot: its overwrite goes to x's own zone, not the
   // user-cold one.
   before = zone_report(*dev);
@@ -651,7 +669,8 @@ TEST(Store, SmallCommitsTakeOneFlushLargeOnesTwo) {
   auto st = test::open_store(faulty);
   const std::uint32_t a = st->create_namespace("a", 16 << 20)->id;
   auto flushes = [&] {
-    return std::count_if(faulty.events().begin(), faulty.events().end(), [](const FaultyDevice::Event& e) { return e.kind == FaultyDevice::Event::Kind::kFlush; });
+    return std::count_if(faulty.events().begin(), faulty.events().end(),
+                         [](const FaultyDevice::Event& e) { return e.kind == FaultyDevice::Event::Kind::kFlush; });
   };
   auto before = flushes();
   ASSERT_OK(st->write(a, 0, test::bytes_of(1, 65536)));
@@ -718,7 +737,8 @@ TEST(Store, ALastOneFlushCommitWhoseDataDidNotLandIsDropped) {
     EXPECT_EQ(got, test::bytes_of(1, zone_bytes)) << "the commit before it stands";
     std::vector<std::uint8_t> dropped(4096);
     ASSERT_OK(st->read(a, zone_bytes, dropped));
-    EXPECT_TRUE(std::all_of(dropped.begin(), dropped.end(), [](std::uint8_t c) { return c == 0; })) << "the dropped commit's write is gone";
+    EXPECT_TRUE(std::all_of(dropped.begin(), dropped.end(), [](std::uint8_t c) { return c == 0; }))
+        << "the dropped commit's write is gone";
     ASSERT_OK(st->write(a, zone_bytes, test::bytes_of(3, 4096)));
     ASSERT_OK(st->flush());
   }
@@ -764,7 +784,8 @@ TEST(Store, UnreadableSuperblocksAreAnIoErrorNotAnInvalidVolume) {
   auto failed = Store::open(std::make_unique<test::BorrowedDevice>(faulty), {});
   ASSERT_FALSE(failed.ok());
   EXPECT_EQ(failed.status().code(), Code::kIoError) << failed.status().to_string();
-  EXPECT_NE(failed.status().message().find("cannot read its superblocks"), std::string::npos) << failed.status().message();
+  EXPECT_NE(failed.status().message().find("cannot read its superblocks"), std::string::npos)
+      << failed.status().message();
   EXPECT_NE(failed.status().message().find("injected read error"), std::string::npos) << failed.status().message();
   EXPECT_EQ(failed.status().message().find("mkfs"), std::string::npos) << failed.status().message();
   // One readable copy is enough.
@@ -827,7 +848,9 @@ TEST(Store, DamageToTheLastOneFlushCommitsDataIsAnError) {
   auto st = Store::open(std::move(*d));
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.status().code(), Code::kCorruption) << st.status().to_string();
-  EXPECT_NE(st.status().message().find("does not match its checksum, below the zone's write pointer"), std::string::npos) << st.status().message();
+  EXPECT_NE(st.status().message().find("does not match its checksum, below the zone's write pointer"),
+            std::string::npos)
+      << st.status().message();
 }
 
 // A zone the journal's last one-flush commit put data into is not reset, even emptied, until
@@ -844,8 +867,8 @@ TEST(Store, AZoneTheLastOneFlushCommitNamesIsResetOnlyAfterTheNextCommit) {
   ASSERT_EQ(zone.size(), 1u);
   ASSERT_OK(st->write(a, zone_bytes - 4096, test::bytes_of(2, 4096)));  // fills it
   ASSERT_OK(st->write(a, zone_bytes, test::bytes_of(3, 4096)));         // the stream moves on
-  ASSERT_OK(st->trim(a, 0, zone_bytes));  // and the zone holds nothing live
-  ASSERT_OK(st->flush());  // one flush; its records name the zone
+  ASSERT_OK(st->trim(a, 0, zone_bytes));                                // and the zone holds nothing live
+  ASSERT_OK(st->flush());                                               // one flush; its records name the zone
   EXPECT_EQ(st->stats().one_flush_commits, 2u);
   EXPECT_EQ((*dev->report_zones(zone[0], 1))[0].state, ZoneState::kFull) << "reset while the last commit names it";
   ASSERT_OK(st->write(a, zone_bytes + 4096, test::bytes_of(4, 4096)));
@@ -949,7 +972,8 @@ TEST(StoreFsck, VolumesWithoutThePackedFeatureKeepFixedWidthCheckpoints) {
       auto block = format::decode_checkpoint_block(b.span(), sb->seed(), "test");
       EXPECT_TRUE(block.ok()) << block.status().to_string();
       if (!block.ok()) break;
-      if (block->kind() == format::CheckpointKind::kExtents || block->kind() == format::CheckpointKind::kPackedExtents) return block->kind();
+      if (block->kind() == format::CheckpointKind::kExtents || block->kind() == format::CheckpointKind::kPackedExtents)
+        return block->kind();
     }
     return format::CheckpointKind::kCommit;
   };
@@ -968,8 +992,10 @@ TEST(StoreFsck, VolumesWithoutThePackedFeatureKeepFixedWidthCheckpoints) {
     for (const auto& p : refused.problems) said |= p.find(message) != std::string::npos;
     EXPECT_TRUE(said) << message;
   };
-  refused_without(format::feature::kIncompatPackedExtents, "packed extents on a volume without the packed_extents feature");
-  refused_without(format::feature::kIncompatExtentIndex, "an extent index on a volume without the extent_index feature");
+  refused_without(format::feature::kIncompatPackedExtents,
+                  "packed extents on a volume without the packed_extents feature");
+  refused_without(format::feature::kIncompatExtentIndex,
+                  "an extent index on a volume without the extent_index feature");
   for (std::uint32_t zone : {0u, 1u}) {
     ASSERT_OK(dev->manage_zone(ZoneAction::kReset, zone));
     AlignedBuffer block(format::kMetaBlockSize);
@@ -983,9 +1009,14 @@ TEST(StoreFsck, VolumesWithoutThePackedFeatureKeepFixedWidthCheckpoints) {
   ASSERT_EQ(sb->incompat, format::feature::kIncompatDataChecksum32);
   // ... and its checkpoint as an older build wrote it: fixed-width extents (kind 2).
   {
-    ASSERT_TRUE(write_checkpoint_beside(*dev, *sb, cp.seq + 1, pack_checkpoint({cp.namespaces, [&](const ExtentVisitor& visit) {
-                                                                                  for (const auto& e : cp.extents) visit(e.ns_id, e.vblock, e.lba, e.checksums);
-                                                                                }, cp.zones}, 1, {false, false}),
+    ASSERT_TRUE(write_checkpoint_beside(*dev, *sb, cp.seq + 1,
+                                        pack_checkpoint({cp.namespaces,
+                                                         [&](const ExtentVisitor& visit) {
+                                                           for (const auto& e : cp.extents)
+                                                             visit(e.ns_id, e.vblock, e.lba, e.checksums);
+                                                         },
+                                                         cp.zones},
+                                                        1, {false, false}),
                                         cp.commit, cp.commit.zones)
                     .ok());
   }
@@ -1001,7 +1032,8 @@ TEST(StoreFsck, VolumesWithoutThePackedFeatureKeepFixedWidthCheckpoints) {
   }
   ASSERT_OK(st->write(id, 0, bytes_of(99, 4096)));
   ASSERT_OK(st->checkpoint());
-  EXPECT_EQ(first_body_kind(), format::CheckpointKind::kExtents) << "no packed checkpoint on a volume without the feature";
+  EXPECT_EQ(first_body_kind(), format::CheckpointKind::kExtents)
+      << "no packed checkpoint on a volume without the feature";
   ASSERT_OK(st->close());
   EXPECT_EQ(fsck::check_volume(*dev, {false, true, nullptr}).exit_code(), 0);
 }
@@ -1027,13 +1059,17 @@ TEST(StoreCheckpoint, ACheckpointOfManyPiecesAndZonesReadsBackWhole) {
   std::vector<format::record::Extent> extents;
   std::mt19937 rng(7);
   for (std::uint64_t i = 0; i < 15000; ++i) {
-    format::record::Extent e{1, i * 100, sb->data_zones.first * c.zone_size_bytes / 4096 + i * 64, std::vector<std::uint32_t>(64)};
+    format::record::Extent e{1, i * 100, sb->data_zones.first * c.zone_size_bytes / 4096 + i * 64,
+                             std::vector<std::uint32_t>(64)};
     for (auto& sum : e.checksums) sum = rng();
     extents.push_back(std::move(e));
   }
-  const auto bodies = pack_checkpoint({namespaces, [&](const ExtentVisitor& visit) {
+  const auto bodies = pack_checkpoint({namespaces,
+                                       [&](const ExtentVisitor& visit) {
                                          for (const auto& e : extents) visit(e.ns_id, e.vblock, e.lba, e.checksums);
-                                       }, before->zones}, 1, CheckpointLayout::of(*sb));
+                                       },
+                                       before->zones},
+                                      1, CheckpointLayout::of(*sb));
   ASSERT_GT(bodies.size(), 2 * 256u) << "more than two pieces";
   auto used = write_checkpoint_beside(*dev, *sb, before->seq + 1, bodies, before->commit, before->commit.zones);
   ASSERT_TRUE(used.ok()) << used.status().to_string();
@@ -1104,9 +1140,12 @@ void damaged_newest_checkpoint_falls_back(bool older_has_extents) {
     namespaces.push_back({id + 1, 0, 4096, 1 << 20, 0, "ghost"});
     auto commit = one->commit;
     commit.next_ns_id = id + 2;
-    const auto bodies = pack_checkpoint({namespaces, [&](const ExtentVisitor& visit) {
+    const auto bodies = pack_checkpoint({namespaces,
+                                         [&](const ExtentVisitor& visit) {
                                            for (const auto& e : extents) visit(e.ns_id, e.vblock, e.lba, e.checksums);
-                                         }, one->zones}, 1, CheckpointLayout::of(*sb));
+                                         },
+                                         one->zones},
+                                        1, CheckpointLayout::of(*sb));
     auto used = write_checkpoint_beside(*d, *sb, one->seq + 1, bodies, commit, one->commit.zones);
     ASSERT_TRUE(used.ok()) << used.status().to_string();
     // namespaces, the extent index, extents, zones, commit: the zones block is the last body.
@@ -1126,18 +1165,21 @@ void damaged_newest_checkpoint_falls_back(bool older_has_extents) {
   {  // Checkpoint 2's extents are streamed before its damage is found; checkpoint 1 wins.
     auto d = open_device();
     std::set<std::uint64_t> streamed;
-    auto search = load_newest_checkpoint(*d, *scan_superblock_zone(*d, 0).newest,
-                                         [&](const LoadedCheckpoint& so_far, format::record::Extent&) { streamed.insert(so_far.seq); });
+    auto search = load_newest_checkpoint(
+        *d, *scan_superblock_zone(*d, 0).newest,
+        [&](const LoadedCheckpoint& so_far, format::record::Extent&) { streamed.insert(so_far.seq); });
     ASSERT_TRUE(search.newest);
     EXPECT_EQ(search.newest->seq, one_seq);
     EXPECT_TRUE(streamed.count(one_seq + 1)) << "checkpoint 2's extents went out before its damaged block";
     ASSERT_EQ(search.problems.size(), 1u);
-    EXPECT_NE(search.problems[0].find("block " + std::to_string(zones_position) + " "), std::string::npos) << search.problems[0];
+    EXPECT_NE(search.problems[0].find("block " + std::to_string(zones_position) + " "), std::string::npos)
+        << search.problems[0];
   }
   auto st = Store::open(open_device());
   ASSERT_TRUE(st.ok()) << st.status().to_string();
   ASSERT_OK((*st)->read(id, 100 * 4096, got));
-  EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](std::uint8_t b) { return b == 0; })) << "block 100 is checkpoint 2's alone";
+  EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](std::uint8_t b) { return b == 0; }))
+      << "block 100 is checkpoint 2's alone";
   std::vector<std::uint8_t> first(16384);
   ASSERT_OK((*st)->read(id, 0, first));
   if (older_has_extents) {
@@ -1175,16 +1217,18 @@ TEST(StoreFsck, ScrubAndOverlapsAreFound) {
     auto search = load_newest_checkpoint(**d, *sb);
     ASSERT_TRUE(search.newest);
     const auto& c = search.newest->commit;
-    ASSERT_OK(format::encode_journal_block({c.journal_seq, {format::record::NamespaceCreate{9, 4096, 1 << 20, "b"},
-                                                            format::record::Extent{9, 0, lba + 1, {1}}}},
-                                           sb->seed(), b.span()));
+    ASSERT_OK(format::encode_journal_block(
+        {c.journal_seq,
+         {format::record::NamespaceCreate{9, 4096, 1 << 20, "b"}, format::record::Extent{9, 0, lba + 1, {1}}}},
+        sb->seed(), b.span()));
     ASSERT_TRUE(io.write(c.journal_zone, b).ok());
     ASSERT_OK(io.flush());
     auto overlap = fsck::check_volume(**d, {false, false, nullptr});
     EXPECT_EQ(overlap.exit_code(), 4);
     bool found = false;
     for (const auto& p : overlap.problems)
-      found |= p.structure == "map" && p.message.find("both live at device block " + std::to_string(lba + 1)) != std::string::npos;
+      found |= p.structure == "map" &&
+               p.message.find("both live at device block " + std::to_string(lba + 1)) != std::string::npos;
     EXPECT_TRUE(found) << fsck::to_text(overlap, false);
   }
   {
@@ -1196,7 +1240,10 @@ TEST(StoreFsck, ScrubAndOverlapsAreFound) {
   auto d = open_zoned_device(path);
   auto scrubbed = fsck::check_volume(**d, {false, true, nullptr});
   bool bad_block = false;
-  for (const auto& p : scrubbed.problems) bad_block |= p.structure == "data" && p.message.find("namespace 'a' block 2: checksum mismatch") != std::string::npos && p.offset == 2 * 4096;
+  for (const auto& p : scrubbed.problems)
+    bad_block |= p.structure == "data" &&
+                 p.message.find("namespace 'a' block 2: checksum mismatch") != std::string::npos &&
+                 p.offset == 2 * 4096;
   EXPECT_TRUE(bad_block) << fsck::to_text(scrubbed, false);
 }
 

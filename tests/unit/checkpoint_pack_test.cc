@@ -49,7 +49,8 @@ Blocks unpacked(const std::vector<CheckpointBody>& bodies, std::uint32_t per, st
     if (extents == nullptr) continue;
     ++*extent_blocks;
     for (const auto& e : *extents)
-      for (std::size_t k = 0; k < e.checksums.size(); ++k) out[{e.ns_id, e.vblock + k}] = {e.lba + k * per, e.checksums[k]};
+      for (std::size_t k = 0; k < e.checksums.size(); ++k)
+        out[{e.ns_id, e.vblock + k}] = {e.lba + k * per, e.checksums[k]};
   }
   return out;
 }
@@ -84,12 +85,14 @@ TEST(CheckpointPack, EveryExtentComesBackWhateverItsLengthOrPlace) {
         if (!indexed) in.push_back({1, 5, 9, {1, 2}});
         const auto bodies = pack(in, per, {packed, indexed});
         for (const auto& b : bodies) {
-          if (std::holds_alternative<std::vector<fmt::record::Extent>>(b) || std::holds_alternative<fmt::PackedExtents>(b)) {
+          if (std::holds_alternative<std::vector<fmt::record::Extent>>(b) ||
+              std::holds_alternative<fmt::PackedExtents>(b)) {
             EXPECT_EQ(std::holds_alternative<fmt::PackedExtents>(b), packed);
           }
         }
         std::size_t blocks = 0;
-        EXPECT_EQ(unpacked(bodies, per, &blocks), expected(in, per)) << "per " << per << " packed " << packed << " indexed " << indexed;
+        EXPECT_EQ(unpacked(bodies, per, &blocks), expected(in, per))
+            << "per " << per << " packed " << packed << " indexed " << indexed;
         EXPECT_GT(blocks, 1u);
         // Indexed: the index follows the namespaces, one entry per extent block in order, and
         // each block holds what its entry says (one namespace, its range, its block count).
@@ -97,7 +100,8 @@ TEST(CheckpointPack, EveryExtentComesBackWhateverItsLengthOrPlace) {
         std::size_t extent_block = 0, position = 0;
         for (const auto& b : bodies) {
           if (const auto* x = std::get_if<fmt::ExtentIndex>(&b)) {
-            EXPECT_EQ(position, 1u + index.size() / fmt::kExtentIndexEntriesPerBlock) << "index blocks come right after the namespaces";
+            EXPECT_EQ(position, 1u + index.size() / fmt::kExtentIndexEntriesPerBlock)
+                << "index blocks come right after the namespaces";
             index.insert(index.end(), x->entries.begin(), x->entries.end());
           }
           const std::vector<fmt::record::Extent>* extents = std::get_if<std::vector<fmt::record::Extent>>(&b);
@@ -116,7 +120,8 @@ TEST(CheckpointPack, EveryExtentComesBackWhateverItsLengthOrPlace) {
 TEST(CheckpointPack, OneBlockExtentsOfARandomLayoutTakeAboutTenBytes) {
   std::mt19937_64 rng(3);
   std::vector<Input> in;
-  for (std::uint64_t vb = 0; vb < 100000; ++vb) in.push_back({1, vb, rng() % (1u << 21), {static_cast<std::uint32_t>(rng())}});
+  for (std::uint64_t vb = 0; vb < 100000; ++vb)
+    in.push_back({1, vb, rng() % (1u << 21), {static_cast<std::uint32_t>(rng())}});
   std::size_t packed = 0, fixed = 0;
   EXPECT_EQ(unpacked(pack(in, 1, {true, false}), 1, &packed), expected(in, 1));
   EXPECT_EQ(unpacked(pack(in, 1, {false, false}), 1, &fixed), expected(in, 1));

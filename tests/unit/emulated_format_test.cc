@@ -38,19 +38,19 @@ TEST(EmulatedHeader, GoldenBytes) {
   const auto b = header_bytes(test::small_config());
   const std::uint8_t magic[8] = {'N', 'Y', 'A', 'D', 'S', 'E', 'M', 'U'};
   EXPECT_EQ(0, std::memcmp(b.data(), magic, 8));
-  EXPECT_EQ(get_le32(b.data() + 8), 2u);         // version
-  EXPECT_EQ(get_le32(b.data() + 12), 4096u);     // header bytes
-  EXPECT_EQ(get_le32(b.data() + 16), 4096u);     // block size
-  EXPECT_EQ(get_le32(b.data() + 20), 16u);       // zones
-  EXPECT_EQ(get_le64(b.data() + 24), 256u);      // zone size, blocks
-  EXPECT_EQ(get_le64(b.data() + 32), 192u);      // zone capacity, blocks
-  EXPECT_EQ(get_le32(b.data() + 40), 6u);        // max open
-  EXPECT_EQ(get_le32(b.data() + 44), 8u);        // max active
-  EXPECT_EQ(get_le32(b.data() + 48), 16u);       // max append, blocks
-  EXPECT_EQ(get_le32(b.data() + 52), 32u);       // max I/O, blocks
-  EXPECT_EQ(get_le64(b.data() + 56), 4096u);     // table offset
-  EXPECT_EQ(get_le64(b.data() + 64), 4096u);     // table slot bytes: 32 + 32 * 16 rounded up
-  EXPECT_EQ(get_le64(b.data() + 72), 12288u);    // data offset
+  EXPECT_EQ(get_le32(b.data() + 8), 2u);       // version
+  EXPECT_EQ(get_le32(b.data() + 12), 4096u);   // header bytes
+  EXPECT_EQ(get_le32(b.data() + 16), 4096u);   // block size
+  EXPECT_EQ(get_le32(b.data() + 20), 16u);     // zones
+  EXPECT_EQ(get_le64(b.data() + 24), 256u);    // zone size, blocks
+  EXPECT_EQ(get_le64(b.data() + 32), 192u);    // zone capacity, blocks
+  EXPECT_EQ(get_le32(b.data() + 40), 6u);      // max open
+  EXPECT_EQ(get_le32(b.data() + 44), 8u);      // max active
+  EXPECT_EQ(get_le32(b.data() + 48), 16u);     // max append, blocks
+  EXPECT_EQ(get_le32(b.data() + 52), 32u);     // max I/O, blocks
+  EXPECT_EQ(get_le64(b.data() + 56), 4096u);   // table offset
+  EXPECT_EQ(get_le64(b.data() + 64), 4096u);   // table slot bytes: 32 + 32 * 16 rounded up
+  EXPECT_EQ(get_le64(b.data() + 72), 12288u);  // data offset
   EXPECT_EQ(get_le64(b.data() + 80), XXH3_64bits(b.data(), 80));
   for (std::size_t i = 88; i < b.size(); ++i) ASSERT_EQ(b[i], 0) << i;
 }
@@ -71,8 +71,10 @@ class EmulatedHeaderRule : public ::testing::TestWithParam<HeaderCase> {};
 TEST_P(EmulatedHeaderRule, IsEnforced) {
   const HeaderCase& c = GetParam();
   auto b = header_bytes(test::small_config());
-  if (c.width == 4) put_le32(b.data() + c.offset, static_cast<std::uint32_t>(c.value));
-  else put_le64(b.data() + c.offset, c.value);
+  if (c.width == 4)
+    put_le32(b.data() + c.offset, static_cast<std::uint32_t>(c.value));
+  else
+    put_le64(b.data() + c.offset, c.value);
   reseal(b);
   auto d = decode_header(b);
   ASSERT_FALSE(d.ok());
@@ -145,7 +147,12 @@ TEST(EmulatedConfigValidate, NamesTheRuleBroken) {
   check([](EmulatedConfig& c) { c.zone_capacity_bytes = 2 << 20; }, "exceeds zone size");
   check([](EmulatedConfig& c) { c.zone_count = 0; }, "zone count 0");
   check([](EmulatedConfig& c) { c.max_open_zones = 0; }, "(unlimited) exceeds max active");
-  check([](EmulatedConfig& c) { c.max_active_zones = 0; c.max_open_zones = 20; }, "max open zones 20 exceeds the zone count");
+  check(
+      [](EmulatedConfig& c) {
+        c.max_active_zones = 0;
+        c.max_open_zones = 20;
+      },
+      "max open zones 20 exceeds the zone count");
   check([](EmulatedConfig& c) { c.max_append_bytes = 100; }, "max append size 100");
   EXPECT_TRUE(test::small_config().validate().ok());
 }
@@ -155,7 +162,8 @@ ZoneTable sample_table(std::uint64_t generation, std::uint64_t closed_wp) {
   const Geometry g = test::small_config().geometry();
   ZoneTable t;
   t.generation = generation;
-  for (std::uint32_t z = 0; z < g.zone_count; ++z) t.zones.push_back({g.zone_start(z), g.zone_start(z), g.zone_capacity, ZoneState::kEmpty});
+  for (std::uint32_t z = 0; z < g.zone_count; ++z)
+    t.zones.push_back({g.zone_start(z), g.zone_start(z), g.zone_capacity, ZoneState::kEmpty});
   t.zones[1] = {g.zone_start(1), g.zone_start(1) + closed_wp, g.zone_capacity, ZoneState::kClosed};
   t.zones[2] = {g.zone_start(2), g.zone_start(2) + g.zone_capacity, g.zone_capacity, ZoneState::kFull};
   return t;
@@ -185,7 +193,12 @@ TEST_P(ZoneTableVersion, RoundTripsAndRejectsEveryBadField) {
     EXPECT_EQ(r.status().code(), Code::kCorruption);
     EXPECT_NE(r.status().message().find(want), std::string::npos) << r.status().message();
   };
-  expect_bad([&](ZoneTable& m) { m.zones[4].write_pointer = m.zones[4].start + 300; m.zones[4].state = ZoneState::kClosed; }, "exceeds the zone capacity");
+  expect_bad(
+      [&](ZoneTable& m) {
+        m.zones[4].write_pointer = m.zones[4].start + 300;
+        m.zones[4].state = ZoneState::kClosed;
+      },
+      "exceeds the zone capacity");
   expect_bad([&](ZoneTable& m) { m.zones[4].write_pointer = m.zones[4].start + 3; }, "is empty but its write pointer");
   expect_bad([&](ZoneTable& m) { m.zones[4].state = ZoneState::kFull; }, "is full but its write pointer");
   expect_bad([&](ZoneTable& m) { m.zones[4].state = static_cast<ZoneState>(9); }, "unknown state 9");
@@ -235,7 +248,8 @@ TEST(ZoneTable, Version2NamesUnsyncedBlocks) {
     EXPECT_EQ(r.status().code(), Code::kCorruption);
     EXPECT_NE(r.status().message().find(want), std::string::npos) << r.status().message();
   };
-  expect_bad([](ZoneTable& m) { m.unsynced[1].from = 11; }, "unsynced blocks from offset 11, past its write pointer offset 10");
+  expect_bad([](ZoneTable& m) { m.unsynced[1].from = 11; },
+             "unsynced blocks from offset 11, past its write pointer offset 10");
   expect_bad([](ZoneTable& m) { m.unsynced[3].hash = 5; }, "has a hash but no unsynced blocks");
   expect_bad([](ZoneTable& m) { m.zones[1].state = ZoneState::kReadOnly; }, "is read-only but has unsynced blocks");
 }

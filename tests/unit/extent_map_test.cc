@@ -85,7 +85,8 @@ TEST(ExtentMap, AgreesWithAPerBlockModel) {
       next_lba += n + (rng() % 2);
     }
     for (const auto& x : d)
-      for (std::uint64_t i = 0; i < x.blocks; ++i) ASSERT_EQ(live.erase(x.lba + i), 1u) << "displaced twice or never mapped";
+      for (std::uint64_t i = 0; i < x.blocks; ++i)
+        ASSERT_EQ(live.erase(x.lba + i), 1u) << "displaced twice or never mapped";
   }
   std::uint64_t mapped = 0;
   for (const auto& p : m.lookup(0, 512)) {
@@ -133,7 +134,8 @@ TEST(ExtentMap, RelocateKeepsChecksumsAndReportsUnmappedBlocks) {
   ASSERT_EQ(pieces.size(), 1u);
   EXPECT_TRUE(pieces[0].mapped);
   EXPECT_EQ(pieces[0].lba, 5001u);
-  EXPECT_EQ(std::vector<std::uint32_t>(pieces[0].checksums, pieces[0].checksums + 3), (std::vector<std::uint32_t>{1, 2, 3}));
+  EXPECT_EQ(std::vector<std::uint32_t>(pieces[0].checksums, pieces[0].checksums + 3),
+            (std::vector<std::uint32_t>{1, 2, 3}));
   EXPECT_EQ(m.mapped_blocks(), 3u);
 }
 

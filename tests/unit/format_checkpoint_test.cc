@@ -16,7 +16,9 @@ std::vector<std::uint8_t> encoded(const CheckpointBlock& b) {
 }
 
 CheckpointBlock namespaces_block() {
-  return {5, 0, std::vector<NamespaceEntry>{{1, 0, 4096, 1ull << 30, 17, "web-db"}, {2, kNamespaceQuarantined, 512, 8192, 0, "cache"}}};
+  return {5, 0,
+          std::vector<NamespaceEntry>{{1, 0, 4096, 1ull << 30, 17, "web-db"},
+                                      {2, kNamespaceQuarantined, 512, 8192, 0, "cache"}}};
 }
 CheckpointBlock extents_block() {
   return {5, 1, std::vector<record::Extent>{{1, 0, 98304, {1, 2, 3}}, {2, 1, 98400, {4}}}};
@@ -24,8 +26,9 @@ CheckpointBlock extents_block() {
 // Packed: namespace 1's extents at vblocks 0 (3 blocks) and 5 (a gap of 2, the lba
 // falling back), then namespace 2, then namespace 1 again below where it was (restated).
 CheckpointBlock packed_block() {
-  return {5, 1,
-          PackedExtents{{{1, 0, 98304, {1, 2, 3}}, {1, 5, 98200, {4}}, {2, 1, 98400, {5, 6}}, {1, 4, 1ull << 40, {7}}}}};
+  return {
+      5, 1,
+      PackedExtents{{{1, 0, 98304, {1, 2, 3}}, {1, 5, 98200, {4}}, {2, 1, 98400, {5, 6}}, {1, 4, 1ull << 40, {7}}}}};
 }
 CheckpointBlock packed_at_the_top_block() { return {5, 1, PackedExtents{{{1, (1ull << 52) - 4, 0, {1, 2, 3}}}}}; }
 // The index of two extent blocks: namespace 1's blocks 0..12 (10 of them mapped), and
@@ -37,7 +40,8 @@ CheckpointBlock zones_block() { return {5, 2, std::vector<ZoneEntry>{{6, 1, 100,
 CheckpointBlock commit_block() { return {5, 3, CheckpointCommit{3, 3, 40, 2, 7, 0xabcdef, 1700000000, {4, 5}}}; }
 
 TEST(Checkpoint, RoundTripsEveryKind) {
-  for (const auto& b : {namespaces_block(), extents_block(), zones_block(), commit_block(), packed_block(), index_block()}) {
+  for (const auto& b :
+       {namespaces_block(), extents_block(), zones_block(), commit_block(), packed_block(), index_block()}) {
     auto d = decode_checkpoint_block(encoded(b), kSeed, "c");
     ASSERT_TRUE(d.ok()) << d.status().to_string();
     EXPECT_EQ(*d, b);
@@ -47,13 +51,13 @@ TEST(Checkpoint, RoundTripsEveryKind) {
 TEST(Checkpoint, GoldenBytes) {
   const auto x = encoded(namespaces_block());
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(x.data()), 8), "NYADSCKP");
-  EXPECT_EQ(get_le16(&x[8]), 1u);    // version
-  EXPECT_EQ(get_le16(&x[10]), 1u);   // kind: namespaces
-  EXPECT_EQ(get_le32(&x[12]), 2u);   // entries
-  EXPECT_EQ(get_le64(&x[16]), 5u);   // checkpoint seq
+  EXPECT_EQ(get_le16(&x[8]), 1u);   // version
+  EXPECT_EQ(get_le16(&x[10]), 1u);  // kind: namespaces
+  EXPECT_EQ(get_le32(&x[12]), 2u);  // entries
+  EXPECT_EQ(get_le64(&x[16]), 5u);  // checkpoint seq
   EXPECT_EQ(get_le64(&x[24]), block_checksum(x, kSeed));
-  EXPECT_EQ(get_le32(&x[32]), 0u);   // index
-  EXPECT_EQ(get_le32(&x[36]), 192u); // payload: 2 x 96
+  EXPECT_EQ(get_le32(&x[32]), 0u);    // index
+  EXPECT_EQ(get_le32(&x[36]), 192u);  // payload: 2 x 96
   // entry 0: id 1, flags 0, block size 4096, name length 6, size 1 GiB, 17 written, name
   EXPECT_EQ(get_le32(&x[40]), 1u);
   EXPECT_EQ(get_le32(&x[48]), 4096u);
@@ -99,7 +103,8 @@ TEST(Checkpoint, PackedGoldenBytes) {
   EXPECT_EQ(x[80], 0x01);
   EXPECT_EQ(x[81], 0x04);
   const std::size_t payload = get_le32(&x[36]);
-  EXPECT_EQ(payload, 6u + 12 + 4 + 4 + 5 + 8 + 3 + varint_bytes(zigzag(static_cast<std::int64_t>((1ull << 40) - 98400))) + 4);
+  EXPECT_EQ(payload,
+            6u + 12 + 4 + 4 + 5 + 8 + 3 + varint_bytes(zigzag(static_cast<std::int64_t>((1ull << 40) - 98400))) + 4);
   for (std::size_t i = 40 + payload; i < x.size(); ++i) ASSERT_EQ(x[i], 0) << i;
   // One-block extents of a random layout take about 10 bytes, where kind 2 takes 28.
   const record::Extent a{1, 1000, 1u << 21, {9}}, b{1, 1001, 77, {9}};
@@ -108,14 +113,14 @@ TEST(Checkpoint, PackedGoldenBytes) {
 
 TEST(Checkpoint, ExtentIndexGoldenBytes) {
   const auto x = encoded(index_block());
-  EXPECT_EQ(get_le16(&x[8]), 3u);    // version: the extent index came with version 3
-  EXPECT_EQ(get_le16(&x[10]), 6u);   // kind: extent index
-  EXPECT_EQ(get_le32(&x[12]), 2u);   // entries
-  EXPECT_EQ(get_le32(&x[36]), 64u);  // payload: 2 x 32
-  EXPECT_EQ(get_le32(&x[40]), 1u);   // entry 0: namespace
-  EXPECT_EQ(get_le32(&x[44]), 10u);  // mapped blocks
-  EXPECT_EQ(get_le64(&x[48]), 0u);   // first vblock
-  EXPECT_EQ(get_le64(&x[56]), 13u);  // end vblock
+  EXPECT_EQ(get_le16(&x[8]), 3u);                    // version: the extent index came with version 3
+  EXPECT_EQ(get_le16(&x[10]), 6u);                   // kind: extent index
+  EXPECT_EQ(get_le32(&x[12]), 2u);                   // entries
+  EXPECT_EQ(get_le32(&x[36]), 64u);                  // payload: 2 x 32
+  EXPECT_EQ(get_le32(&x[40]), 1u);                   // entry 0: namespace
+  EXPECT_EQ(get_le32(&x[44]), 10u);                  // mapped blocks
+  EXPECT_EQ(get_le64(&x[48]), 0u);                   // first vblock
+  EXPECT_EQ(get_le64(&x[56]), 13u);                  // end vblock
   EXPECT_EQ(get_le64(&x[64]), 0x1122334455667788u);  // the extent block's checksum
   EXPECT_EQ(get_le32(&x[72]), 3u);
   EXPECT_EQ(get_le64(&x[80]), 100u);
@@ -129,7 +134,8 @@ TEST(Checkpoint, ExtentIndexGoldenBytes) {
   EXPECT_EQ(std::get<ExtentIndex>(d->body), full);
   full.entries.push_back({1, 1, 1000, 1001, 0});
   std::vector<std::uint8_t> out(kMetaBlockSize);
-  EXPECT_NE(encode_checkpoint_block({6, 1, full}, kSeed, out).message().find("127 index entries exceed 126 per block"), std::string::npos);
+  EXPECT_NE(encode_checkpoint_block({6, 1, full}, kSeed, out).message().find("127 index entries exceed 126 per block"),
+            std::string::npos);
 }
 
 // What an extent block holds against its index entry (format.md §2.5): each rule, by its message.
@@ -147,14 +153,16 @@ TEST(Checkpoint, IndexedExtentsMustBeWhatTheirEntrySays) {
   said(extents, {1, 8, 1, 13, 0}, "its first extent starts at block 0, its index entry says 1");
   said(extents, {1, 8, 0, 12, 0}, "its last extent ends at block 13, its index entry says 12");
   said(extents, {1, 9, 0, 13, 0}, "its extents map 8 blocks, its index entry says 9");
-  said({{1, 0, 500, {1, 2, 3}}, {1, 2, 90, {4}}}, {1, 4, 0, 3, 0}, "extent 1 at block 2 starts before the one before it ends (3)");
+  said({{1, 0, 500, {1, 2, 3}}, {1, 2, 90, {4}}}, {1, 4, 0, 3, 0},
+       "extent 1 at block 2 starts before the one before it ends (3)");
 }
 
 TEST(Checkpoint, PackedLongExtentsAndManyEntriesRoundTrip) {
   PackedExtents v;
   v.extents.push_back({3, 0, 0, std::vector<std::uint32_t>(kMaxExtentBlocksPerRecord - 20, 5)});
   std::uint64_t lba = 1u << 30;
-  for (std::uint64_t vb = 2000; v.extents.size() < 10; vb += 3, lba -= 77) v.extents.push_back({3, vb, lba, {static_cast<std::uint32_t>(vb)}});
+  for (std::uint64_t vb = 2000; v.extents.size() < 10; vb += 3, lba -= 77)
+    v.extents.push_back({3, vb, lba, {static_cast<std::uint32_t>(vb)}});
   const CheckpointBlock b{9, 2, v};
   auto d = decode_checkpoint_block(encoded(b), kSeed, "c");
   ASSERT_TRUE(d.ok()) << d.status().to_string();
@@ -168,16 +176,19 @@ TEST(Checkpoint, EncodeRefusesInvalidEntries) {
     EXPECT_FALSE(s.ok()) << want;
     EXPECT_NE(s.message().find(want), std::string::npos) << s.message();
   };
-  refuse({1, 0, std::vector<NamespaceEntry>(kNamespacesPerBlock + 1, NamespaceEntry{1, 0, 4096, 4096, 0, "a"})}, "per block");
+  refuse({1, 0, std::vector<NamespaceEntry>(kNamespacesPerBlock + 1, NamespaceEntry{1, 0, 4096, 4096, 0, "a"})},
+         "per block");
   refuse({1, 0, std::vector<NamespaceEntry>{{1, 8, 4096, 4096, 0, "a"}}}, "unknown flags");
   refuse({1, 0, std::vector<NamespaceEntry>{{1, 0, 4096, 4096, 2, "a"}}}, "2 written blocks exceed its 1");
   refuse({1, 0, std::vector<ZoneEntry>{{6, 3, 0, 0}}}, "stream 3 is not defined");
   refuse({1, 0, std::vector<ZoneEntry>(kZonesPerBlock + 1)}, "per block");
   refuse({1, 2, CheckpointCommit{1, 1, 1, 2, 0, 0, 0, {4}}}, "must count 2 blocks");
   refuse({1, 0, CheckpointCommit{0, 1, 1, 2, 0, 0, 0, {}}}, "names no zones");
-  refuse({1, 0, std::vector<record::Extent>(200, record::Extent{1, 0, 0, {1, 2, 3, 4}})}, "a checkpoint block holds 4056");
+  refuse({1, 0, std::vector<record::Extent>(200, record::Extent{1, 0, 0, {1, 2, 3, 4}})},
+         "a checkpoint block holds 4056");
   refuse({0, 0, std::vector<ZoneEntry>{}}, "checkpoint sequence 0");
-  refuse({1, 0, PackedExtents{std::vector<record::Extent>(500, record::Extent{1, 0, 0, {1, 2}})}}, "packed extents take");
+  refuse({1, 0, PackedExtents{std::vector<record::Extent>(500, record::Extent{1, 0, 0, {1, 2}})}},
+         "packed extents take");
   refuse({1, 0, PackedExtents{{record::Extent{0, 0, 0, {1}}}}}, "namespace");
   refuse({1, 0, PackedExtents{{record::Extent{1, 0, 0, {}}}}}, "extent of 0 blocks");
 }

@@ -32,7 +32,9 @@ Bytes hex(std::string_view s) {
 }
 
 template <typename C>
-Bytes vec(const C& c) { return Bytes(c.begin(), c.end()); }
+Bytes vec(const C& c) {
+  return Bytes(c.begin(), c.end());
+}
 
 Bytes cat(std::initializer_list<Bytes> parts) {
   Bytes out;
@@ -86,8 +88,8 @@ TEST(NbdOption, EveryPrefixNeedsMoreThenTheWholeOptionParses) {
 }
 
 TEST(NbdOption, ParsesBackToBackOptionsAndUnknownOnes) {
-  const Bytes wire = cat({vec(encode_option_header(kOptStructuredReply, 0)), vec(encode_option_header(0xdead, 2)), hex("abcd"),
-                          vec(encode_option_header(kOptAbort, 0))});
+  const Bytes wire = cat({vec(encode_option_header(kOptStructuredReply, 0)), vec(encode_option_header(0xdead, 2)),
+                          hex("abcd"), vec(encode_option_header(kOptAbort, 0))});
   std::span<const std::uint8_t> in(wire);
   std::vector<std::uint32_t> seen;
   while (!in.empty()) {
@@ -101,7 +103,8 @@ TEST(NbdOption, ParsesBackToBackOptionsAndUnknownOnes) {
 
 TEST(NbdOption, BadMagicIsRefusedAsSoonAsItIsThere) {
   const Bytes wire = hex("49484156454f5055 00000001 00000000");
-  for (std::size_t n = 0; n < 8; ++n) EXPECT_EQ(parse_option(std::span(wire).first(n), 64).state, ParseState::kNeedMore) << n;
+  for (std::size_t n = 0; n < 8; ++n)
+    EXPECT_EQ(parse_option(std::span(wire).first(n), 64).state, ParseState::kNeedMore) << n;
   for (std::size_t n = 8; n <= wire.size(); ++n) {
     auto p = parse_option(std::span(wire).first(n), 64);
     ASSERT_EQ(p.state, ParseState::kBad) << n;
@@ -153,15 +156,24 @@ TEST(NbdOption, GoRequestLengthsMustAddUp) {
     const char* error;
   };
   const Case cases[] = {
-      {"", "NBD_OPT_INFO/NBD_OPT_GO data is 0 bytes, too short for the name length and the information request count (6 bytes)"},
-      {"00000000 00", "NBD_OPT_INFO/NBD_OPT_GO data is 5 bytes, too short for the name length and the information request count (6 bytes)"},
-      {"00000004 616263 0000", "NBD_OPT_INFO/NBD_OPT_GO data: export name length 4 does not fit in 9 bytes of data (at most 3)"},
+      {"",
+       "NBD_OPT_INFO/NBD_OPT_GO data is 0 bytes, too short for the name length and the information request count (6 "
+       "bytes)"},
+      {"00000000 00",
+       "NBD_OPT_INFO/NBD_OPT_GO data is 5 bytes, too short for the name length and the information request count (6 "
+       "bytes)"},
+      {"00000004 616263 0000",
+       "NBD_OPT_INFO/NBD_OPT_GO data: export name length 4 does not fit in 9 bytes of data (at most 3)"},
       {"ffffffff 0000", "NBD_OPT_INFO/NBD_OPT_GO data: export name length 4294967295 exceeds the limit of 4096 bytes"},
       {"00001001 0000", "NBD_OPT_INFO/NBD_OPT_GO data: export name length 4097 exceeds the limit of 4096 bytes"},
-      {"00000001 61 0002 0000", "NBD_OPT_INFO/NBD_OPT_GO data: 2 information requests need 4 bytes after the count, but 2 follow"},
-      {"00000001 61 ffff", "NBD_OPT_INFO/NBD_OPT_GO data: 65535 information requests need 131070 bytes after the count, but 0 follow"},
-      {"00000001 61 0001 0000 00", "NBD_OPT_INFO/NBD_OPT_GO data: 1 information requests need 2 bytes after the count, but 3 follow"},
-      {"00000000 0000 00", "NBD_OPT_INFO/NBD_OPT_GO data: 0 information requests need 0 bytes after the count, but 1 follow"},
+      {"00000001 61 0002 0000",
+       "NBD_OPT_INFO/NBD_OPT_GO data: 2 information requests need 4 bytes after the count, but 2 follow"},
+      {"00000001 61 ffff",
+       "NBD_OPT_INFO/NBD_OPT_GO data: 65535 information requests need 131070 bytes after the count, but 0 follow"},
+      {"00000001 61 0001 0000 00",
+       "NBD_OPT_INFO/NBD_OPT_GO data: 1 information requests need 2 bytes after the count, but 3 follow"},
+      {"00000000 0000 00",
+       "NBD_OPT_INFO/NBD_OPT_GO data: 0 information requests need 0 bytes after the count, but 1 follow"},
       {"00000002 6100 0000", "NBD_OPT_INFO/NBD_OPT_GO data: export name has a NUL byte at offset 1"},
   };
   for (const Case& c : cases) {
@@ -173,7 +185,8 @@ TEST(NbdOption, GoRequestLengthsMustAddUp) {
 }
 
 TEST(NbdOption, MetaContextRequestParses) {
-  auto m = parse_meta_context(hex("00000005 6469736b30 00000002 0000000f 626173653a616c6c6f636174696f6e 00000005 626173653a"));
+  auto m = parse_meta_context(
+      hex("00000005 6469736b30 00000002 0000000f 626173653a616c6c6f636174696f6e 00000005 626173653a"));
   ASSERT_TRUE(m.ok()) << m.status().to_string();
   EXPECT_EQ(m->export_name, "disk0");
   EXPECT_EQ(m->queries, (std::vector<std::string>{"base:allocation", "base:"}));
@@ -195,8 +208,10 @@ TEST(NbdOption, MetaContextLengthsMustAddUp) {
       {"000000", "meta context request is 3 bytes, too short for the name length and the query count (8 bytes)"},
       {"00000001 61 000000", "meta context request: export name length 1 does not fit in 8 bytes of data (at most 0)"},
       {"00002000 00000000", "meta context request: export name length 8192 exceeds the limit of 4096 bytes"},
-      {"00000000 ffffffff", "meta context request: 4294967295 queries need at least 17179869180 bytes, but 0 follow the count"},
-      {"00000000 00000002 00000001 61", "meta context request: 2 queries need at least 8 bytes, but 5 follow the count"},
+      {"00000000 ffffffff",
+       "meta context request: 4294967295 queries need at least 17179869180 bytes, but 0 follow the count"},
+      {"00000000 00000002 00000001 61",
+       "meta context request: 2 queries need at least 8 bytes, but 5 follow the count"},
       {"00000000 00000002 00000001 61 000000", "meta context request: query 1: 3 bytes left, too few for its length"},
       {"00000000 00000001 00000005 61", "meta context request: query 0: length 5 exceeds the 1 bytes left"},
       {"00000000 00000001 00001001 61", "meta context request: query 0: length 4097 exceeds the limit of 4096 bytes"},
@@ -217,9 +232,11 @@ TEST(NbdOption, MetaContextLengthsMustAddUp) {
 TEST(NbdOptionReply, GoldenBytes) {
   EXPECT_EQ(encode_option_reply(kOptGo, kRepAck), hex("0003e889045565a9 00000007 00000001 00000000"));
   EXPECT_EQ(encode_option_reply(kOptGo, kRepAck, hex("abcd")), hex("0003e889045565a9 00000007 00000001 00000002 abcd"));
-  EXPECT_EQ(encode_option_error(kOptList, kRepErrPolicy, "no"), hex("0003e889045565a9 00000003 80000002 00000002 6e6f"));
+  EXPECT_EQ(encode_option_error(kOptList, kRepErrPolicy, "no"),
+            hex("0003e889045565a9 00000003 80000002 00000002 6e6f"));
   EXPECT_EQ(encode_option_error(99, kRepErrUnsup, ""), hex("0003e889045565a9 00000063 80000001 00000000"));
-  EXPECT_EQ(encode_rep_server(kOptList, "ab", "cd"), hex("0003e889045565a9 00000003 00000002 00000008 00000002 6162 6364"));
+  EXPECT_EQ(encode_rep_server(kOptList, "ab", "cd"),
+            hex("0003e889045565a9 00000003 00000002 00000008 00000002 6162 6364"));
   EXPECT_EQ(encode_rep_server(kOptList, ""), hex("0003e889045565a9 00000003 00000002 00000004 00000000"));
   EXPECT_EQ(encode_info_export(kOptInfo, 0x123456789a, kFlagHasFlags | kFlagSendFlush | kFlagSendFua),
             hex("0003e889045565a9 00000006 00000003 0000000c 0000 000000123456789a 000d"));
@@ -252,7 +269,8 @@ TEST(NbdOptionReply, LongStringsAreCutAt4096BytesOnACharacterBoundary) {
 
 // ---- Requests ----
 
-Bytes request(std::uint16_t flags, std::uint16_t type, std::uint64_t cookie, std::uint64_t offset, std::uint32_t length) {
+Bytes request(std::uint16_t flags, std::uint16_t type, std::uint64_t cookie, std::uint64_t offset,
+              std::uint32_t length) {
   return vec(encode_request_header(Request{flags, type, cookie, offset, length, {}}));
 }
 
@@ -311,17 +329,20 @@ TEST(NbdRequest, WriteLongerThanTheMaximumPayloadIsRefused) {
   EXPECT_EQ(ok.state, ParseState::kNeedMore);
   EXPECT_EQ(ok.need, kRequestHeaderBytes + 4096);
   const Bytes over = request(0, kCmdWrite, 1, 0, 4097);
-  for (std::size_t n = 0; n < kRequestHeaderBytes; ++n) EXPECT_EQ(parse_request(std::span(over).first(n), 4096).state, ParseState::kNeedMore);
+  for (std::size_t n = 0; n < kRequestHeaderBytes; ++n)
+    EXPECT_EQ(parse_request(std::span(over).first(n), 4096).state, ParseState::kNeedMore);
   auto r = parse_request(request(0, kCmdWrite, 1, 8192, 4097), 4096);
   ASSERT_EQ(r.state, ParseState::kBad);
   EXPECT_EQ(r.consumed, 0u);
-  EXPECT_EQ(r.error, "request NBD_CMD_WRITE (1) of 4097 bytes at offset 8192 exceeds the maximum payload of 4096 bytes");
+  EXPECT_EQ(r.error,
+            "request NBD_CMD_WRITE (1) of 4097 bytes at offset 8192 exceeds the maximum payload of 4096 bytes");
 }
 
 TEST(NbdRequest, BadMagicIsRefused) {
   Bytes wire = request(0, kCmdRead, 1, 0, 512);
   wire[3] ^= 1;
-  for (std::size_t n = 0; n < 4; ++n) EXPECT_EQ(parse_request(std::span(wire).first(n), 4096).state, ParseState::kNeedMore);
+  for (std::size_t n = 0; n < 4; ++n)
+    EXPECT_EQ(parse_request(std::span(wire).first(n), 4096).state, ParseState::kNeedMore);
   auto r = parse_request(std::span(wire).first(4), 4096);
   ASSERT_EQ(r.state, ParseState::kBad);
   EXPECT_EQ(r.error, "request header: bad magic 0x25609512 (expected 0x25609513)");
@@ -353,11 +374,14 @@ TEST(NbdReply, GoldenBytes) {
   EXPECT_EQ(vec(encode_chunk_header(kReplyFlagDone, kReplyTypeOffsetData, 9, 0x1008)),
             hex("668e33ef 0001 0001 0000000000000009 00001008"));
   EXPECT_EQ(vec(encode_none_chunk(9)), hex("668e33ef 0001 0000 0000000000000009 00000000"));
-  EXPECT_EQ(vec(encode_offset_data_header(0, 9, 0x200, 0x1000)), hex("668e33ef 0000 0001 0000000000000009 00001008 0000000000000200"));
+  EXPECT_EQ(vec(encode_offset_data_header(0, 9, 0x200, 0x1000)),
+            hex("668e33ef 0000 0001 0000000000000009 00001008 0000000000000200"));
   EXPECT_EQ(vec(encode_offset_hole_chunk(kReplyFlagDone, 9, 0x200, 0x1000)),
             hex("668e33ef 0001 0002 0000000000000009 0000000c 0000000000000200 00001000"));
-  EXPECT_EQ(encode_error_chunk(kReplyFlagDone, 9, kEinval, "bad"), hex("668e33ef 0001 8001 0000000000000009 00000009 00000016 0003 626164"));
-  EXPECT_EQ(encode_error_chunk(kReplyFlagDone, 9, kEio, ""), hex("668e33ef 0001 8001 0000000000000009 00000006 00000005 0000"));
+  EXPECT_EQ(encode_error_chunk(kReplyFlagDone, 9, kEinval, "bad"),
+            hex("668e33ef 0001 8001 0000000000000009 00000009 00000016 0003 626164"));
+  EXPECT_EQ(encode_error_chunk(kReplyFlagDone, 9, kEio, ""),
+            hex("668e33ef 0001 8001 0000000000000009 00000006 00000005 0000"));
   EXPECT_EQ(encode_error_offset_chunk(0, 9, kEio, "x", 0x400),
             hex("668e33ef 0000 8002 0000000000000009 0000000f 00000005 0001 78 0000000000000400"));
   const BlockStatusExtent extents[] = {{4096, 0}, {8192, kStateHole | kStateZero}};
@@ -394,7 +418,8 @@ TEST(NbdClient, OptionEncodersRoundTripThroughTheParsers) {
   EXPECT_EQ(m->export_name, "disk0");
   EXPECT_EQ(m->queries, (std::vector<std::string>(std::begin(queries), std::end(queries))));
   // The client side encodes what the server must refuse, so tests can send it.
-  auto too_long = parse_go(parse_option(encode_go_option(kOptGo, std::string(5000, 'x')), kDefaultMaxOptionLength).option.data);
+  auto too_long =
+      parse_go(parse_option(encode_go_option(kOptGo, std::string(5000, 'x')), kDefaultMaxOptionLength).option.data);
   EXPECT_FALSE(too_long.ok());
 }
 

@@ -1,7 +1,7 @@
 // nyads-zonectl: look at and drive a zoned device through nyads' ZonedDevice layer, whatever
 // its backend. Handy to create an emulated device, and to see what a drive does.
-#include <CLI/CLI.hpp>
 #include <xxhash.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <iostream>
@@ -106,7 +106,8 @@ int main(int argc, char** argv) {
       c.zone_capacity_bytes = size_arg(zone_cap);
       if (c.zone_size_bytes == 0) return fail(InvalidArgument("zone size must not be 0"));
       const std::uint64_t zones = size_arg(size) / c.zone_size_bytes;
-      if (zones == 0 || zones > UINT32_MAX) return fail(InvalidArgument("size " + size + " holds " + std::to_string(zones) + " zones of " + zone_size));
+      if (zones == 0 || zones > UINT32_MAX)
+        return fail(InvalidArgument("size " + size + " holds " + std::to_string(zones) + " zones of " + zone_size));
       c.zone_count = static_cast<std::uint32_t>(zones);
       c.max_open_zones = max_open;
       c.max_active_zones = max_active;
@@ -128,7 +129,8 @@ int main(int argc, char** argv) {
   SyncDevice sync(dev);
 
   if (info->parsed()) {
-    std::cout << dev.name() << ": " << dev.backend() << " backend\n" << g.to_string() << "\n"
+    std::cout << dev.name() << ": " << dev.backend() << " backend\n"
+              << g.to_string() << "\n"
               << "capacity " << format_size(g.total_blocks() * g.block_size) << ", writable "
               << format_size(std::uint64_t{g.zone_count} * g.zone_capacity * g.block_size) << "\n";
     return 0;
@@ -138,9 +140,9 @@ int main(int argc, char** argv) {
     if (!zones.ok()) return fail(zones.status());
     std::printf("%-8s %-16s %-14s %-14s %s\n", "zone", "state", "start", "wp", "capacity");
     for (const ZoneInfo& z : *zones)
-      std::printf("%-8u %-16s %-14llu %-14llu %llu\n", g.zone_of(z.start), std::string(zone_state_name(z.state)).c_str(),
-                  static_cast<unsigned long long>(z.start), static_cast<unsigned long long>(z.write_pointer),
-                  static_cast<unsigned long long>(z.capacity));
+      std::printf("%-8u %-16s %-14llu %-14llu %llu\n", g.zone_of(z.start),
+                  std::string(zone_state_name(z.state)).c_str(), static_cast<unsigned long long>(z.start),
+                  static_cast<unsigned long long>(z.write_pointer), static_cast<unsigned long long>(z.capacity));
     return 0;
   }
   const ZoneAction action_kinds[] = {ZoneAction::kReset, ZoneAction::kOpen, ZoneAction::kClose, ZoneAction::kFinish};
@@ -153,7 +155,8 @@ int main(int argc, char** argv) {
     return s.ok() ? 0 : fail(s);
   }
   if (write->parsed() || append->parsed()) {
-    if (zone >= g.zone_count) return fail(OutOfRange("zone " + std::to_string(zone) + " beyond the device's " + std::to_string(g.zone_count)));
+    if (zone >= g.zone_count)
+      return fail(OutOfRange("zone " + std::to_string(zone) + " beyond the device's " + std::to_string(g.zone_count)));
     auto z = dev.report_zones(zone, 1);
     if (!z.ok()) return fail(z.status());
     AlignedBuffer buf(std::size_t{blocks} * g.block_size);
@@ -182,7 +185,8 @@ int main(int argc, char** argv) {
       AlignedBuffer want(buf.size());
       fill_pattern(want.data(), lba, blocks, g.block_size, seed);
       for (std::uint32_t b = 0; b < blocks; ++b) {
-        if (std::memcmp(buf.data() + std::size_t{b} * g.block_size, want.data() + std::size_t{b} * g.block_size, g.block_size) != 0) {
+        if (std::memcmp(buf.data() + std::size_t{b} * g.block_size, want.data() + std::size_t{b} * g.block_size,
+                        g.block_size) != 0) {
           std::cerr << "nyads-zonectl: block " << lba + b << " does not hold seed " << seed << "'s pattern\n";
           return 1;
         }
