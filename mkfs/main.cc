@@ -34,14 +34,15 @@ int main(int argc, char** argv) {
   CLI::App app{
       "mkfs.nyads: make a nyads volume.\n\n"
       "DEVICE is a host-managed zoned block device (/dev/nvme0n1), an NVMe ZNS generic device\n"
-      "(/dev/ng0n1), or a file: a new file is created as an emulated zoned device (sparse) with\n"
-      "the geometry options below. With --emulate, DEVICE may be a plain (not zoned) block device,\n"
+      "(/dev/ng0n1), or a file: a new file is created as an emulated zoned device with the geometry\n"
+      "options below, its whole size reserved on its filesystem (--sparse: only what is written). With --emulate, "
+      "DEVICE may be a plain (not zoned) block device,\n"
       "laid out as an emulated zoned device the same way (--size defaults to the whole disk). mkfs.nyads refuses a "
       "device that holds a volume or any data\n"
       "unless -f is given. Exit status: 0 on success, 1 on failure."};
   app.set_version_flag("-V,--version", std::string("mkfs.nyads ") + NYADS_VERSION);
   std::string path, label, uuid_text;
-  bool force = false, dry_run = false, quiet = false, emulate = false;
+  bool force = false, dry_run = false, quiet = false, emulate = false, sparse = false;
   std::string size = "16G", zone_size = "64M", zone_cap, block = "4096", max_append = "1M";
   std::uint32_t max_open = 14, max_active = 14;
   LayoutOptions layout;
@@ -58,6 +59,9 @@ int main(int argc, char** argv) {
   std::vector<CLI::Option*> geometry_options = {
       geometry->add_option("--size", size, "Device size, rounded down to whole zones")->capture_default_str(),
       geometry->add_option("--zone-size", zone_size, "Zone size")->capture_default_str(),
+      geometry->add_flag("--sparse", sparse,
+                         "A new file takes only the disk space written to it, not its size at once; writes fail "
+                         "once its filesystem fills"),
       geometry->add_option("--zone-capacity", zone_cap, "Writable bytes per zone (default: 15/16 of the zone size)"),
       geometry->add_option("--block-size", block, "Logical block size: 512 or 4096")->capture_default_str(),
       geometry->add_option("--max-open", max_open, "Open-zone limit (0: none)")->capture_default_str(),
@@ -155,8 +159,18 @@ int main(int argc, char** argv) {
     }
     c.max_open_zones = max_open;
     c.max_active_zones = max_active;
-    auto d = dry_run ? EmulatedDevice::create_memory(c) : EmulatedDevice::create_file(path, c, true);
-    if (!d.ok()) return fail(d.status().with_context(path).message());
+    const bool file = !(exists && S_ISBLK(st.st_mode));
+    auto d = dry_run ? EmulatedDevice::create_memory(c)
+                     : EmulatedDevice::create_file(path, c, true, sparse ? FileSpace::kSparse : FileSpace::kReserved);
+    if (!d.ok()) {
+      // No room for the file: it was made (or emptied, with -f) and is not left half made. Other
+      // failures (a daemon holding the file's lock) come before it is touched.
+      const bool no_room = file && (d.status().code() == Code::kNoSpace || d.status().code() == Code::kNotSupported);
+      if (no_room) ::unlink(path.c_str());
+      return fail(d.status().message() + (no_room ? " (a smaller --size, or --sparse: the file then takes only what "
+                                                    "is written, and writes fail once its filesystem fills)"
+                                                  : ""));
+    }
     device = std::move(*d);
   } else {
     auto d = open_zoned_device(path, {.read_only = dry_run});

@@ -13,10 +13,10 @@ run() { echo "\$ $*"; "$@"; }
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT
 
-echo "## 1. A nyads volume on a new emulated zoned device (a sparse file)"
+echo "## 1. A nyads volume on a new emulated zoned device (a file, its 8 GiB reserved on disk)"
 vol=$dir/zns.img
 rm -f "$vol"
-run mkfs.nyads -L demo --size 16G --zone-size 64M "$vol"
+run mkfs.nyads -L demo --size 8G --zone-size 64M "$vol"
 
 echo
 echo "## 2. nyadsd serves it: NBD on $dir/run/nbd.sock, control on $dir/run/control.sock"
@@ -47,4 +47,4 @@ wait "$pid"
 pid=
 tail -2 "$dir/nyadsd.log"
 run fsck.nyads -n "$vol"
-echo "the volume file takes $(du -h "$vol" | cut -f1) on disk for $(du -h --apparent-size "$vol" | cut -f1) of zones (sparse)"
+echo "the volume file takes $(du -h "$vol" | cut -f1) on disk for $(du -h --apparent-size "$vol" | cut -f1) of zones (reserved at mkfs; --sparse: only what is written)"

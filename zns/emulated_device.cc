@@ -20,6 +20,7 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,6 +37,7 @@
 
 #include "nyads/aligned_buffer.h"
 #include "nyads/emulated_device.h"
+#include "nyads/units.h"
 #include "zns/emulated_format.h"
 #include "zns/io_uring_setup.h"
 #include "zns/zone_rules.h"
@@ -660,8 +662,30 @@ Result<std::uint64_t> bytes_of(int fd, const std::string& path, bool* block_devi
 }
 }  // namespace
 
+namespace {
+// Gives a new device file all its blocks now (unwritten extents: reads of them are zeros), so
+// that no write can later fail for want of room on the filesystem. Refused before anything is
+// allocated when the filesystem has less free than that: a fallocate that fails part way
+// would fill it meanwhile.
+Status reserve_file_space(int fd, const std::string& path, std::uint64_t bytes) {
+  struct statvfs fs;
+  if (::fstatvfs(fd, &fs) != 0) return ErrnoStatus(errno, path + ": statvfs");
+  const std::uint64_t free_bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+  if (free_bytes < bytes)
+    return Status(Code::kNoSpace, path + ": cannot reserve " + format_size(bytes) + ": its filesystem has " +
+                                      format_size(free_bytes) + " free");
+  if (::fallocate(fd, 0, 0, static_cast<off_t>(bytes)) != 0) {
+    const int e = errno;
+    if (e == EOPNOTSUPP) return Status(Code::kNotSupported, path + ": its filesystem cannot reserve space (fallocate)");
+    return ErrnoStatus(e, path + ": reserving " + format_size(bytes));
+  }
+  return Status::Ok();
+}
+}  // namespace
+
 Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::create_file(const std::string& path,
-                                                                    const EmulatedConfig& config, bool overwrite) {
+                                                                    const EmulatedConfig& config, bool overwrite,
+                                                                    FileSpace space) {
   NYADS_RETURN_IF_ERROR(config.validate().with_context(path));
   int flags = O_RDWR | O_CREAT | O_CLOEXEC | (overwrite ? 0 : O_EXCL);
   int fd = ::open(path.c_str(), flags, 0644);
@@ -687,6 +711,8 @@ Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::create_file(const std::s
   } else if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(layout.file_bytes())) != 0) {
     // Start from an empty, sparse file of the full size.
     return ErrnoStatus(errno, "sizing " + path);
+  } else if (space == FileSpace::kReserved) {
+    NYADS_RETURN_IF_ERROR(reserve_file_space(fd, path, layout.file_bytes()));
   }
   AlignedBuffer header(ef::kHeaderBytes);
   ef::encode_header(layout, header.span());

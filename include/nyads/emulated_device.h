@@ -34,12 +34,18 @@ struct EmulatedConfig {
   Geometry geometry() const;
 };
 
+// What a new device file takes on its filesystem.
+enum class FileSpace {
+  kSparse,    // only written blocks take disk space: writes fail if the filesystem fills
+  kReserved,  // all of it, at once (fallocate): refused up front when the filesystem lacks the room
+};
+
 class EmulatedDevice : public ZonedDevice {
  public:
-  // Creates path as a new emulated device (sparse: only written blocks take disk space).
-  // Refuses an existing file unless overwrite is set.
+  // Creates path as a new emulated device. Refuses an existing file unless overwrite is set.
   static Result<std::unique_ptr<EmulatedDevice>> create_file(const std::string& path, const EmulatedConfig& config,
-                                                             bool overwrite = false);
+                                                             bool overwrite = false,
+                                                             FileSpace space = FileSpace::kSparse);
   static Result<std::unique_ptr<EmulatedDevice>> open_file(const std::string& path, bool read_only = false);
   // A device in memory: nothing persists past its destruction.
   static Result<std::unique_ptr<EmulatedDevice>> create_memory(const EmulatedConfig& config);

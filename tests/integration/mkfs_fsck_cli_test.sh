@@ -20,6 +20,19 @@ grep -q "uuid        10325476-98ba-4cde-8011-223344556677" <<<"$out" || fail "uu
 grep -q "64 zones of 16 MiB (capacity 12 MiB)" <<<"$out" || fail "geometry: $out"
 grep -q "^usable" <<<"$out" && grep -q "^overhead" <<<"$out" || fail "usable/overhead: $out"
 
+# A new file has its whole size reserved on its filesystem; with --sparse, only what is written.
+allocated() { echo $(($(stat -c '%b * %B' "$1"))); }
+size=$(stat -c %s "$vol")
+[ "$(allocated "$vol")" -ge "$size" ] || fail "the new file is not reserved: $(allocated "$vol") of $size bytes allocated"
+expect_rc 0 "$mkfs" -q --sparse --size 1G "$dir/sparse.img"
+[ "$(allocated "$dir/sparse.img")" -lt $((4 << 20)) ] || fail "--sparse allocated $(allocated "$dir/sparse.img") bytes"
+rm "$dir/sparse.img"
+# More than the filesystem has free: refused before anything is allocated, with the way out.
+too_big=$(( $(df --output=avail -B1 "$dir" | tail -1) + (64 << 30) ))
+expect_rc 1 "$mkfs" --size "$too_big" "$dir/huge.img"
+grep -q "huge.img: cannot reserve .*: its filesystem has .* free (a smaller --size, or --sparse" <<<"$out" || fail "no room: $out"
+[ ! -e "$dir/huge.img" ] || fail "a refused mkfs left its file behind"
+
 # fsck: clean, in text and JSON.
 expect_rc 0 "$fsck" -n "$vol"
 grep -q "clean" <<<"$out" || fail "fsck clean: $out"

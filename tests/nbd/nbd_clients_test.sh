@@ -1,7 +1,7 @@
 #!/bin/bash
 # nyadsd with real NBD clients: nbdinfo, nbdcopy, qemu-img, qemu-io, fio (nbd engine, verify
 # at QD32), the nyads CLI; a kill -9 during flushed writes; a stale socket; a second daemon;
-# SIGTERM and fsck; a daemon where io_uring is forbidden. Usage: nbd_clients_test.sh BUILD_DIR
+# SIGTERM and fsck; a daemon where io_uring is forbidden; the warning about a sparse file. Usage: nbd_clients_test.sh BUILD_DIR
 set -euo pipefail
 BUILD=$(cd "$1" && pwd)
 MKFS=$BUILD/mkfs/mkfs.nyads FSCK=$BUILD/fsck/fsck.nyads NYADSD=$BUILD/fs/daemon/nyadsd NYADS=$BUILD/fs/daemon/nyads
@@ -193,6 +193,18 @@ step "where io_uring is forbidden (Docker's default seccomp profile)"
 serve_without_io_uring
 step "where every submission to io_uring fails"
 serve_without_io_uring --enter
+
+step "a sparse device file larger than its filesystem's free space: a warning at start"
+grep -q "warning" "$T/daemon.log" && fail "warnings about the reserved device: $(grep warning "$T/daemon.log")"
+big=$(($(df --output=avail -B1 "$T" | tail -1) + (64 << 30)))
+"$MKFS" -q --sparse --size "$big" --zone-size 256M "$T/sparse.img" || fail "mkfs --sparse"
+"$NYADSD" --run-dir "$T/run-sparse" "$T/sparse.img" 2>"$T/sparse.log" &
+PID=$!
+for _ in $(seq 100); do [ -S "$T/run-sparse/control.sock" ] && break; sleep 0.1; done
+kill -TERM "$PID"; wait "$PID" || true; PID=
+grep -q "nyadsd: warning: $T/sparse.img is a sparse file: .* are not allocated, and its filesystem has .* free; writes will fail once that fills (fallocate -l [0-9]* $T/sparse.img reserves the rest" "$T/sparse.log" ||
+  fail "no warning about the sparse file: $(cat "$T/sparse.log")"
+rm "$T/sparse.img"
 
 step "socket activation: nbdinfo -- [ nyadsd DEVICE ] (LISTEN_FDS)"
 size=$(nbdinfo --size -- [ "$NYADSD" "$T/dev.img" ] 2>/dev/null) || fail "nbdinfo with socket activation"
