@@ -223,8 +223,8 @@ fail_server() {  # fail_server NAME MESSAGE: record, say, stop it; the others go
 # why and return 1.
 start_nyads() {
   local img=$dir/nyads.img
-  start_cmd="$mkfs_nyads -q --size $nyads_device_size $img"
-  if ! "$mkfs_nyads" -q --size "$nyads_device_size" "$img" >>"$srv_out/server.log" 2>&1; then
+  start_cmd="$mkfs_nyads -q --sparse --size $nyads_device_size $img"
+  if ! "$mkfs_nyads" -q --sparse --size "$nyads_device_size" "$img" >>"$srv_out/server.log" 2>&1; then
     why="mkfs.nyads failed"
     return 1
   fi
@@ -246,7 +246,7 @@ start_nyads() {
   local build_type
   build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null || true)
   version="${version:-nyadsd}${build_type:+ ($build_type build)}"
-  info device "emulated zoned device in a $nyads_device_size file (mkfs.nyads defaults), namespace bench of $export_size"
+  info device "emulated zoned device in a sparse $nyads_device_size file (mkfs.nyads --sparse, as the peers' raw files are sparse), namespace bench of $export_size"
 }
 
 # start_nbdkit [NAME PLUGIN-OPTION]: nbdkit's file plugin with its defaults, or one option more.

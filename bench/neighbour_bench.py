@@ -64,7 +64,7 @@ class Server:
 def start_nyads(build, d, log):
     img, run = f"{d}/dev.img", f"{d}/run"
     os.makedirs(run)
-    subprocess.run([f"{build}/mkfs/mkfs.nyads", "-q", "--size", "8G", img], check=True, stdout=log, stderr=log)
+    subprocess.run([f"{build}/mkfs/mkfs.nyads", "-q", "--sparse", "--size", "8G", img], check=True, stdout=log, stderr=log)
     proc = subprocess.Popen([f"{build}/fs/daemon/nyadsd", "--run-dir", run, img], stdout=log, stderr=log)
     wait_socket(f"{run}/nbd.sock", proc, "nyadsd")
     for name, size in (("a", "2G"), ("b", "1G")):

@@ -73,7 +73,7 @@ class Checker {
       std::string why;
       for (auto& s : scans)
         for (auto& p : s.problems) why += "\n  " + p;
-      r_.operational_error = (scans[0].unreadable && scans[1].unreadable ? "cannot read the superblocks of "
+      r_.operational_error = (scans[0].unreadable || scans[1].unreadable ? "cannot read the superblocks of "
                                                                          : "no valid nyads superblock on ") +
                              dev_.name() + ":" + why;
       return false;

@@ -163,13 +163,17 @@ int main(int argc, char** argv) {
     auto d = dry_run ? EmulatedDevice::create_memory(c)
                      : EmulatedDevice::create_file(path, c, true, sparse ? FileSpace::kSparse : FileSpace::kReserved);
     if (!d.ok()) {
-      // No room for the file: it was made (or emptied, with -f) and is not left half made. Other
-      // failures (a daemon holding the file's lock) come before it is touched.
-      const bool no_room = file && (d.status().code() == Code::kNoSpace || d.status().code() == Code::kNotSupported);
-      if (no_room) ::unlink(path.c_str());
-      return fail(d.status().message() + (no_room ? " (a smaller --size, or --sparse: the file then takes only what "
-                                                    "is written, and writes fail once its filesystem fills)"
-                                                  : ""));
+      if (file && !exists) ::unlink(path.c_str());  // made here: not left half made
+      std::string way_on;
+      if (file && d.status().code() == Code::kNoSpace)
+        way_on =
+            " (a smaller --size, or --sparse: the file then takes only what is written, and writes fail once its "
+            "filesystem fills)";
+      if (file && d.status().code() == Code::kNotSupported)
+        way_on =
+            " (--sparse makes it without reserving: it then takes only what is written, and writes fail once its "
+            "filesystem fills)";
+      return fail(d.status().message() + way_on);
     }
     device = std::move(*d);
   } else {

@@ -189,6 +189,10 @@ class Emulated final : public EmulatedDevice {
 
   const Geometry& geometry() const override { return g_; }
   std::string backend() const override { return "emulated"; }
+  std::string warning() const override {
+    if (ring_unusable_.ok()) return {};
+    return name_ + ": reads run one at a time, without io_uring (" + ring_unusable_.message() + ")";
+  }
   const std::string& name() const override { return name_; }
 
   Result<std::vector<ZoneInfo>> report_zones(std::uint32_t first, std::uint32_t count) override {
@@ -370,7 +374,10 @@ class Emulated final : public EmulatedDevice {
     io_uring_submit(&*ring_);  // a failure leaves it queued: collect() sends it on
   }
 
-  // The ring, created at the first use. Once it cannot be had (or failed), not tried again.
+  // The ring, created at the first use and tried with a no-op, so that a ring whose
+  // submissions fail (a seccomp profile that allows io_uring_setup but not io_uring_enter)
+  // is found before any request depends on it. Without a working ring the file's reads run
+  // at submit (queue_file_io); that is not tried again.
   Status ensure_ring() {
     if (!ring_unusable_.ok()) return ring_unusable_;
     if (ring_) return Status::Ok();
@@ -380,7 +387,21 @@ class Emulated final : public EmulatedDevice {
       ring_unusable_ = io_uring_setup_error(-e, name_);
       return ring_unusable_;
     }
-    return Status::Ok();
+    io_uring_sqe* nop = io_uring_get_sqe(&*ring_);
+    io_uring_prep_nop(nop);
+    io_uring_sqe_set_data(nop, reinterpret_cast<void*>(static_cast<std::uintptr_t>(kProbeId)));
+    int e;
+    do e = io_uring_submit_and_wait(&*ring_, 1);
+    while (e == -EINTR);
+    io_uring_cqe* cqe = nullptr;
+    if (e >= 0 && io_uring_peek_cqe(&*ring_, &cqe) == 0) {
+      io_uring_cqe_seen(&*ring_, cqe);
+      return Status::Ok();
+    }
+    io_uring_queue_exit(&*ring_);
+    ring_.reset();
+    ring_unusable_ = ErrnoStatus(e < 0 ? -e : EIO, name_ + ": a no-op through io_uring failed");
+    return ring_unusable_;
   }
 
   // Moves finished ring I/O to done_; with wait, waits for at least one.
@@ -393,11 +414,11 @@ class Emulated final : public EmulatedDevice {
       int e;
       do e = io_uring_submit_and_wait(&*ring_, 1);
       while (e == -EINTR);
-      // EAGAIN and EBUSY pass (the kernel is short of memory, or completions wait for us:
-      // reaped below); any other error means the ring is broken and nothing more will
-      // complete on it, so waiting again would spin for ever.
-      if (e < 0 && e != -EAGAIN && e != -EBUSY)
-        return abandon_ring(ErrnoStatus(-e, name_ + ": io_uring_submit_and_wait"));
+      // The ring worked at its creation (ensure_ring), so requests may be with the kernel:
+      // their buffers are not ours to give back until they complete. A failure to wait is
+      // retried by the caller, after a pause rather than at once (no spinning on a ring that
+      // keeps failing: EAGAIN, EBUSY, or worse).
+      if (e < 0 && io_uring_cq_ready(&*ring_) == 0) ::usleep(1000);
     } else if (io_uring_sq_ready(&*ring_) > 0) {
       io_uring_submit(&*ring_);
     }
@@ -423,19 +444,6 @@ class Emulated final : public EmulatedDevice {
       done_.push_back(std::move(io.completion));
       pending_.erase(it);
     }
-  }
-
-  // The ring failed: the reads queued on it run now, without it, and so do later ones (kicks
-  // are skipped). A failed io_uring_enter took none of the requests it was given; the ring
-  // itself is let go when the device closes.
-  void abandon_ring(const Status& why) {
-    for (auto& [id, io] : pending_) {
-      io.completion.status = full_pread(fd_, io.buffer, io.bytes, io.offset, name_ + ": read");
-      done_.push_back(std::move(io.completion));
-    }
-    pending_.clear();
-    kicks_in_flight_ = 0;
-    ring_unusable_ = why;
   }
 
   // Waits for everything in flight on the ring (its completions wait in done_).
@@ -630,7 +638,8 @@ class Emulated final : public EmulatedDevice {
   std::shared_ptr<std::atomic<int>> job_errno_ = std::make_shared<std::atomic<int>>(0);
   Status sync_failure_;  // a failed sync: every later one fails with it
   std::uint32_t kicks_in_flight_ = 0;
-  static constexpr std::uint64_t kKickId = UINT64_MAX;  // a kick's completion, not a request's
+  static constexpr std::uint64_t kKickId = UINT64_MAX;       // a kick's completion, not a request's
+  static constexpr std::uint64_t kProbeId = UINT64_MAX - 1;  // ensure_ring's no-op
 };
 
 Status lock_file(int fd, bool read_only, const std::string& path) {
@@ -663,22 +672,30 @@ Result<std::uint64_t> bytes_of(int fd, const std::string& path, bool* block_devi
 }  // namespace
 
 namespace {
-// Gives a new device file all its blocks now (unwritten extents: reads of them are zeros), so
-// that no write can later fail for want of room on the filesystem. Refused before anything is
-// allocated when the filesystem has less free than that: a fallocate that fails part way
-// would fill it meanwhile.
-Status reserve_file_space(int fd, const std::string& path, std::uint64_t bytes) {
+// Whether a device file of `bytes` can have all its blocks: the filesystem's free space plus
+// what the file holds now (emptied first), and fallocate there at all. Asked before the file
+// is touched, so that a refusal leaves an existing file as it was.
+Status check_room_to_reserve(int fd, const std::string& path, std::uint64_t bytes) {
+  struct stat st;
   struct statvfs fs;
-  if (::fstatvfs(fd, &fs) != 0) return ErrnoStatus(errno, path + ": statvfs");
-  const std::uint64_t free_bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
-  if (free_bytes < bytes)
+  if (::fstat(fd, &st) != 0 || ::fstatvfs(fd, &fs) != 0) return ErrnoStatus(errno, path + ": stat");
+  const std::uint64_t room =
+      static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize + static_cast<std::uint64_t>(st.st_blocks) * 512;
+  if (room < bytes)
     return Status(Code::kNoSpace, path + ": cannot reserve " + format_size(bytes) + ": its filesystem has " +
-                                      format_size(free_bytes) + " free");
-  if (::fallocate(fd, 0, 0, static_cast<off_t>(bytes)) != 0) {
-    const int e = errno;
-    if (e == EOPNOTSUPP) return Status(Code::kNotSupported, path + ": its filesystem cannot reserve space (fallocate)");
-    return ErrnoStatus(e, path + ": reserving " + format_size(bytes));
-  }
+                                      format_size(room) + " free for it");
+  // A block at the start, the size kept: no change to what the file reads as.
+  if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 4096) != 0 && errno == EOPNOTSUPP)
+    return Status(Code::kNotSupported, path + ": its filesystem cannot reserve space (fallocate)");
+  return Status::Ok();
+}
+
+// Gives the device file all its blocks now (unwritten extents: reads of them are zeros), so
+// that no write can later fail for want of room on the filesystem (where blocks are written
+// in place: ext4, XFS; a copy-on-write filesystem takes new blocks for every rewrite).
+Status reserve_file_space(int fd, const std::string& path, std::uint64_t bytes) {
+  if (::fallocate(fd, 0, 0, static_cast<off_t>(bytes)) != 0)
+    return ErrnoStatus(errno, path + ": reserving " + format_size(bytes));
   return Status::Ok();
 }
 }  // namespace
@@ -708,11 +725,12 @@ Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::create_file(const std::s
     if (*have < layout.file_bytes())
       return InvalidArgument(path + " holds " + std::to_string(*have) + " bytes; this geometry needs " +
                              std::to_string(layout.file_bytes()));
-  } else if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(layout.file_bytes())) != 0) {
+  } else {
+    if (space == FileSpace::kReserved) NYADS_RETURN_IF_ERROR(check_room_to_reserve(fd, path, layout.file_bytes()));
     // Start from an empty, sparse file of the full size.
-    return ErrnoStatus(errno, "sizing " + path);
-  } else if (space == FileSpace::kReserved) {
-    NYADS_RETURN_IF_ERROR(reserve_file_space(fd, path, layout.file_bytes()));
+    if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(layout.file_bytes())) != 0)
+      return ErrnoStatus(errno, "sizing " + path);
+    if (space == FileSpace::kReserved) NYADS_RETURN_IF_ERROR(reserve_file_space(fd, path, layout.file_bytes()));
   }
   AlignedBuffer header(ef::kHeaderBytes);
   ef::encode_header(layout, header.span());

@@ -87,6 +87,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (auto warning = sparse_file_warning(device)) std::cerr << "nyadsd: warning: " << *warning << "\n";
+  if (const std::string warning = (*store)->device().warning(); !warning.empty())
+    std::cerr << "nyadsd: warning: " << warning << "\n";
   auto d = daemon::Daemon::create(std::move(*store), device, options, inherited);
   if (!d.ok()) {
     std::cerr << "nyadsd: " << d.status().message() << "\n";

@@ -9,14 +9,14 @@ Status Store::Impl::recover() {
     return NotSupported(dev->name() + ": block size " + n(g.block_size) + " does not divide 4096");
   std::optional<fmt::Superblock> best;
   std::string why;
-  bool unreadable = true;
+  bool unreadable = false;
   for (std::uint32_t z : {0u, 1u}) {
     SuperblockZoneScan scan = scan_superblock_zone(*dev, z);
     for (auto& p : scan.problems) why += "; " + p;
-    unreadable = unreadable && scan.unreadable;
+    unreadable = unreadable || scan.unreadable;
     if (scan.newest && (!best || scan.newest->generation > best->generation)) best = scan.newest;
   }
-  // Reads that failed say nothing of what the device holds: no advice to format it.
+  // A copy that could not be read says nothing of what the device holds: no advice to format it.
   if (!best && unreadable) return IoError(dev->name() + ": cannot read its superblocks" + why);
   if (!best)
     return Corruption(dev->name() + " holds no valid nyads superblock" + why + " (run mkfs.nyads, or fsck.nyads)");

@@ -30,8 +30,13 @@ rm "$dir/sparse.img"
 # More than the filesystem has free: refused before anything is allocated, with the way out.
 too_big=$(( $(df --output=avail -B1 "$dir" | tail -1) + (64 << 30) ))
 expect_rc 1 "$mkfs" --size "$too_big" "$dir/huge.img"
-grep -q "huge.img: cannot reserve .*: its filesystem has .* free (a smaller --size, or --sparse" <<<"$out" || fail "no room: $out"
+grep -q "huge.img: cannot reserve .*: its filesystem has .* free for it (a smaller --size, or --sparse" <<<"$out" || fail "no room: $out"
 [ ! -e "$dir/huge.img" ] || fail "a refused mkfs left its file behind"
+# -f over a volume, asking for more than there is room for: refused, the volume untouched.
+expect_rc 1 "$mkfs" -f --size "$too_big" "$vol"
+grep -q "cannot reserve" <<<"$out" || fail "no room for -f: $out"
+expect_rc 0 "$fsck" -n "$vol"
+grep -q "clean" <<<"$out" || fail "the volume was harmed by a refused mkfs -f: $out"
 
 # fsck: clean, in text and JSON.
 expect_rc 0 "$fsck" -n "$vol"

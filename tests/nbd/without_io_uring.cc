@@ -3,6 +3,7 @@
 // Docker 25). With --enter only io_uring_enter fails: rings are made, but nothing submitted to
 // them ever runs (a ring that breaks). The filter is inherited by everything COMMAND starts.
 #include <linux/filter.h>
+#include <linux/io_uring.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <sys/prctl.h>
@@ -39,11 +40,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "without_io_uring: installing the seccomp filter: %s\n", std::strerror(errno));
     return 2;
   }
-  // Proof that the filter holds, before the command relies on it.
+  // Proof that the filter holds, before the command relies on it; with --enter, that rings
+  // can still be made (else the host refuses io_uring already: exit 77, nothing to test).
   const long probe = enter_only ? __NR_io_uring_enter : __NR_io_uring_setup;
   if (::syscall(probe, enter_only ? -1 : 1, 0, 0, 0, nullptr, 0) != -1 || errno != EPERM) {
     std::fprintf(stderr, "without_io_uring: io_uring is not refused with EPERM\n");
     return 2;
+  }
+  if (enter_only) {
+    io_uring_params params{};
+    const long ring = ::syscall(__NR_io_uring_setup, 1, &params);
+    if (ring < 0) {
+      std::fprintf(stderr, "without_io_uring: io_uring_setup is refused here already: %s\n", std::strerror(errno));
+      return 77;
+    }
+    ::close(static_cast<int>(ring));
   }
   ::execvp(argv[1], argv + 1);
   std::fprintf(stderr, "without_io_uring: %s: %s\n", argv[1], std::strerror(errno));
