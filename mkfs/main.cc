@@ -189,8 +189,7 @@ int main(int argc, char** argv) {
   };
   auto r = mkfs::format_volume(*device, options);
   if (!r.ok()) {
-    if (create && !dry_run && !(exists && S_ISBLK(st.st_mode)))
-      ::unlink(path.c_str());  // do not leave a half-made file behind
+    if (create && !dry_run && !exists) ::unlink(path.c_str());  // made here: not left half made
     return fail(r.status().message());
   }
   if (!quiet) {

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -374,7 +375,7 @@ class Emulated final : public EmulatedDevice {
     io_uring_submit(&*ring_);  // a failure leaves it queued: collect() sends it on
   }
 
-  // The ring, created at the first use and tried with a no-op, so that a ring whose
+  // The ring, created at the first use and tried with a read, so that a ring whose
   // submissions fail (a seccomp profile that allows io_uring_setup but not io_uring_enter)
   // is found before any request depends on it. Without a working ring the file's reads run
   // at submit (queue_file_io); that is not tried again.
@@ -387,20 +388,29 @@ class Emulated final : public EmulatedDevice {
       ring_unusable_ = io_uring_setup_error(-e, name_);
       return ring_unusable_;
     }
-    io_uring_sqe* nop = io_uring_get_sqe(&*ring_);
-    io_uring_prep_nop(nop);
-    io_uring_sqe_set_data(nop, reinterpret_cast<void*>(static_cast<std::uintptr_t>(kProbeId)));
+    // A read of the header, as the device's reads are (a kernel or sandbox may set up rings
+    // that do less than that).
+    std::array<std::uint8_t, ef::kHeaderBytes> header;
+    io_uring_sqe* probe = io_uring_get_sqe(&*ring_);
+    io_uring_prep_read(probe, fd_, header.data(), static_cast<unsigned>(header.size()), 0);
+    io_uring_sqe_set_data(probe, reinterpret_cast<void*>(static_cast<std::uintptr_t>(kProbeId)));
     int e;
     do e = io_uring_submit_and_wait(&*ring_, 1);
     while (e == -EINTR);
     io_uring_cqe* cqe = nullptr;
-    if (e >= 0 && io_uring_peek_cqe(&*ring_, &cqe) == 0) {
+    if (e >= 0) {
+      do e = io_uring_wait_cqe(&*ring_, &cqe);
+      while (e == -EINTR);
+    }
+    if (e >= 0) {
+      const int res = cqe->res;
       io_uring_cqe_seen(&*ring_, cqe);
-      return Status::Ok();
+      if (res == static_cast<int>(header.size())) return Status::Ok();
+      e = res < 0 ? res : -EIO;
     }
     io_uring_queue_exit(&*ring_);
     ring_.reset();
-    ring_unusable_ = ErrnoStatus(e < 0 ? -e : EIO, name_ + ": a no-op through io_uring failed");
+    ring_unusable_ = ErrnoStatus(-e, name_ + ": a read through io_uring failed");
     return ring_unusable_;
   }
 
@@ -639,7 +649,7 @@ class Emulated final : public EmulatedDevice {
   Status sync_failure_;  // a failed sync: every later one fails with it
   std::uint32_t kicks_in_flight_ = 0;
   static constexpr std::uint64_t kKickId = UINT64_MAX;       // a kick's completion, not a request's
-  static constexpr std::uint64_t kProbeId = UINT64_MAX - 1;  // ensure_ring's no-op
+  static constexpr std::uint64_t kProbeId = UINT64_MAX - 1;  // ensure_ring's trial read
 };
 
 Status lock_file(int fd, bool read_only, const std::string& path) {
@@ -685,17 +695,25 @@ Status check_room_to_reserve(int fd, const std::string& path, std::uint64_t byte
     return Status(Code::kNoSpace, path + ": cannot reserve " + format_size(bytes) + ": its filesystem has " +
                                       format_size(room) + " free for it");
   // A block at the start, the size kept: no change to what the file reads as.
-  if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 4096) != 0 && errno == EOPNOTSUPP)
-    return Status(Code::kNotSupported, path + ": its filesystem cannot reserve space (fallocate)");
+  if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 4096) != 0) {
+    if (errno == EOPNOTSUPP)
+      return Status(Code::kNotSupported, path + ": its filesystem cannot reserve space (fallocate)");
+    return ErrnoStatus(errno, path + ": reserving space");
+  }
   return Status::Ok();
 }
 
 // Gives the device file all its blocks now (unwritten extents: reads of them are zeros), so
 // that no write can later fail for want of room on the filesystem (where blocks are written
 // in place: ext4, XFS; a copy-on-write filesystem takes new blocks for every rewrite).
+// Past the checks it can still fail (quotas, extent metadata): the file, emptied already, then
+// gives back what it took.
 Status reserve_file_space(int fd, const std::string& path, std::uint64_t bytes) {
-  if (::fallocate(fd, 0, 0, static_cast<off_t>(bytes)) != 0)
-    return ErrnoStatus(errno, path + ": reserving " + format_size(bytes));
+  if (::fallocate(fd, 0, 0, static_cast<off_t>(bytes)) != 0) {
+    const Status failed = ErrnoStatus(errno, path + ": reserving " + format_size(bytes));
+    (void)::ftruncate(fd, 0);
+    return failed;
+  }
   return Status::Ok();
 }
 }  // namespace
