@@ -20,6 +20,7 @@ JOB_TITLES = {
     "randwrite-4k-qd32": "4 KiB random write, QD32",
     "randread-4k-qd1": "4 KiB random read, QD1",
     "randread-4k-qd32": "4 KiB random read, QD32",
+    "randread-4k-qd32-4conn": "4 KiB random read, QD32 over 4 connections (4 fio jobs of QD8; figures summed)",
     "write-1m-qd8": "1 MiB sequential write, QD8",
     "flushwrite-1m-qd8": "1 MiB sequential write, QD8, a flush every 64 (fio --fsync=64; latency: the flush's)",
     "read-1m-qd8": "1 MiB sequential read, QD8",
