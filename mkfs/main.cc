@@ -163,16 +163,12 @@ int main(int argc, char** argv) {
     auto d = dry_run ? EmulatedDevice::create_memory(c)
                      : EmulatedDevice::create_file(path, c, true, sparse ? FileSpace::kSparse : FileSpace::kReserved);
     if (!d.ok()) {
-      if (file && !exists) ::unlink(path.c_str());  // made here: not left half made
+      if (!exists) ::unlink(path.c_str());  // made here: not left half made
+      const std::string sparse_way =
+          "--sparse: the file then takes only what is written, and writes fail once its filesystem fills";
       std::string way_on;
-      if (file && d.status().code() == Code::kNoSpace)
-        way_on =
-            " (a smaller --size, or --sparse: the file then takes only what is written, and writes fail once its "
-            "filesystem fills)";
-      if (file && d.status().code() == Code::kNotSupported)
-        way_on =
-            " (--sparse makes it without reserving: it then takes only what is written, and writes fail once its "
-            "filesystem fills)";
+      if (file && d.status().code() == Code::kNoSpace) way_on = " (a smaller --size, or " + sparse_way + ")";
+      if (file && d.status().code() == Code::kNotSupported) way_on = " (" + sparse_way + ")";
       return fail(d.status().message() + way_on);
     }
     device = std::move(*d);

@@ -83,6 +83,23 @@ Status full_pread(int fd, void* buf, std::size_t n, std::uint64_t off, const std
   return Status::Ok();
 }
 
+// A device file's bytes, the disk space it holds now, and what its filesystem has free: what
+// a reservation needs (mkfs) and what a sparse file still lacks (nyadsd's warning).
+struct FileSpaceUse {
+  bool regular = false;  // a regular file (not an emulated layout on a block device)
+  std::uint64_t size = 0;
+  std::uint64_t allocated = 0;
+  std::uint64_t free = 0;
+};
+Result<FileSpaceUse> file_space_use(int fd, const std::string& path) {
+  struct stat st;
+  struct statvfs fs;
+  if (::fstat(fd, &st) != 0 || ::fstatvfs(fd, &fs) != 0) return ErrnoStatus(errno, path + ": stat");
+  return FileSpaceUse{S_ISREG(st.st_mode), static_cast<std::uint64_t>(st.st_size),
+                      static_cast<std::uint64_t>(st.st_blocks) * 512,
+                      static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize};
+}
+
 class Emulated final : public EmulatedDevice {
  public:
   // File-backed.
@@ -190,9 +207,21 @@ class Emulated final : public EmulatedDevice {
 
   const Geometry& geometry() const override { return g_; }
   std::string backend() const override { return "emulated"; }
-  std::string warning() const override {
-    if (ring_unusable_.ok()) return {};
-    return name_ + ": reads run one at a time, without io_uring (" + ring_unusable_.message() + ")";
+  std::vector<std::string> warnings() const override {
+    std::vector<std::string> out;
+    if (!ring_unusable_.ok())
+      out.push_back(name_ + ": reads run one at a time, without io_uring (" + ring_unusable_.message() + ")");
+    // A sparse file (mkfs.nyads --sparse, nyads-zonectl create) its filesystem cannot fill:
+    // writes fail, and a store over it stops, once that fills.
+    if (fd_ >= 0 && !read_only_) {
+      auto use = file_space_use(fd_, name_);
+      if (use.ok() && use->regular && use->allocated < use->size && use->size - use->allocated > use->free)
+        out.push_back(name_ + " is a sparse file: " + format_size(use->size - use->allocated) + " of its " +
+                      format_size(use->size) + " are not allocated, and its filesystem has " + format_size(use->free) +
+                      " free; writes will fail once that fills (fallocate -l " + std::to_string(use->size) + " " +
+                      name_ + " reserves the rest, keeping the data)");
+    }
+    return out;
   }
   const std::string& name() const override { return name_; }
 
@@ -394,9 +423,7 @@ class Emulated final : public EmulatedDevice {
     io_uring_sqe* probe = io_uring_get_sqe(&*ring_);
     io_uring_prep_read(probe, fd_, header.data(), static_cast<unsigned>(header.size()), 0);
     io_uring_sqe_set_data(probe, reinterpret_cast<void*>(static_cast<std::uintptr_t>(kProbeId)));
-    int e;
-    do e = io_uring_submit_and_wait(&*ring_, 1);
-    while (e == -EINTR);
+    int e = submit_and_wait_one();
     io_uring_cqe* cqe = nullptr;
     if (e >= 0) {
       do e = io_uring_wait_cqe(&*ring_, &cqe);
@@ -414,6 +441,14 @@ class Emulated final : public EmulatedDevice {
     return ring_unusable_;
   }
 
+  // Sends what is queued on the ring and waits for one completion; a signal does not end it.
+  int submit_and_wait_one() {
+    int e;
+    do e = io_uring_submit_and_wait(&*ring_, 1);
+    while (e == -EINTR);
+    return e;
+  }
+
   // Moves finished ring I/O to done_; with wait, waits for at least one.
   void collect(bool wait) {
     if (!ring_ || (pending_.empty() && kicks_in_flight_ == 0)) return;
@@ -421,9 +456,7 @@ class Emulated final : public EmulatedDevice {
     // failed) goes now, with the wait when there is one.
     io_uring_cqe* cqe = nullptr;
     if (wait) {
-      int e;
-      do e = io_uring_submit_and_wait(&*ring_, 1);
-      while (e == -EINTR);
+      const int e = submit_and_wait_one();
       // The ring worked at its creation (ensure_ring), so requests may be with the kernel:
       // their buffers are not ours to give back until they complete. A failure to wait is
       // retried by the caller, after a pause rather than at once (no spinning on a ring that
@@ -679,18 +712,14 @@ Result<std::uint64_t> bytes_of(int fd, const std::string& path, bool* block_devi
   if (::ioctl(fd, BLKGETSIZE64, &bytes) != 0) return ErrnoStatus(errno, path + ": BLKGETSIZE64");
   return bytes;
 }
-}  // namespace
 
-namespace {
 // Whether a device file of `bytes` can have all its blocks: the filesystem's free space plus
 // what the file holds now (emptied first), and fallocate there at all. Asked before the file
 // is touched, so that a refusal leaves an existing file as it was.
 Status check_room_to_reserve(int fd, const std::string& path, std::uint64_t bytes) {
-  struct stat st;
-  struct statvfs fs;
-  if (::fstat(fd, &st) != 0 || ::fstatvfs(fd, &fs) != 0) return ErrnoStatus(errno, path + ": stat");
-  const std::uint64_t room =
-      static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize + static_cast<std::uint64_t>(st.st_blocks) * 512;
+  auto use = file_space_use(fd, path);
+  if (!use.ok()) return use.status();
+  const std::uint64_t room = use->free + use->allocated;
   if (room < bytes)
     return Status(Code::kNoSpace, path + ": cannot reserve " + format_size(bytes) + ": its filesystem has " +
                                       format_size(room) + " free for it");

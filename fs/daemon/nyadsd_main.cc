@@ -1,39 +1,15 @@
 // nyadsd: serve a nyads volume's namespaces as NBD exports. Runs in the foreground, logs to
 // stderr; stops cleanly (everything flushed and checkpointed) on SIGTERM or SIGINT.
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
-#include <optional>
 #include <string>
 
 #include "fs/daemon/daemon.h"
 #include "nyads/store.h"
-#include "nyads/units.h"
 #include "nyads/zoned_device.h"
 
 using namespace nyads;
-
-namespace {
-// A device file made sparse (mkfs.nyads --sparse, nyads-zonectl create) whose filesystem has
-// less free than the file's unallocated part: writes fail, and the daemon stops, once that
-// fills. Said at start, where whoever runs the daemon looks.
-std::optional<std::string> sparse_file_warning(const std::string& path) {
-  struct stat st;
-  struct statvfs fs;
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || ::statvfs(path.c_str(), &fs) != 0) return std::nullopt;
-  const auto size = static_cast<std::uint64_t>(st.st_size);
-  const auto allocated = static_cast<std::uint64_t>(st.st_blocks) * 512;
-  const auto free_bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
-  if (allocated >= size || size - allocated <= free_bytes) return std::nullopt;
-  return path + " is a sparse file: " + format_size(size - allocated) + " of its " + format_size(size) +
-         " are not allocated, and its filesystem has " + format_size(free_bytes) +
-         " free; writes will fail once that fills (fallocate -l " + std::to_string(size) + " " + path +
-         " reserves the rest, keeping the data)";
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -86,9 +62,7 @@ int main(int argc, char** argv) {
     std::cerr << "nyadsd: " << store.status().message() << "\n";
     return 1;
   }
-  if (auto warning = sparse_file_warning(device)) std::cerr << "nyadsd: warning: " << *warning << "\n";
-  if (const std::string warning = (*store)->device().warning(); !warning.empty())
-    std::cerr << "nyadsd: warning: " << warning << "\n";
+  for (const std::string& warning : (*store)->device().warnings()) std::cerr << "nyadsd: warning: " << warning << "\n";
   auto d = daemon::Daemon::create(std::move(*store), device, options, inherited);
   if (!d.ok()) {
     std::cerr << "nyadsd: " << d.status().message() << "\n";

@@ -71,7 +71,7 @@ class FaultyDevice : public ZonedDevice {
   // ZonedDevice
   const Geometry& geometry() const override { return inner_->geometry(); }
   std::string backend() const override;
-  std::string warning() const override { return inner_->warning(); }
+  std::vector<std::string> warnings() const override { return inner_->warnings(); }
   const std::string& name() const override { return inner_->name(); }
   Result<std::vector<ZoneInfo>> report_zones(std::uint32_t first, std::uint32_t count) override;
   Status manage_zone(ZoneAction action, std::uint32_t zone) override;

@@ -119,9 +119,9 @@ class ZonedDevice {
   // so a caller may hand it bytes where they lie instead of copying them into place first.
   virtual std::size_t buffer_alignment() const { return 4096; }
 
-  // What the operator should know about how the device runs now, such as a slower path taken
-  // for want of a kernel feature; empty when nothing.
-  virtual std::string warning() const { return {}; }
+  // What the operator should know about how the device runs now: a slower path taken for want
+  // of a kernel feature, space it may run out of. One line each; none when all is well.
+  virtual std::vector<std::string> warnings() const { return {}; }
 
   // Work that brings the device's volatile state to stable media (a file's dirty pages), to
   // run on another thread while this one goes on: a flush soon after has less left to do.
