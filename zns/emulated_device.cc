@@ -714,8 +714,8 @@ Result<std::uint64_t> bytes_of(int fd, const std::string& path, bool* block_devi
 }
 
 // Whether a device file of `bytes` can have all its blocks: the filesystem's free space plus
-// what the file holds now (emptied first), and fallocate there at all. Asked before the file
-// is touched, so that a refusal leaves an existing file as it was.
+// what the file holds now (its blocks are kept), and fallocate there at all. Asked before the
+// file is touched, so that a refusal leaves an existing file as it was.
 Status check_room_to_reserve(int fd, const std::string& path, std::uint64_t bytes) {
   auto use = file_space_use(fd, path);
   if (!use.ok()) return use.status();
@@ -732,17 +732,29 @@ Status check_room_to_reserve(int fd, const std::string& path, std::uint64_t byte
   return Status::Ok();
 }
 
-// Gives the device file all its blocks now (unwritten extents: reads of them are zeros), so
-// that no write can later fail for want of room on the filesystem (where blocks are written
-// in place: ext4, XFS; a copy-on-write filesystem takes new blocks for every rewrite).
-// Past the checks it can still fail (quotas, extent metadata): the file, emptied already, then
-// gives back what it took.
-Status reserve_file_space(int fd, const std::string& path, std::uint64_t bytes) {
-  if (::fallocate(fd, 0, 0, static_cast<off_t>(bytes)) != 0) {
+// Gives the device file all its blocks (unwritten extents: reads of them are zeros), so that
+// no write can later fail for want of room on the filesystem (where blocks are written in
+// place: ext4, XFS; a copy-on-write filesystem takes new blocks for every rewrite), and makes
+// it read as zeros. The blocks are taken first, beside whatever the file holds: past the room
+// check a full reservation can still fail (quotas, extent metadata), and a refused `mkfs -f`
+// must leave the volume it would have replaced as it was. Only then is the old content let go,
+// by zeroing in place, which keeps the blocks.
+Status reserve_file_space(int fd, const std::string& path, std::uint64_t bytes, std::uint64_t old_size) {
+  if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(bytes)) != 0) {
     const Status failed = ErrnoStatus(errno, path + ": reserving " + format_size(bytes));
-    (void)::ftruncate(fd, 0);
+    // What it took past the old end goes back; the old bytes were not touched.
+    (void)::ftruncate(fd, static_cast<off_t>(old_size));
     return failed;
   }
+  if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) return ErrnoStatus(errno, "sizing " + path);
+  if (::fallocate(fd, FALLOC_FL_ZERO_RANGE, 0, static_cast<off_t>(bytes)) == 0) return Status::Ok();
+  if (errno != EOPNOTSUPP) return ErrnoStatus(errno, path + ": zeroing");
+  // No zeroing in place (tmpfs): empty the file and take its blocks again. Only something
+  // else filling the filesystem in between can make this fail.
+  if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(bytes)) != 0)
+    return ErrnoStatus(errno, "sizing " + path);
+  if (::fallocate(fd, 0, 0, static_cast<off_t>(bytes)) != 0)
+    return ErrnoStatus(errno, path + ": reserving " + format_size(bytes));
   return Status::Ok();
 }
 }  // namespace
@@ -773,11 +785,12 @@ Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::create_file(const std::s
       return InvalidArgument(path + " holds " + std::to_string(*have) + " bytes; this geometry needs " +
                              std::to_string(layout.file_bytes()));
   } else {
-    if (space == FileSpace::kReserved) NYADS_RETURN_IF_ERROR(check_room_to_reserve(fd, path, layout.file_bytes()));
-    // Start from an empty, sparse file of the full size.
-    if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(layout.file_bytes())) != 0)
-      return ErrnoStatus(errno, "sizing " + path);
-    if (space == FileSpace::kReserved) NYADS_RETURN_IF_ERROR(reserve_file_space(fd, path, layout.file_bytes()));
+    if (space == FileSpace::kReserved) {
+      NYADS_RETURN_IF_ERROR(check_room_to_reserve(fd, path, layout.file_bytes()));
+      NYADS_RETURN_IF_ERROR(reserve_file_space(fd, path, layout.file_bytes(), *have));
+    } else if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, static_cast<off_t>(layout.file_bytes())) != 0) {
+      return ErrnoStatus(errno, "sizing " + path);  // an empty, sparse file of the full size
+    }
   }
   AlignedBuffer header(ef::kHeaderBytes);
   ef::encode_header(layout, header.span());

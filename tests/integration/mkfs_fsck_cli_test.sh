@@ -2,7 +2,7 @@
 # mkfs.nyads and fsck.nyads through their command lines: exit codes as documented, messages
 # that say what is wrong, --json that parses, repair of a damaged primary superblock.
 set -uo pipefail
-mkfs=$1 fsck=$2
+mkfs=$1 fsck=$2 fallocate_runs_out=$3
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 vol=$dir/vol.img
@@ -37,6 +37,17 @@ expect_rc 1 "$mkfs" -f --size "$too_big" "$vol"
 grep -q "cannot reserve" <<<"$out" || fail "no room for -f: $out"
 expect_rc 0 "$fsck" -n "$vol"
 grep -q "clean" <<<"$out" || fail "the volume was harmed by a refused mkfs -f: $out"
+# -f where the reservation fails past that check (a quota, extent metadata): refused, and the
+# volume is still there, whole.
+before=$(sha256sum <"$vol")
+expect_rc 1 "$fallocate_runs_out" "$mkfs" -f --size 2G "$vol"
+grep -q "vol.img: reserving .*: No space left on device" <<<"$out" || fail "a failed reservation: $out"
+[ "$(sha256sum <"$vol")" = "$before" ] || fail "a mkfs -f whose reservation failed changed the volume"
+expect_rc 0 "$fsck" -n "$vol"
+grep -q "clean" <<<"$out" || fail "the volume was harmed by a mkfs -f whose reservation failed: $out"
+# The same on a new file: refused, and no file left.
+expect_rc 1 "$fallocate_runs_out" "$mkfs" --size 1G "$dir/unreserved.img"
+[ ! -e "$dir/unreserved.img" ] || fail "a mkfs whose reservation failed left its file behind"
 
 # fsck: clean, in text and JSON.
 expect_rc 0 "$fsck" -n "$vol"
