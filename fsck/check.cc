@@ -132,14 +132,16 @@ class Checker {
   // (the valid part of the checkpoint and journal, namespaces quarantined as decided), with
   // the journal restarting in an empty zone; then the old journal is cleared.
   void rebuild() {
-    // Ask once, for all of them: they are repaired together or not at all.
-    bool wanted = false;
-    for (const auto& [index, action] : rebuild_fixes_) {
-      if (!want_fix(r_.problems[index])) continue;
-      wanted = true;
-      break;
-    }
-    if (!wanted) return;
+    // One question for all of them, naming each: they are repaired together or not at all (a
+    // "no" to one and a "yes" to the next once repaired both).
+    if (rebuild_fixes_.empty()) return;
+    Problem all;
+    all.structure = "checkpoint";
+    all.message = "these are repaired together, by a new checkpoint written from what fsck rebuilt:";
+    for (const auto& [index, action] : rebuild_fixes_)
+      all.message += "\n  - " + r_.problems[index].message + "\n    repair: " + action;
+    all.fixable = true;
+    if (!want_fix(all)) return;
     Status st = write_rebuilt_checkpoint();
     for (const auto& [index, action] : rebuild_fixes_) {
       Problem& p = r_.problems[index];

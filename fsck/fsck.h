@@ -30,7 +30,8 @@ struct Problem {
 struct Options {
   bool repair = false;  // -y: fix what can be fixed
   bool scrub = false;   // --scrub: read every live data block and check its checksum
-  // Asked before each fix when repair is off; none (or false) leaves the problem alone.
+  // Asked before each fix when repair is off; none (or false) leaves the problem alone. Fixes
+  // that only work together (those a rebuilt checkpoint makes) are asked as one question.
   std::function<bool(const Problem&)> confirm;
 };
 

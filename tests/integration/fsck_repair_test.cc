@@ -97,6 +97,48 @@ TEST(FsckRepair, DamagedDataQuarantinesItsNamespaceAndTheOthersStayUsable) {
   ASSERT_OK(st->close());
 }
 
+// Repairs made by one rebuilt checkpoint are asked as one question that names each of them:
+// asked one by one, a "no" to the first (dropping the journal after a damaged block) and a
+// "yes" to the second once carried out both.
+TEST(FsckRepair, RepairsMadeTogetherAreAskedTogether) {
+  Volume v;
+  v.make([&](Store& st) {
+    for (std::uint8_t i = 1; i <= 2; ++i) {  // a, then b
+      auto id = st.create_namespace(i == 1 ? "a" : "b", 1 << 20)->id;
+      ASSERT_OK(st.write(id, 0, bytes_of(i, 16384)));
+      ASSERT_OK(st.flush());
+    }
+  });
+  v.poke(v.data_zone_start(0) + 2, 100);  // a's block 2
+  // b's block 2 (b writes its own zone): its commit, the last, was made durable with its data
+  // by one flush, so its damage ends the journal there.
+  v.poke(v.data_zone_start(1) + 2, 100);
+  std::vector<std::string> asked;
+  auto check_answering = [&](bool answer) {
+    asked.clear();
+    auto d = v.device();
+    return fsck::check_volume(*d, {false, true, [&](const fsck::Problem& p) {
+                                     asked.push_back(p.message);
+                                     return answer;
+                                   }});
+  };
+
+  auto declined = check_answering(false);
+  ASSERT_EQ(asked.size(), 1u) << fsck::to_text(declined, false);
+  EXPECT_NE(asked[0].find("namespace 'a' quarantined"), std::string::npos) << asked[0];
+  EXPECT_NE(asked[0].find("the journal is kept up to the damaged block"), std::string::npos) << asked[0];
+  EXPECT_EQ(declined.exit_code(), 4) << fsck::to_text(declined, true);
+  for (const auto& p : declined.problems) EXPECT_FALSE(p.fixed) << p.message;
+  EXPECT_EQ(v.check(false, true).exit_code(), 4);  // nothing was written
+
+  auto accepted = check_answering(true);
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_TRUE(has(accepted, "data", "repaired: namespace 'a' quarantined", true)) << fsck::to_text(accepted, false);
+  EXPECT_TRUE(has(accepted, "journal", "repaired: the journal is kept up to the damaged block", true))
+      << fsck::to_text(accepted, false);
+  EXPECT_EQ(v.check(false, true).exit_code(), 0);
+}
+
 // A daemon killed after the cleaner reset a zone, before the reset's own journal record: the
 // journal still holds records naming the zone's old blocks, but later records moved or
 // overwrote every one of them. That volume is consistent: fsck finds nothing to repair.
