@@ -7,6 +7,7 @@ namespace nyads::control {
 namespace {
 bool plain(unsigned char c) { return c > 0x20 && c < 0x7f && c != '%' && c != '='; }
 
+// The parts between separators; a run of them counts as one (responses' lines and fields).
 std::vector<std::string_view> split(std::string_view s, char sep) {
   std::vector<std::string_view> out;
   while (!s.empty()) {
@@ -16,6 +17,18 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
     s.remove_prefix(i + 1);
   }
   return out;
+}
+
+// A request's words: exactly one space between two, so an empty argument ("v1 ns-delete  x")
+// stays an argument instead of moving the next one into its place.
+std::vector<std::string_view> request_words(std::string_view s) {
+  std::vector<std::string_view> out;
+  for (;;) {
+    const auto i = s.find(' ');
+    out.push_back(s.substr(0, i));
+    if (i == std::string_view::npos) return out;
+    s.remove_prefix(i + 1);
+  }
 }
 
 int hex(char c) {
@@ -66,8 +79,8 @@ std::string encode_request(const Request& request) {
 Result<Request> parse_request(std::string_view line) {
   if (line.size() > kMaxLineBytes)
     return InvalidArgument("control: a request line over " + std::to_string(kMaxLineBytes) + " bytes");
-  auto words = split(line, ' ');
-  if (words.empty()) return InvalidArgument("control: an empty request");
+  if (line.empty()) return InvalidArgument("control: an empty request");
+  auto words = request_words(line);
   if (words[0] != kVersion)
     return Status(Code::kNotSupported, "control: protocol version '" + std::string(words[0]) +
                                            "' is not served (this daemon speaks " + std::string(kVersion) + ")");

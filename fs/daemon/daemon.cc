@@ -675,7 +675,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(std::unique_ptr<Store> store, std
     auto fd = listen_tcp(options.tcp);
     if (!fd.ok()) return fd.status();
     impl->nbd_listeners_.push_back(*fd);
-    impl->nbd_where_ += " tcp:" + options.tcp;
+    impl->nbd_where_ += " tcp:" + tcp_address(*fd);
   }
   if (inherited.control >= 0) {
     impl->control_listener_ = inherited.control;
@@ -697,11 +697,13 @@ Result<std::unique_ptr<Daemon>> Daemon::create(std::unique_ptr<Store> store, std
     ::fcntl(impl->control_listener_, F_SETFL, ::fcntl(impl->control_listener_, F_GETFL) | O_NONBLOCK);
     NYADS_RETURN_IF_ERROR(impl->watch(impl->control_listener_, EPOLLIN, true));
   }
-  // SIGTERM and SIGINT arrive through the loop, so a stop never interrupts a batch.
+  // SIGTERM, SIGINT and SIGHUP (the terminal went away) arrive through the loop, so a stop
+  // never interrupts a batch.
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
   ::sigprocmask(SIG_BLOCK, &mask, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
   impl->signal_fd_ = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);

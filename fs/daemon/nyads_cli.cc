@@ -63,8 +63,35 @@ Result<std::string> call(const std::string& path, const control::Request& reques
 
 std::string json_string(const std::string& s) { return json_quote(s); }
 
-bool is_number(const std::string& s) {
-  if (s.empty() || s.size() > 18) return false;
+// A daemon's message for a terminal: it may quote what the user typed, and an escape sequence
+// in a name must not reach the terminal as one. Control bytes become \xNN.
+std::string without_control_bytes(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c != 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+// Fields whose values are text whatever they look like: a namespace or label "007" or "4096"
+// stays a JSON string. Every other field the daemon sends is a count, a size or a ratio.
+bool is_text_field(const std::string& key) {
+  static constexpr std::string_view kText[] = {"name",    "provisioning", "ublk",    "state", "uuid",   "label",
+                                               "version", "device",       "backend", "nbd",   "control"};
+  return std::find(std::begin(kText), std::end(kText), key) != std::end(kText);
+}
+
+// A JSON number as the daemon writes them: digits, at most one dot inside, no leading zero
+// (a field this CLI does not know that is not one becomes a string: the output stays JSON).
+bool is_json_number(const std::string& s) {
+  if (s.empty() || s.front() == '.' || s.back() == '.') return false;
+  if (s.size() > 1 && s[0] == '0' && s[1] != '.') return false;
   bool dot = false;
   for (char c : s) {
     if (c == '.' && !dot)
@@ -72,14 +99,16 @@ bool is_number(const std::string& s) {
     else if (c < '0' || c > '9')
       return false;
   }
-  return s.front() != '.' && s.back() != '.';
+  return true;
 }
 
 std::string json_record(const control::Record& r) {
   std::string out = "{";
-  for (std::size_t i = 0; i < r.size(); ++i)
-    out += (i ? ", " : "") + json_string(r[i].first) + ": " +
-           (is_number(r[i].second) ? r[i].second : json_string(r[i].second));
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    const auto& [key, value] = r[i];
+    out += (i ? ", " : "") + json_string(key) + ": " +
+           (!is_text_field(key) && is_json_number(value) ? value : json_string(value));
+  }
   return out + "}";
 }
 
@@ -237,7 +266,7 @@ int main(int argc, char** argv) {
       std::printf("{\"error\": %s, \"message\": %s}\n",
                   json_string(std::string(code_name(response->status.code()))).c_str(),
                   json_string(response->status.message()).c_str());
-    std::cerr << "nyads: " << response->status.message() << "\n";
+    std::cerr << "nyads: " << without_control_bytes(response->status.message()) << "\n";
     return 1;
   }
   const auto& records = response->records;

@@ -1,5 +1,5 @@
 // nyadsd: serve a nyads volume's namespaces as NBD exports. Runs in the foreground, logs to
-// stderr; stops cleanly (everything flushed and checkpointed) on SIGTERM or SIGINT.
+// stderr; stops cleanly (everything flushed and checkpointed) on SIGTERM, SIGINT or SIGHUP.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
@@ -19,8 +19,9 @@ int main(int argc, char** argv) {
       "crash, then serves NBD on a unix socket (RUN_DIR/nbd.sock; clients use\n"
       "nbd+unix:///NAME?socket=RUN_DIR/nbd.sock) and the control socket the `nyads` CLI talks to\n"
       "(RUN_DIR/control.sock). Under systemd socket activation (LISTEN_FDS) it serves the sockets\n"
-      "it is given instead. It stays in the foreground and logs to stderr; SIGTERM or SIGINT\n"
-      "stops it after flushing everything. One daemon per device: a second one is refused."};
+      "it is given instead. It stays in the foreground and logs to stderr; SIGTERM, SIGINT or\n"
+      "SIGHUP (its terminal closed) stops it after flushing everything. One daemon per device: a second one is "
+      "refused."};
   app.set_version_flag("-V,--version", std::string("nyadsd ") + NYADS_VERSION);
   std::string device;
   daemon::DaemonOptions options;
@@ -43,12 +44,19 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }
-  try {
-    options.socket_mode = static_cast<unsigned>(std::stoul(mode, nullptr, 8));
-  } catch (...) {
-    std::cerr << "nyadsd: --socket-mode '" << mode << "' is not an octal mode\n";
+  // Octal digits only, at most 0777: a sign, trailing junk or setuid/sticky bits would give
+  // the sockets a mode nobody asked for (NBD has no authentication: the mode is the access).
+  unsigned socket_mode = 0;
+  bool mode_ok = !mode.empty() && mode.size() <= 4;
+  for (char c : mode) {
+    mode_ok = mode_ok && c >= '0' && c <= '7';
+    socket_mode = socket_mode * 8 + static_cast<unsigned>(c - '0');
+  }
+  if (!mode_ok || socket_mode > 0777) {
+    std::cerr << "nyadsd: --socket-mode '" << mode << "' is not a file mode (octal digits, at most 0777)\n";
     return 2;
   }
+  options.socket_mode = socket_mode;
   // Sockets first, before anything opens the device: LISTEN_FDS belongs to this process only.
   daemon::InheritedSockets inherited = daemon::inherited_sockets();
   auto dev = open_zoned_device(device);

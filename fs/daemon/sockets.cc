@@ -72,7 +72,15 @@ Result<int> listen_tcp(const std::string& spec) {
     host = spec.substr(0, colon);
     port = spec.substr(colon + 1);
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (host.empty())
+      return InvalidArgument("--tcp " + spec +
+                             ": no address before the port (PORT alone serves 127.0.0.1; 0.0.0.0:PORT or [::]:PORT "
+                             "serve every address)");
   }
+  // getaddrinfo takes a port modulo 65536 ("99999" binds 34463): check it here.
+  const bool digits = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos;
+  if (!digits || std::stoul(port) > 65535)
+    return InvalidArgument("--tcp " + spec + ": the port must be a number from 0 to 65535");
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -95,6 +103,21 @@ Result<int> listen_tcp(const std::string& spec) {
   }
   ::freeaddrinfo(res);
   return last;
+}
+
+std::string tcp_address(int fd) {
+  sockaddr_storage a{};
+  socklen_t len = sizeof a;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return "?";
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (a.ss_family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&a);
+    ::inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
+    return "[" + std::string(host) + "]:" + std::to_string(ntohs(v6->sin6_port));
+  }
+  const auto* v4 = reinterpret_cast<const sockaddr_in*>(&a);
+  ::inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
+  return std::string(host) + ":" + std::to_string(ntohs(v4->sin_port));
 }
 
 void notify_ready(const std::string& status) {

@@ -59,6 +59,21 @@ Result<std::unique_ptr<Store>> Store::open(std::unique_ptr<ZonedDevice> device, 
 
 Status Store::close() { return impl_->checkpoint(); }
 
+namespace {
+// NBD clients (libnbd, qemu, the kernel's) take an export's size as a signed 64-bit number:
+// a namespace larger than that would be shown as negative, and refused.
+constexpr std::uint64_t kMaxNamespaceBytes = (std::uint64_t{1} << 63) - kBlock;
+
+Status validate_namespace_size(std::uint64_t size_bytes) {
+  if (size_bytes == 0 || size_bytes % kBlock != 0)
+    return InvalidArgument("namespace size " + n(size_bytes) + " bytes is not a positive multiple of 4096");
+  if (size_bytes > kMaxNamespaceBytes)
+    return InvalidArgument("namespace size " + n(size_bytes) + " bytes is more than " + n(kMaxNamespaceBytes) +
+                           " (2^63 - 4096), the most NBD clients can address");
+  return Status::Ok();
+}
+}  // namespace
+
 Result<NamespaceInfo> Store::create_namespace(std::string_view name, std::uint64_t size_bytes, std::uint32_t block_size,
                                               bool thin) {
   Impl& s = *impl_;
@@ -66,8 +81,7 @@ Result<NamespaceInfo> Store::create_namespace(std::string_view name, std::uint64
   if (s.ns_by_name(name)) return Status(Code::kAlreadyExists, "namespace '" + std::string(name) + "' exists already");
   if (block_size != 512 && block_size != 4096)
     return InvalidArgument("block size " + n(block_size) + " is not 512 or 4096");
-  if (size_bytes == 0 || size_bytes % kBlock != 0)
-    return InvalidArgument("namespace size " + n(size_bytes) + " bytes is not a positive multiple of 4096");
+  NYADS_RETURN_IF_ERROR(validate_namespace_size(size_bytes));
   // Promises are kept against exact counts: the maps whole (store_loading.cc).
   if (!s.maps_complete()) NYADS_RETURN_IF_ERROR(s.read_all());
   // Even a thin namespace takes something: room for its write stream, in the headroom.
@@ -96,8 +110,7 @@ Status Store::resize_namespace(std::string_view name, std::uint64_t size_bytes, 
   Impl& s = *impl_;
   Impl::Namespace* x = s.ns_by_name(name);
   if (!x) return Status(Code::kNotFound, "no namespace '" + std::string(name) + "'");
-  if (size_bytes == 0 || size_bytes % kBlock != 0)
-    return InvalidArgument("namespace size " + n(size_bytes) + " bytes is not a positive multiple of 4096");
+  NYADS_RETURN_IF_ERROR(validate_namespace_size(size_bytes));
   if (!s.maps_complete()) NYADS_RETURN_IF_ERROR(s.read_all());
   if (size_bytes < x->size) {
     const std::uint64_t from = size_bytes / kBlock, count = (x->size - size_bytes) / kBlock;

@@ -55,6 +55,30 @@ cli ns delete huge >/dev/null
 cli --json status | $PY -c 'import json,sys; s=json.load(sys.stdin); assert s["namespaces"]==2 and s["backend"]=="emulated" and s["promised_bytes"]==384<<20 and s["unpromised_bytes"]==s["space_bytes"]-(384<<20), s'
 rc=0; "$NYADS" --run-dir "$T/nowhere" ns list 2>"$T/err" || rc=$?
 [ $rc -eq 3 ] && grep -q "cannot reach nyadsd" "$T/err" || fail "no daemon: rc $rc $(cat "$T/err")"
+# An empty name is an argument of its own: refused, and the next argument does not take its
+# place ("force" was once deleted as the name).
+cli ns create force --size 4M >/dev/null
+rc=0; cli ns delete "" --force 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] || fail "ns delete of an empty name: rc $rc $(cat "$T/err")"
+cli ns show force >/dev/null || fail "ns delete '' --force deleted the namespace 'force'"
+cli ns create "" --size 4K --thin 2>"$T/err" && fail "a namespace with an empty name was made"
+grep -q "namespace name is empty" "$T/err" || fail "empty name: $(cat "$T/err")"
+cli ns delete force >/dev/null
+# --json keeps text as text: names that look like numbers, and bytes that are not UTF-8.
+cli ns create 007 --size 4K --thin >/dev/null
+cli --json ns show 007 | $PY -c 'import json,sys; r=json.load(sys.stdin); assert r["name"]=="007" and r["size"]==4096, r'
+cli ns delete 007 >/dev/null
+rc=0; cli ns show $'a\e[31mRED' 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] && grep -qF "no namespace 'a\x1b[31mRED'" "$T/err" || fail "an escape sequence in a message: rc $rc $(cat -v "$T/err")"
+rc=0; cli --json ns show $'a\xffb' >"$T/out" 2>/dev/null || rc=$?
+[ $rc -eq 1 ] && $PY -c 'import json,sys; json.load(open(sys.argv[1], encoding="utf-8"))' "$T/out" ||
+  fail "--json of a missing name that is not UTF-8: rc $rc $(cat -v "$T/out")"
+# The largest size NBD clients can address (they read it as signed 64-bit), and no more.
+rc=0; cli ns create huge --size 9223372036854775808 --thin 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "the most NBD clients can address" "$T/err" || fail "a 2^63-byte namespace: rc $rc $(cat "$T/err")"
+cli ns create huge --size 9223372036854771712 --thin >/dev/null
+[ "$(nbdinfo --size "$(uri huge)")" = 9223372036854771712 ] || fail "nbdinfo's size of the largest namespace"
+cli ns delete huge >/dev/null
 
 step "nbdinfo lists the exports with their sizes"
 nbdinfo --list --json "$(uri '')" > "$T/list.json"
@@ -156,6 +180,34 @@ for off, i in latest.items():
         assert j > last and got == bytes([j % 251]) * 65536 + j.to_bytes(8, "little") * 512, (off, i, j)
 print(f"{len(latest)} flushed writes verified (last flushed #{last})")
 PYEOF
+
+step "nyadsd's flags: socket modes and TCP ports it cannot honour are refused"
+for mode in -1 0666junk 1777 8; do
+  rc=0; "$NYADSD" --run-dir "$T/run2" --socket-mode "$mode" "$T/dev2.img" 2>"$T/err" || rc=$?
+  [ $rc -eq 2 ] && grep -q "is not a file mode (octal digits, at most 0777)" "$T/err" || fail "--socket-mode $mode: rc $rc $(cat "$T/err")"
+done
+for port in 99999 :10809 ten; do
+  "$MKFS" -q --sparse --size 1G "$T/dev2.img"
+  rc=0; "$NYADSD" --run-dir "$T/run2" --tcp "$port" "$T/dev2.img" 2>"$T/err" || rc=$?
+  [ $rc -ne 0 ] && grep -q -- "--tcp $port: " "$T/err" || fail "--tcp $port: rc $rc $(cat "$T/err")"
+  rm -f "$T/dev2.img"
+done
+[ -e "$T/run2/nbd.sock" ] && fail "a refused start left its socket"
+# --tcp 0: a port the kernel picks, and status says which; SIGHUP (its terminal closed) stops
+# the daemon as SIGTERM does.
+"$MKFS" -q --sparse --size 1G "$T/dev2.img"
+"$NYADSD" --run-dir "$T/run2" --tcp 0 "$T/dev2.img" 2>"$T/d2.log" &
+PID2=$!
+for _ in $(seq 100); do [ -S "$T/run2/control.sock" ] && break; sleep 0.1; done
+"$NYADS" --run-dir "$T/run2" ns create t --size 4M >/dev/null
+where=$("$NYADS" --run-dir "$T/run2" --json status | $PY -c 'import json,sys; print(json.load(sys.stdin)["nbd"])')
+port=$(sed -n 's/.* tcp:127\.0\.0\.1:\([0-9]*\)$/\1/p' <<<"$where")
+[ -n "$port" ] && [ "$port" -ne 0 ] || fail "status does not name the TCP port bound: $where"
+[ "$(nbdinfo --size "nbd://127.0.0.1:$port/t")" = 4194304 ] || fail "no export on the TCP port status named ($where)"
+kill -HUP "$PID2"; rc=0; wait "$PID2" || rc=$?
+[ $rc -eq 0 ] && grep -q "received Hangup: stopping" "$T/d2.log" && grep -q "everything flushed and checkpointed" "$T/d2.log" ||
+  fail "SIGHUP: rc $rc $(cat "$T/d2.log")"
+rm -f "$T/dev2.img"
 
 step "a second daemon on the same device is refused"
 rc=0; "$NYADSD" --run-dir "$T/run2" "$T/dev.img" 2>"$T/err" || rc=$?
