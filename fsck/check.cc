@@ -32,6 +32,8 @@ class Checker {
 
   void run() {
     r_.device = dev_.name();
+    // What the device says of itself (a damaged zone-table slot of an emulated device).
+    for (auto& w : dev_.warnings()) add(Severity::kWarning, "device", -1, -1, w, "a device with nothing to say");
     if (!check_superblocks()) return;
     check_geometry();
     auto zones = dev_.report_zones(0, g_.zone_count);

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <span>
 
 #include "mkfs/mkfs.h"
@@ -68,9 +69,14 @@ int main(int argc, char** argv) {
       geometry->add_option("--max-active", max_active, "Active-zone limit (0: none)")->capture_default_str(),
       geometry->add_option("--max-append", max_append, "Zone append size limit")->capture_default_str()};
   auto* roles = app.add_option_group("Layout (default: sized from the device)");
-  roles->add_option("--journal-zones", layout.journal_zones, "Zones for the journal (at least 2)");
-  roles->add_option("--checkpoint-zones", layout.checkpoint_zones, "Zones for checkpoints (at least 2)");
-  roles->add_option("--reserved-zones", layout.reserved_zones, "Data zones kept free for cleaning");
+  // 0 means "automatic" inside (LayoutOptions): given on the command line it is refused, not
+  // taken as "the default" behind the user's back.
+  const auto at_least_two = CLI::Range(2u, std::numeric_limits<std::uint32_t>::max());
+  roles->add_option("--journal-zones", layout.journal_zones, "Zones for the journal (at least 2)")->check(at_least_two);
+  roles->add_option("--checkpoint-zones", layout.checkpoint_zones, "Zones for checkpoints (at least 2)")
+      ->check(at_least_two);
+  roles->add_option("--reserved-zones", layout.reserved_zones, "Data zones kept free for cleaning (at least 2)")
+      ->check(at_least_two);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -138,6 +138,9 @@ class Emulated final : public EmulatedDevice {
     return Status::Ok();
   }
 
+  // Opened with one zone-table slot damaged: said by warnings() from then on.
+  void note_damaged_table_slot(std::string what) { damaged_table_slot_ = std::move(what); }
+
   // Opening a version 2 file: the blocks the newest table says its sync covered must hold the
   // bytes that were written. A zone whose blocks do not (the power failed before they reached
   // the disk, or a later write into the zone after a reset no flush followed overwrote them)
@@ -209,6 +212,7 @@ class Emulated final : public EmulatedDevice {
   std::string backend() const override { return "emulated"; }
   std::vector<std::string> warnings() const override {
     std::vector<std::string> out;
+    if (!damaged_table_slot_.empty()) out.push_back(damaged_table_slot_);
     if (!ring_unusable_.ok())
       out.push_back(name_ + ": reads run one at a time, without io_uring (" + ring_unusable_.message() + ")");
     // A sparse file (mkfs.nyads --sparse, nyads-zonectl create) its filesystem cannot fill:
@@ -643,6 +647,8 @@ class Emulated final : public EmulatedDevice {
   std::string name_;
   int fd_ = -1;
   ef::Layout layout_;
+  // Said when it was opened with one zone-table slot damaged (empty: both were sound).
+  std::string damaged_table_slot_;
   Geometry g_;
   ZoneRules rules_;
   std::vector<ZoneInfo> durable_;
@@ -826,18 +832,32 @@ Result<std::unique_ptr<EmulatedDevice>> EmulatedDevice::open_file(const std::str
   const Geometry g = layout->config.geometry();
   AlignedBuffer slot(layout->table_slot_bytes);
   std::optional<ef::ZoneTable> best;
-  std::string errors;
+  std::string errors, damaged;
   for (int i = 0; i < 2; ++i) {
     NYADS_RETURN_IF_ERROR(full_pread(fd, slot.data(), slot.size(), layout->table_offset + i * layout->table_slot_bytes,
                                      path + ": reading the zone table"));
     auto t = ef::decode_zone_table(slot.span(), g, layout->version);
     if (!t.ok()) {
       errors += " slot " + std::to_string(i) + ": " + t.status().message() + ";";
+      // All zeros: a slot never written yet (a new device has one), not a damaged one.
+      const auto bytes = slot.span();
+      if (std::any_of(bytes.begin(), bytes.end(), [](std::uint8_t b) { return b != 0; }))
+        damaged = "slot " + std::to_string(i) + " (" + t.status().message() + ")";
       continue;
     }
     if (!best || t->generation > best->generation) best = std::move(t.value());
   }
   if (!best) return Corruption(path + ": both zone table slots are damaged:" + errors);
+  // Which of the two was the newer cannot be told from a damaged slot. If it was, the zones'
+  // write pointers are as of the flush before, and what was flushed after is out of sight:
+  // harmless after a crash in the middle of writing the table (that flush never completed),
+  // a loss if the file was damaged. Said, so that a rollback is never silent.
+  if (!damaged.empty())
+    dev->note_damaged_table_slot(path + ": zone table " + damaged + "; opened with the other slot, generation " +
+                                 std::to_string(best->generation) +
+                                 ". If the damaged one was newer, writes flushed after that generation are out of "
+                                 "sight (no loss after a crash while the table was written; a loss if the file was "
+                                 "damaged)");
   NYADS_RETURN_IF_ERROR(dev->check_unsynced(*best));
   return std::unique_ptr<EmulatedDevice>(std::move(dev));
 }

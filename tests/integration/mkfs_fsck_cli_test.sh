@@ -72,6 +72,12 @@ expect_rc 1 "$mkfs" --size 12Q "$dir/x.img"
 grep -q "unknown unit 'Q'" <<<"$out" || fail "size message: $out"
 [ ! -e "$dir/x.img" ] || fail "a failed mkfs left a file behind"
 expect_rc 1 "$mkfs" --bogus "$vol"
+# 0 zones for a role would mean "automatic" inside: refused, not quietly taken as the default.
+for role in --journal-zones --checkpoint-zones --reserved-zones; do
+  expect_rc 1 "$mkfs" "$role" 0 "$dir/x.img"
+  grep -q -- "$role: Value 0 not in range 2" <<<"$out" || fail "$role 0: $out"
+done
+[ ! -e "$dir/x.img" ] || fail "a refused layout left a file behind"
 expect_rc 0 "$mkfs" -V
 grep -q "mkfs.nyads 0" <<<"$out" || fail "version: $out"
 expect_rc 0 "$mkfs" -f -q -L again "$vol"
@@ -87,6 +93,16 @@ expect_rc 4 "$fsck" "$vol" </dev/null   # no terminal: checks only
 expect_rc 1 "$fsck" -y "$vol"
 grep -q "FIXED" <<<"$out" || fail "fsck -y report: $out"
 expect_rc 0 "$fsck" -n "$vol"
+
+# A damaged zone-table slot of the emulated device: it opens with the other, and fsck says so
+# (had the damaged one been the newer, what was flushed after the other is out of sight).
+table_offset=$(/usr/bin/python3 -c 'import struct,sys; print(struct.unpack_from("<Q", open(sys.argv[1],"rb").read(80), 56)[0])' "$vol")
+cp "$vol" "$dir/slot.img"
+printf '\xff' | dd of="$dir/slot.img" bs=1 seek=$((table_offset + 40)) conv=notrunc status=none
+expect_rc 0 "$fsck" -n "$dir/slot.img"
+grep -q "WARNING \[device\] $dir/slot.img: zone table slot 0 (.*); opened with the other slot, generation [0-9]*. If the damaged one was newer" <<<"$out" ||
+  fail "no word of a damaged zone-table slot: $out"
+rm "$dir/slot.img"
 
 # Operational and usage errors.
 expect_rc 8 "$fsck" -n "$dir/missing.img"
