@@ -157,6 +157,11 @@ std::string describe(const fmt::Superblock& sb) {
   const std::uint64_t total = std::uint64_t{sb.zone_count} * zone_bytes;
   const std::uint64_t meta_zones = sb.superblock_zones.count + sb.journal_zones.count + sb.checkpoint_zones.count;
   const std::uint64_t usable = std::uint64_t{sb.data_zones.count - sb.reserved_data_zones} * zone_bytes;
+  // What the store will promise a first namespace: the data zones less the cleaner's reserve
+  // and a zone of headroom per write stream (fs/volume/layout.cc).
+  const std::uint64_t promisable =
+      promise_limit_bytes(sb, zone_limit_of(sb.max_open_zones, sb.max_active_zones), /*namespace_count=*/1,
+                          /*shared_cap=*/4);
   std::ostringstream s;
   char pct[16];
   std::snprintf(pct, sizeof pct, "%.1f%%", 100.0 * static_cast<double>(total - usable) / static_cast<double>(total));
@@ -168,7 +173,9 @@ std::string describe(const fmt::Superblock& sb) {
     << sb.journal_zones.count << "), checkpoint " << sb.checkpoint_zones.first << "-" << sb.checkpoint_zones.end() - 1
     << " (" << sb.checkpoint_zones.count << "), data " << sb.data_zones.first << "-" << sb.data_zones.end() - 1 << " ("
     << sb.data_zones.count << ", of which " << sb.reserved_data_zones << " reserved for cleaning)\n";
-  s << "usable      " << format_size(usable) << " for namespaces\n";
+  s << "usable      " << format_size(usable) << " for namespaces; one namespace can be promised "
+    << format_size(promisable)
+    << " (each write stream keeps a zone of headroom; `nyads status` shows what a new one can have)\n";
   s << "overhead    " << format_size(total - usable) << " (" << pct << "): " << meta_zones << " metadata zones, "
     << sb.reserved_data_zones << " reserve zones\n";
   return s.str();

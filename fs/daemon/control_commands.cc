@@ -141,6 +141,7 @@ control::Response run_control(const control::Request& r, ControlContext& ctx) {
     rec.emplace_back("space_bytes", n(st.space_bytes));
     rec.emplace_back("promised_bytes", n(st.claimed_bytes));
     rec.emplace_back("unpromised_bytes", n(st.space_bytes - std::min(st.space_bytes, st.claimed_bytes)));
+    rec.emplace_back("new_namespace_max_bytes", n(st.new_namespace_bytes));
     rec.emplace_back("live_bytes", n(st.live_bytes));
     return {Status::Ok(), {rec}};
   }

@@ -234,6 +234,8 @@ StoreStats Store::stats() const {
   s.free_zones = impl_->free_zones();
   s.space_bytes = impl_->promise_limit_blocks(impl_->namespaces.size()) * kBlock;
   s.claimed_bytes = impl_->claimed_total() * kBlock;
+  const std::uint64_t limit_with_one_more = impl_->promise_limit_blocks(impl_->namespaces.size() + 1) * kBlock;
+  s.new_namespace_bytes = limit_with_one_more - std::min(limit_with_one_more, s.claimed_bytes);
   s.live_bytes = impl_->live_blocks() * kBlock;
   s.map_blocks_unread = impl_->unread_total;
   for (const auto& [id, x] : impl_->namespaces) {

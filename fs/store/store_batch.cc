@@ -211,13 +211,13 @@ Status Store::Impl::admit_growth_once(const Namespace& x, std::uint64_t offset, 
   if (added == 0) return Status::Ok();
   const std::uint64_t live = live_blocks() + (batch ? batch->growth : 0), limit = live_limit_blocks();
   if (live + added > limit)
-    return Status(Code::kNoSpace, "the volume's live data would exceed its " + mib(limit) + " (" + mib(live) +
+    return Status(Code::kNoSpace, "the volume's live data would exceed its " + size_of(limit) + " (" + size_of(live) +
                                       " live); overwrites still work; trim or delete to free space");
   if (is_thin(x) && any_promised()) {
     const std::uint64_t claimed = claimed_total(), promise_limit = promise_limit_blocks(namespaces.size());
     if (claimed + added > promise_limit)
       return Status(Code::kNoSpace, "thin namespace '" + x.name + "' has no more room: of the volume's " +
-                                        mib(promise_limit) + ", " + mib(claimed) +
+                                        size_of(promise_limit) + ", " + size_of(claimed) +
                                         " are promised to namespaces or written by thin ones; overwrites still work; "
                                         "trim or delete to free space");
     if (batch) batch->thin_growth[x.id] += added;

@@ -22,6 +22,7 @@
 #include "nyads/aligned_buffer.h"
 #include "nyads/store.h"
 #include "nyads/sync_device.h"
+#include "nyads/units.h"
 #include "nyads/volume.h"
 
 namespace nyads {
@@ -122,23 +123,15 @@ struct Store::Impl {
   std::uint64_t stream_clock = 0;
   // The device's open/active zone limit, the lower of the two (0: none).
   std::uint32_t zone_limit() const {
-    const Geometry& g = dev->geometry();
-    std::uint32_t limit = 0;
-    for (std::uint32_t l : {g.max_open_zones, g.max_active_zones})
-      if (l != 0) limit = limit == 0 ? l : std::min(limit, l);
-    return limit;
+    return zone_limit_of(dev->geometry().max_open_zones, dev->geometry().max_active_zones);
   }
   static std::uint64_t stream_key(Stream kind, std::uint32_t ns) {
     return (std::uint64_t(kind) << 32) | (kind == kUserStream ? ns : 0);
   }
-  // How many streams besides the users' own the device's open/active zone limits allow: the
-  // cleaner's young stream always; its cold one when a user stream is left beside it and the
-  // metadata's three zones; the user-cold and frozen streams only with room for five user
-  // streams more (each measured: see doc/design.md).
+  // How many streams besides the users' own the device's open/active zone limits allow
+  // (shared_stream_count in fs/volume/layout.cc says which).
   std::size_t shared_streams() const {
-    const std::uint32_t limit = zone_limit();
-    if (limit == 0 || limit >= 12) return std::min<std::size_t>(4, shared_stream_cap);
-    return limit >= 6 ? 2 : 1;
+    return shared_stream_count(zone_limit(), static_cast<std::uint32_t>(shared_stream_cap));
   }
   // Volumes whose promises were made when two shared streams were the most (before the
   // user-cold and frozen streams) may have promised the headroom of the other two: they keep
@@ -332,14 +325,9 @@ struct Store::Impl {
   // ----- data zones (store_zones.cc) --------------------------------------------------------
   Status reset_zone(std::uint32_t zone);
 
-  // How many user streams may be open at once: the device's open and active zone limits,
-  // less what the metadata holds (the journal head, the last zone of each of the two newest
-  // checkpoints) and the shared streams.
+  // How many user streams may be open at once (fs/volume/layout.cc).
   std::size_t user_stream_budget() const {
-    const std::uint32_t limit = zone_limit();
-    if (limit == 0) return 64;
-    const std::size_t others = 3 + shared_streams();
-    return limit > others ? limit - others : 1;
+    return nyads::user_stream_budget(zone_limit(), static_cast<std::uint32_t>(shared_stream_cap));
   }
 
   // Takes a zone out of its stream. Finishing a partly written zone releases its open and
@@ -630,10 +618,8 @@ struct Store::Impl {
   // live_limit_blocks() itself.
   static bool is_thin(const Namespace& x) { return (x.flags & fmt::kNamespaceThin) != 0; }
   std::uint64_t promise_limit_blocks(std::size_t namespace_count) const {
-    const std::size_t streams_max = std::min<std::size_t>(namespace_count, user_stream_budget()) + shared_streams();
-    const std::uint64_t headroom = sb.reserved_data_zones + 1 + streams_max;
-    const std::uint64_t usable = sb.data_zones.count > headroom ? sb.data_zones.count - headroom : 0;
-    return usable * (sb.zone_capacity / (kBlock / sb.block_size));
+    return promise_limit_bytes(sb, zone_limit(), namespace_count, static_cast<std::uint32_t>(shared_stream_cap)) /
+           kBlock;
   }
   // What a namespace takes of the volume: its promise, or what it has written if that is more.
   std::uint64_t claimed_blocks(const Namespace& x, std::uint64_t unapplied = 0) const {
@@ -653,7 +639,7 @@ struct Store::Impl {
       if (!is_thin(x)) return true;
     return false;
   }
-  static std::string mib(std::uint64_t blocks) { return n(blocks * kBlock >> 20) + " MiB"; }
+  static std::string size_of(std::uint64_t blocks) { return format_size(blocks * kBlock); }
   // ENOSPC unless a namespace can be promised `blocks` (replacing a claim of `was`, for a
   // resize; 0 for a new thin one, which still takes headroom for its stream while promises
   // are outstanding).
@@ -661,11 +647,19 @@ struct Store::Impl {
                        std::size_t namespace_count) const {
     const std::uint64_t claimed = claimed_total() - was, limit = promise_limit_blocks(namespace_count);
     if (claimed + blocks <= limit || (blocks == 0 && !any_promised())) return Status::Ok();
+    const bool creating = namespace_count > namespaces.size();
+    const std::string headroom = creating ? " (counting the zone of headroom a new namespace's writes take)" : "";
+    if (blocks == 0)  // a thin one: all it needs is that headroom
+      return Status(Code::kNoSpace, "namespace '" + std::string(name) + "' cannot be made: the volume can promise " +
+                                        size_of(limit) + headroom + ", and " + size_of(claimed) +
+                                        " are promised or written already");
     return Status(Code::kNoSpace,
-                  "namespace '" + std::string(name) + "' needs " + mib(blocks) + ", but only " +
-                      mib(limit - std::min(limit, claimed)) + " of the volume's " + mib(limit) +
-                      " are neither promised to other namespaces nor written by thin ones; "
-                      "make it smaller, or thin (--thin: promised nothing, it competes for free space)");
+                  "namespace '" + std::string(name) + "' needs " + size_of(blocks) + ", but only " +
+                      size_of(limit - std::min(limit, claimed)) + " of the " + size_of(limit) +
+                      " the volume can promise" + headroom +
+                      " are neither promised to other namespaces nor written by thin ones; make it "
+                      "smaller" +
+                      (creating ? ", or thin (--thin: promised nothing, it competes for free space)" : ""));
   }
 
   // ENOSPC for a write of bytes [offset, offset+length) of x if it would pass the limit, or,

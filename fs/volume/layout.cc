@@ -40,4 +40,36 @@ Result<format::Superblock> plan_volume(const Geometry& g, const LayoutOptions& o
   return sb;
 }
 
+std::uint32_t zone_limit_of(std::uint32_t max_open_zones, std::uint32_t max_active_zones) {
+  if (max_open_zones == 0 || max_active_zones == 0) return std::max(max_open_zones, max_active_zones);
+  return std::min(max_open_zones, max_active_zones);
+}
+
+std::uint32_t shared_stream_count(std::uint32_t zone_limit, std::uint32_t shared_cap) {
+  if (zone_limit == 0 || zone_limit >= 12) return std::min<std::uint32_t>(4, shared_cap);
+  return zone_limit >= 6 ? 2 : 1;
+}
+
+std::uint32_t user_stream_budget(std::uint32_t zone_limit, std::uint32_t shared_cap) {
+  if (zone_limit == 0) return 64;
+  const std::uint32_t others = 3 + shared_stream_count(zone_limit, shared_cap);
+  return zone_limit > others ? zone_limit - others : 1;
+}
+
+std::uint64_t promise_headroom_zones(const format::Superblock& sb, std::uint32_t zone_limit,
+                                     std::size_t namespace_count, std::uint32_t shared_cap) {
+  const std::uint64_t streams = std::min<std::uint64_t>(namespace_count, user_stream_budget(zone_limit, shared_cap)) +
+                                shared_stream_count(zone_limit, shared_cap);
+  return std::uint64_t{sb.reserved_data_zones} + 1 + streams;
+}
+
+std::uint64_t promise_limit_bytes(const format::Superblock& sb, std::uint32_t zone_limit, std::size_t namespace_count,
+                                  std::uint32_t shared_cap) {
+  const std::uint64_t headroom = promise_headroom_zones(sb, zone_limit, namespace_count, shared_cap);
+  const std::uint64_t usable = sb.data_zones.count > headroom ? sb.data_zones.count - headroom : 0;
+  // Whole 4 KiB store blocks of each zone: what a zone holds of namespace data.
+  const std::uint64_t per_zone = std::uint64_t{sb.zone_capacity} * sb.block_size / format::kStoreBlockSize;
+  return usable * per_zone * format::kStoreBlockSize;
+}
+
 }  // namespace nyads

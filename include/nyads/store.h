@@ -59,8 +59,11 @@ struct StoreStats {
   std::uint64_t checksum_errors = 0;
   std::uint32_t data_zones = 0;
   std::uint32_t free_zones = 0;
-  std::uint64_t space_bytes = 0;       // what the volume can promise (the promise limit)
-  std::uint64_t claimed_bytes = 0;     // promised to namespaces, or written by thin ones
+  std::uint64_t space_bytes = 0;    // what the volume can promise (the promise limit)
+  std::uint64_t claimed_bytes = 0;  // promised to namespaces, or written by thin ones
+  // The most a namespace created now can be promised: less than space_bytes - claimed_bytes,
+  // since its write stream takes a zone of headroom from the promise limit.
+  std::uint64_t new_namespace_bytes = 0;
   std::uint64_t live_bytes = 0;        // mapped blocks of every namespace
   std::uint64_t map_extents = 0;       // extents in all namespaces' maps
   std::uint64_t map_memory_bytes = 0;  // what the maps hold in memory

@@ -31,8 +31,18 @@ start_daemon() {
 }
 
 step "mkfs a 2 GiB emulated device, start nyadsd"
-"$MKFS" -q --size 2G --zone-size 64M "$T/dev.img"
+"$MKFS" --size 2G --zone-size 64M "$T/dev.img" > "$T/mkfs.out"
 start_daemon
+# What mkfs said one namespace can be promised is what the daemon says a new one can have.
+cli --json status | $PY -c '
+import json, sys
+def size(b):  # as format_size writes it
+    units, v, u = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"], float(b), 0
+    while v >= 1024 and u < 5: v, u = v / 1024, u + 1
+    return ("%.0f %s" if v == int(v) else "%.2f %s") % (v, units[u])
+said = open(sys.argv[1]).read()
+want = "one namespace can be promised " + size(json.load(sys.stdin)["new_namespace_max_bytes"]) + " "
+assert want in said, (want, said)' "$T/mkfs.out" || fail "mkfs and the daemon disagree on what a namespace can be promised"
 
 step "nyads ns create / list / show, and its errors"
 cli ns create alpha --size 256M >/dev/null
@@ -48,11 +58,18 @@ rc=0; cli ns create gamma --size lots 2>"$T/err" || rc=$?
 rc=0; cli ns show nosuch 2>"$T/err" || rc=$?
 [ $rc -eq 1 ] && grep -q "no namespace 'nosuch'" "$T/err" || fail "show of a missing namespace: rc $rc $(cat "$T/err")"
 rc=0; cli ns create huge --size 8G 2>"$T/err" || rc=$?
-[ $rc -eq 1 ] && grep -q "namespace 'huge' needs 8192 MiB, but only" "$T/err" || fail "a namespace the volume cannot promise: rc $rc $(cat "$T/err")"
+[ $rc -eq 1 ] && grep -q "namespace 'huge' needs 8 GiB, but only" "$T/err" || fail "a namespace the volume cannot promise: rc $rc $(cat "$T/err")"
 cli ns create huge --size 8G --thin >/dev/null || fail "a thin namespace larger than the volume was refused"
 cli --json ns list | $PY -c 'import json,sys; l=json.load(sys.stdin); assert [(x["name"],x["size"],x["block_size"],x["provisioning"]) for x in l]==[("alpha",268435456,4096,"promised"),("beta",134217728,512,"promised"),("huge",8589934592,4096,"thin")], l'
 cli ns delete huge >/dev/null
 cli --json status | $PY -c 'import json,sys; s=json.load(sys.stdin); assert s["namespaces"]==2 and s["backend"]=="emulated" and s["promised_bytes"]==384<<20 and s["unpromised_bytes"]==s["space_bytes"]-(384<<20), s'
+# new_namespace_max_bytes is what ns create can promise now (a new namespace's write stream
+# takes a zone of headroom, so it is less than unpromised_bytes): exactly that fits, no more.
+max=$(cli --json status | $PY -c 'import json,sys; s=json.load(sys.stdin); assert 0 < s["new_namespace_max_bytes"] < s["unpromised_bytes"], s; print(s["new_namespace_max_bytes"])')
+rc=0; cli ns create over --size $((max + 4096)) 2>"$T/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "counting the zone of headroom a new namespace's writes take" "$T/err" || fail "one block over new_namespace_max_bytes: rc $rc $(cat "$T/err")"
+cli ns create fits --size "$max" >/dev/null || fail "a namespace of new_namespace_max_bytes was refused"
+cli ns delete fits >/dev/null
 rc=0; "$NYADS" --run-dir "$T/nowhere" ns list 2>"$T/err" || rc=$?
 [ $rc -eq 3 ] && grep -q "cannot reach nyadsd" "$T/err" || fail "no daemon: rc $rc $(cat "$T/err")"
 # An empty name is an argument of its own: refused, and the next argument does not take its

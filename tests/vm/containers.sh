@@ -88,7 +88,7 @@ ctl ns delete c2 >/dev/null || fail "delete c2 at the end of scenario 5"
 
 step "4. c4 (thin, larger than the drive, through ublk) filled until ENOSPC; the others keep working; a discard frees it"
 ctl ns create c4 --size 1G 2>/tmp/c4.err && fail "a 1 GiB namespace was promised on a 256 MiB drive"
-grep -q "needs 1024 MiB" /tmp/c4.err || fail "creating a namespace larger than the drive: $(cat /tmp/c4.err)"
+grep -q "needs 1 GiB" /tmp/c4.err || fail "creating a namespace larger than the drive: $(cat /tmp/c4.err)"
 ctl ns create c4 --size 1G --thin >/dev/null || fail "create c4 --thin"
 u4=$(ctl ns attach c4 --ublk) || fail "attach c4: $u4"
 dd if=/dev/urandom of="$u4" bs=1M oflag=direct status=none 2>/tmp/dd.err && fail "c4 took 1 GiB on a 256 MiB drive"
