@@ -180,7 +180,15 @@ int main(int argc, char** argv) {
     device = std::move(*d);
   } else {
     auto d = open_zoned_device(path, {.read_only = dry_run});
-    if (!d.ok()) return fail(d.status().message());
+    if (!d.ok()) {
+      // An emulated device whose own metadata is damaged cannot be reused as it is; -f with a
+      // geometry makes the file anew.
+      const bool damaged_emulated = S_ISREG(st.st_mode) && d.status().code() == Code::kCorruption;
+      return fail(d.status().message() +
+                  (damaged_emulated ? " (mkfs.nyads -f --size SIZE, with the zone options it was made with, makes the "
+                                      "file anew; its data is lost)"
+                                    : ""));
+    }
     device = std::move(*d);
   }
 

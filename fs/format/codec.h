@@ -133,6 +133,8 @@ inline std::int64_t unzigzag(std::uint64_t v) {
 
 inline std::string num(std::uint64_t v) { return std::to_string(v); }
 std::string hex(std::uint64_t v);
+// One byte as "0x0a": a character that cannot be shown as itself, in a message.
+std::string byte_hex(unsigned char c);
 
 // An extent's bytes, shared by journal records and checkpoint blocks:
 // ns_id u32, count u32, vblock u64, lba u64, then count checksums u32.

@@ -53,6 +53,12 @@ std::string hex(std::uint64_t v) {
   return buf;
 }
 
+std::string byte_hex(unsigned char c) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "0x%02x", c);
+  return buf;
+}
+
 std::uint64_t volume_seed(const Uuid& uuid) { return XXH3_64bits(uuid.data(), uuid.size()); }
 
 std::uint32_t data_checksum(std::uint64_t seed, std::uint32_t ns_id, std::uint64_t vblock,
@@ -114,7 +120,7 @@ Status validate_namespace_name(std::string_view name) {
         static_cast<unsigned char>(c) > 127)
       return InvalidArgument(
           "namespace name '" + std::string(name) + "' has the character '" +
-          (std::isprint(static_cast<unsigned char>(c)) ? std::string(1, c) : hex(static_cast<unsigned char>(c))) +
+          (std::isprint(static_cast<unsigned char>(c)) ? std::string(1, c) : byte_hex(static_cast<unsigned char>(c))) +
           "'; names use letters, digits, '.', '_' and '-'");
   }
   return Status::Ok();

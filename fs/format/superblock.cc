@@ -67,7 +67,7 @@ Status validate_superblock(const Superblock& sb, std::string_view where) {
                num(sb.data_zones.count));
   if (sb.label.size() >= kLabelBytes) return bad("label is " + num(sb.label.size()) + " bytes, the limit is 63");
   for (unsigned char c : sb.label)
-    if (c < 0x20 || c == 0x7f) return bad("label has the control character " + hex(c));
+    if (c < 0x20 || c == 0x7f) return bad("label has the control character " + byte_hex(c));
   return Status::Ok();
 }
 

@@ -118,7 +118,7 @@ Status Store::resize_namespace(std::string_view name, std::uint64_t size_bytes, 
     for (const auto& p : x->map.lookup(from, count)) holds_data = holds_data || p.mapped;
     if (holds_data && !discard)
       return InvalidArgument("shrinking '" + x->name + "' to " + n(size_bytes) +
-                             " bytes would cut off data; pass discard to drop it");
+                             " bytes would cut off data; resize with discard (nyads ns resize --discard) to drop it");
     s.release(x->map.unmap(from, count));
   } else if (!Impl::is_thin(*x)) {
     NYADS_RETURN_IF_ERROR(s.admit_promise(x->name, size_bytes / kBlock, s.claimed_blocks(*x), s.namespaces.size()));

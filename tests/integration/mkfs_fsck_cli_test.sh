@@ -103,6 +103,15 @@ expect_rc 0 "$fsck" -n "$dir/slot.img"
 grep -q "WARNING \[device\] $dir/slot.img: zone table slot 0 (.*); opened with the other slot, generation [0-9]*. If the damaged one was newer" <<<"$out" ||
   fail "no word of a damaged zone-table slot: $out"
 rm "$dir/slot.img"
+# A damaged emulated-device header: mkfs says how to make the file anew, and does so.
+cp "$vol" "$dir/header.img"
+printf '\xff' | dd of="$dir/header.img" bs=1 seek=30 conv=notrunc status=none
+expect_rc 1 "$mkfs" -f "$dir/header.img"
+grep -q "emulated device header: checksum mismatch (mkfs.nyads -f --size SIZE, with the zone options it was made with, makes the file anew" <<<"$out" ||
+  fail "a damaged header: $out"
+expect_rc 0 "$mkfs" -q -f --size 1G --zone-size 16M --zone-capacity 12M "$dir/header.img"
+expect_rc 0 "$fsck" -n "$dir/header.img"
+rm "$dir/header.img"
 
 # Operational and usage errors.
 expect_rc 8 "$fsck" -n "$dir/missing.img"

@@ -169,7 +169,7 @@ INSTANTIATE_TEST_SUITE_P(
         Rule{"reserve", [](Superblock& s) { s.reserved_data_zones = 58; }, Code::kCorruption,
              "reserved_data_zones 58 leaves no data zone of 58"},
         Rule{"label_control", [](Superblock& s) { s.label = "a\tb"; }, Code::kCorruption,
-             "label has the control character 0x0000000000000009"},
+             "label has the control character 0x09"},
         Rule{"unknown_incompat_feature", [](Superblock& s) { s.incompat |= 1ull << 9; }, Code::kNotSupported,
              "incompatible features 0x0000000000000200 are unknown to this build"},
         Rule{"missing_checksum_feature", [](Superblock& s) { s.incompat = 0; }, Code::kCorruption, "data_checksum32"}),
