@@ -70,13 +70,13 @@ int main(int argc, char** argv) {
       geometry->add_option("--max-append", max_append, "Zone append size limit")->capture_default_str()};
   auto* roles = app.add_option_group("Layout (default: sized from the device)");
   // 0 means "automatic" inside (LayoutOptions): given on the command line it is refused, not
-  // taken as "the default" behind the user's back.
+  // taken as "the default" behind the user's back. Journal and checkpoint need two zones each.
   const auto at_least_two = CLI::Range(2u, std::numeric_limits<std::uint32_t>::max());
   roles->add_option("--journal-zones", layout.journal_zones, "Zones for the journal (at least 2)")->check(at_least_two);
   roles->add_option("--checkpoint-zones", layout.checkpoint_zones, "Zones for checkpoints (at least 2)")
       ->check(at_least_two);
-  roles->add_option("--reserved-zones", layout.reserved_zones, "Data zones kept free for cleaning (at least 2)")
-      ->check(at_least_two);
+  roles->add_option("--reserved-zones", layout.reserved_zones, "Data zones kept free for cleaning (at least 1)")
+      ->check(CLI::Range(1u, std::numeric_limits<std::uint32_t>::max()));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -323,7 +323,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
       }
       return;
     }
-    const std::string line(text.substr(0, nl));
+    // A line from a terminal tool (socat, nc -C) ends in CR LF: the CR is not part of it.
+    const std::string line(text.substr(0, nl > 0 && text[nl - 1] == '\r' ? nl - 1 : nl));
     c.in.consume(nl + 1);
     control::Response response;
     auto request = control::parse_request(line);

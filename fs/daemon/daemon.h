@@ -44,7 +44,7 @@ class Daemon {
                                                 const DaemonOptions& options, InheritedSockets inherited);
   ~Daemon();
 
-  // Serves until SIGTERM or SIGINT, then flushes and checkpoints the store and returns.
+  // Serves until SIGTERM, SIGINT or SIGHUP, then flushes and checkpoints the store and returns.
   Status run();
 
   struct Impl;

@@ -648,15 +648,21 @@ struct Store::Impl {
     const std::uint64_t claimed = claimed_total() - was, limit = promise_limit_blocks(namespace_count);
     if (claimed + blocks <= limit || (blocks == 0 && !any_promised())) return Status::Ok();
     const bool creating = namespace_count > namespaces.size();
-    const std::string headroom = creating ? " (counting the zone of headroom a new namespace's writes take)" : "";
+    // Named only when the new namespace's stream does lower the limit (not past the budget).
+    const std::string headroom = creating && limit < promise_limit_blocks(namespaces.size())
+                                     ? " (counting the zone of headroom a new namespace's writes take)"
+                                     : "";
     if (blocks == 0)  // a thin one: all it needs is that headroom
       return Status(Code::kNoSpace, "namespace '" + std::string(name) + "' cannot be made: the volume can promise " +
                                         size_of(limit) + headroom + ", and " + size_of(claimed) +
                                         " are promised or written already");
+    const std::uint64_t left = limit - std::min(limit, claimed);
+    // Sizes that round to the same text are given exactly.
+    const bool same_text = size_of(blocks) == size_of(left);
+    const auto shown = [&](std::uint64_t b) { return same_text ? n(b * kBlock) + " bytes" : size_of(b); };
     return Status(Code::kNoSpace,
-                  "namespace '" + std::string(name) + "' needs " + size_of(blocks) + ", but only " +
-                      size_of(limit - std::min(limit, claimed)) + " of the " + size_of(limit) +
-                      " the volume can promise" + headroom +
+                  "namespace '" + std::string(name) + "' needs " + shown(blocks) + ", but only " + shown(left) +
+                      " of the " + size_of(limit) + " the volume can promise" + headroom +
                       " are neither promised to other namespaces nor written by thin ones; make it "
                       "smaller" +
                       (creating ? ", or thin (--thin: promised nothing, it competes for free space)" : ""));

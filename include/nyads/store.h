@@ -61,8 +61,9 @@ struct StoreStats {
   std::uint32_t free_zones = 0;
   std::uint64_t space_bytes = 0;    // what the volume can promise (the promise limit)
   std::uint64_t claimed_bytes = 0;  // promised to namespaces, or written by thin ones
-  // The most a namespace created now can be promised: less than space_bytes - claimed_bytes,
-  // since its write stream takes a zone of headroom from the promise limit.
+  // The most a namespace created now can be promised: at most space_bytes - claimed_bytes,
+  // less while its write stream takes a zone of headroom from the promise limit. Until the
+  // maps are whole (map_blocks_unread > 0) a lower bound.
   std::uint64_t new_namespace_bytes = 0;
   std::uint64_t live_bytes = 0;        // mapped blocks of every namespace
   std::uint64_t map_extents = 0;       // extents in all namespaces' maps

@@ -73,9 +73,9 @@ grep -q "unknown unit 'Q'" <<<"$out" || fail "size message: $out"
 [ ! -e "$dir/x.img" ] || fail "a failed mkfs left a file behind"
 expect_rc 1 "$mkfs" --bogus "$vol"
 # 0 zones for a role would mean "automatic" inside: refused, not quietly taken as the default.
-for role in --journal-zones --checkpoint-zones --reserved-zones; do
-  expect_rc 1 "$mkfs" "$role" 0 "$dir/x.img"
-  grep -q -- "$role: Value 0 not in range 2" <<<"$out" || fail "$role 0: $out"
+for role in --journal-zones:2 --checkpoint-zones:2 --reserved-zones:1; do
+  expect_rc 1 "$mkfs" "${role%:*}" 0 "$dir/x.img"
+  grep -q -- "${role%:*}: Value 0 not in range ${role#*:}" <<<"$out" || fail "$role 0: $out"
 done
 [ ! -e "$dir/x.img" ] || fail "a refused layout left a file behind"
 expect_rc 0 "$mkfs" -V

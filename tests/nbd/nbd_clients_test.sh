@@ -81,6 +81,17 @@ cli ns show force >/dev/null || fail "ns delete '' --force deleted the namespace
 cli ns create "" --size 4K --thin 2>"$T/err" && fail "a namespace with an empty name was made"
 grep -q "namespace name is empty" "$T/err" || fail "empty name: $(cat "$T/err")"
 cli ns delete force >/dev/null
+# A request line ending in CR LF (socat, nc -C): the CR is not part of the last argument.
+$PY - "$T/run/control.sock" <<'PYEOF' || fail "a control request ending in CR LF"
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"v1 ns-show alpha\r\n")
+answer = b""
+while not answer.endswith(b"\n\n"):
+    chunk = s.recv(4096)
+    if not chunk: break
+    answer += chunk
+assert answer.startswith(b"ok\nname=alpha "), answer
+PYEOF
 # --json keeps text as text: names that look like numbers, and bytes that are not UTF-8.
 cli ns create 007 --size 4K --thin >/dev/null
 cli --json ns show 007 | $PY -c 'import json,sys; r=json.load(sys.stdin); assert r["name"]=="007" and r["size"]==4096, r'

@@ -223,7 +223,7 @@ TEST(Names, FollowTheDocumentedCharacterSet) {
   EXPECT_NE(validate_namespace_name("").message().find("empty"), std::string::npos);
   EXPECT_NE(validate_namespace_name("-x").message().find("must start with a letter or digit"), std::string::npos);
   EXPECT_NE(validate_namespace_name("a/b").message().find("the character '/'"), std::string::npos);
-  EXPECT_NE(validate_namespace_name("caf\xc3\xa9").message().find("0x00000000000000c3"), std::string::npos);
+  EXPECT_NE(validate_namespace_name("caf\xc3\xa9").message().find("the character '0xc3'"), std::string::npos);
   EXPECT_NE(validate_namespace_name(std::string(65, 'a')).message().find("65 bytes, the limit is 64"),
             std::string::npos);
   EXPECT_TRUE(validate_namespace_name(std::string(64, 'a')).ok());
