@@ -236,10 +236,9 @@ StoreStats Store::stats() const {
   s.claimed_bytes = impl_->claimed_total() * kBlock;
   // Until the maps are whole the shared-stream cap is not decided (store_impl.h): the figure
   // of the higher cap, the lower one, is what a create can count on.
+  const auto cap = static_cast<std::uint32_t>(impl_->maps_complete() ? impl_->shared_stream_cap : 4);
   const std::uint64_t limit_with_one_more =
-      impl_->maps_complete()
-          ? impl_->promise_limit_blocks(impl_->namespaces.size() + 1) * kBlock
-          : promise_limit_bytes(impl_->sb, impl_->zone_limit(), impl_->namespaces.size() + 1, /*shared_cap=*/4);
+      promise_limit_bytes(impl_->sb, impl_->zone_limit(), impl_->namespaces.size() + 1, cap);
   s.new_namespace_bytes = limit_with_one_more - std::min(limit_with_one_more, s.claimed_bytes);
   s.live_bytes = impl_->live_blocks() * kBlock;
   s.map_blocks_unread = impl_->unread_total;

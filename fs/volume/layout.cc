@@ -56,16 +56,11 @@ std::uint32_t user_stream_budget(std::uint32_t zone_limit, std::uint32_t shared_
   return zone_limit > others ? zone_limit - others : 1;
 }
 
-std::uint64_t promise_headroom_zones(const format::Superblock& sb, std::uint32_t zone_limit,
-                                     std::size_t namespace_count, std::uint32_t shared_cap) {
-  const std::uint64_t streams = std::min<std::uint64_t>(namespace_count, user_stream_budget(zone_limit, shared_cap)) +
-                                shared_stream_count(zone_limit, shared_cap);
-  return std::uint64_t{sb.reserved_data_zones} + 1 + streams;
-}
-
 std::uint64_t promise_limit_bytes(const format::Superblock& sb, std::uint32_t zone_limit, std::size_t namespace_count,
                                   std::uint32_t shared_cap) {
-  const std::uint64_t headroom = promise_headroom_zones(sb, zone_limit, namespace_count, shared_cap);
+  const std::uint64_t streams = std::min<std::uint64_t>(namespace_count, user_stream_budget(zone_limit, shared_cap)) +
+                                shared_stream_count(zone_limit, shared_cap);
+  const std::uint64_t headroom = std::uint64_t{sb.reserved_data_zones} + 1 + streams;
   const std::uint64_t usable = sb.data_zones.count > headroom ? sb.data_zones.count - headroom : 0;
   // Whole 4 KiB store blocks of each zone: what a zone holds of namespace data.
   const std::uint64_t per_zone = std::uint64_t{sb.zone_capacity} * sb.block_size / format::kStoreBlockSize;

@@ -31,22 +31,20 @@ Result<format::Superblock> plan_volume(const Geometry& geometry, const LayoutOpt
 // the store will do). `zone_limit`: the device's open/active zone limit, the lower of the two
 // (0: none); `shared_cap`: 4, or 2 for volumes that promised before the user-cold and frozen
 // streams existed.
+
+// The lower of a device's open and active zone limits, each 0 for none (0: no limit).
+std::uint32_t zone_limit_of(std::uint32_t max_open_zones, std::uint32_t max_active_zones);
 // How many streams besides the users' own the limit allows: the cleaner's young stream
 // always; its cold one when a user stream is left beside it and the metadata's three zones;
 // the user-cold and frozen streams only with room for five user streams more (each measured:
 // see doc/design.md).
 std::uint32_t shared_stream_count(std::uint32_t zone_limit, std::uint32_t shared_cap);
-// The lower of a device's open and active zone limits, each 0 for none (0: no limit).
-std::uint32_t zone_limit_of(std::uint32_t max_open_zones, std::uint32_t max_active_zones);
 // How many user streams may be open at once: the limit less what the metadata holds (the
 // journal head, the last zone of each of the two newest checkpoints) and the shared streams.
 std::uint32_t user_stream_budget(std::uint32_t zone_limit, std::uint32_t shared_cap);
-// Data zones a volume with `namespace_count` namespaces keeps out of what it promises: the
-// cleaner's reserve, one more, and one per stream that may be open at once (a zone each, the
-// most a partly written zone can leave unusable).
-std::uint64_t promise_headroom_zones(const format::Superblock& sb, std::uint32_t zone_limit,
-                                     std::size_t namespace_count, std::uint32_t shared_cap);
-// Bytes a volume with `namespace_count` namespaces can promise to them.
+// Bytes a volume with `namespace_count` namespaces can promise to them: its data zones less
+// the cleaner's reserve, one more, and one per stream that may be open at once (a zone each,
+// the most a partly written zone can leave unusable).
 std::uint64_t promise_limit_bytes(const format::Superblock& sb, std::uint32_t zone_limit, std::size_t namespace_count,
                                   std::uint32_t shared_cap);
 
