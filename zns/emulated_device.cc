@@ -109,7 +109,8 @@ class Emulated final : public EmulatedDevice {
         layout_(layout),
         g_(layout.config.geometry()),
         rules_(g_),
-        read_only_(read_only) {}
+        read_only_(read_only),
+        unflushed_in_zone_(g_.zone_count) {}
   // Memory-backed.
   explicit Emulated(const EmulatedConfig& config)
       : name_("memory"),
@@ -262,6 +263,8 @@ class Emulated final : public EmulatedDevice {
     return write_table();
   }
 
+  EarlyWriteback early_writeback() const override { return early_writeback_; }
+
   Status set_zone_condition(std::uint32_t zone, ZoneState state) override {
     settle();
     NYADS_RETURN_IF_ERROR(flush_data());  // the table it writes must name only synced blocks
@@ -339,15 +342,27 @@ class Emulated final : public EmulatedDevice {
       io.completion.status = full_pwrite(fd_, io.buffer, bytes, byte_offset(*where), name_ + ": write");
       note_unsynced(*where, io.buffer, bytes, io.completion.status.ok());
       done_.push_back(std::move(io.completion));
-      // Start the kernel's writeback every kKickBytes written, so that the disk works while
-      // the data arrives and the next flush (fdatasync) finds only the last few MiB dirty,
-      // not what the kernel's thresholds allow (gigabytes). See doc/design.md, "Queue depth
-      // on a file". Best effort: the write has completed whatever becomes of it.
+      // Start the kernel's writeback every kKickBytes written (unless writes die in the page
+      // cache: writes_die_in_cache), so that the disk works while the data arrives and the
+      // next flush (fdatasync) finds only the last few MiB dirty, not what the kernel's
+      // thresholds allow (gigabytes). See doc/design.md, "Queue depth on a file". Best
+      // effort: the write has completed whatever becomes of it.
       unkicked_bytes_ += bytes;
       unflushed_bytes_ += bytes;
+      unflushed_in_zone_[g_.zone_of(*where)] += bytes;
+      recent_written_bytes_ += bytes;
       if (unkicked_bytes_ >= kKickBytes) {
         unkicked_bytes_ = 0;
-        start_writeback();
+        if (writes_die_in_cache()) {
+          ++early_writeback_.skipped;
+        } else {
+          ++early_writeback_.started;
+          start_writeback();
+        }
+        if (recent_written_bytes_ >= kRecentBytes) {  // a window that slides: older writes count half
+          recent_written_bytes_ /= 2;
+          recent_died_bytes_ /= 2;
+        }
       }
       return Status::Ok();
     }
@@ -567,6 +582,7 @@ class Emulated final : public EmulatedDevice {
     }
     durable_ = std::move(zones);
     unflushed_bytes_ = 0;
+    std::fill(unflushed_in_zone_.begin(), unflushed_in_zone_.end(), 0);
     unsynced_.clear();
     unsynced_bytes_ = 0;
     unsynced_checkable_ = true;
@@ -640,6 +656,12 @@ class Emulated final : public EmulatedDevice {
   void forget_bytes(std::uint32_t zone) {
     if (fd_ < 0) std::vector<std::uint8_t>().swap(memory_[zone]);
     unsynced_.erase(zone);
+    if (fd_ >= 0) {
+      // At most what the window holds: one large zone (a real drive's are 1-2 GiB) written
+      // before the window last halved would otherwise outweigh it for long.
+      recent_died_bytes_ = std::min(recent_died_bytes_ + unflushed_in_zone_[zone], recent_written_bytes_);
+      unflushed_in_zone_[zone] = 0;
+    }
   }
 
   std::uint64_t byte_offset(std::uint64_t lba) const { return layout_.data_offset + lba * g_.block_size; }
@@ -664,12 +686,27 @@ class Emulated final : public EmulatedDevice {
   // How often writeback is started. Measured (fio 1 MiB writes QD8 through NBD with a flush
   // every 64 MiB, back to back with nbdkit): every 64 MiB, 0.93-0.98 GB/s against nbdkit's
   // 0.99-1.04 (0.90x); every 8 MiB, 1.08-1.16; every 4 MiB, 0.88-1.18 (nbd_bench medians
-  // 0.99x and 1.06x, 1.06-1.15x in pairs by hand). Without flushes the same job and 4 KiB
-  // random writes QD32 did not move beyond the runs' spread.
+  // 0.99x and 1.06x, 1.06-1.15x in pairs by hand). Without flushes, the interval moved
+  // neither that job nor 4 KiB random writes QD32 beyond the runs' spread.
   static constexpr std::uint64_t kKickBytes = 4ull << 20;
+  // Whether most of what was written lately died before any flush asked for it (its zone was
+  // reset first). Then the writer rewrites the same data and asks for no durability, as a
+  // scratch volume does: the pages it overwrites in the page cache need never reach the disk,
+  // unless a kick sends them there. So kicks stop, and the kernel's thresholds decide, as for
+  // a server that writes a raw file in place. A writer that fills new space, or flushes, lets
+  // little die unflushed and keeps its kicks (a limit on the bytes since the last flush would
+  // stop those too). See doc/design.md, "Queue depth on a file", for the figures.
+  bool writes_die_in_cache() const { return recent_died_bytes_ * 2 > recent_written_bytes_; }
+  // Written, and of that died unflushed, lately: both halve whenever the first reaches
+  // kRecentBytes, so a write counts less the older it is.
+  std::uint64_t recent_written_bytes_ = 0;
+  std::uint64_t recent_died_bytes_ = 0;
+  static constexpr std::uint64_t kRecentBytes = 256ull << 20;
+  EarlyWriteback early_writeback_;
   // Kicks queued on the ring's workers at most; each holds one while the disk is busy.
   static constexpr std::uint32_t kMaxKicksInFlight = 8;
-  std::uint64_t unflushed_bytes_ = 0;  // written since the last flush
+  std::uint64_t unflushed_bytes_ = 0;             // written since the last flush
+  std::vector<std::uint64_t> unflushed_in_zone_;  // the same, by zone (file-backed)
   // Version 2: the blocks each zone took since the last sync, hashed as they are written.
   struct UnsyncedZone {
     std::uint64_t from = 0;    // offset from the zone start of the first

@@ -115,7 +115,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   // Writes the device's dirty data back before a commit, beside the loop. Declared after
   // store_, so it is destroyed first: its job uses the device.
   WritebackThread writeback_;
-  std::uint64_t writebacks_ = 0;  // jobs run, for `nyads status`
+  std::uint64_t writebacks_ = 0;    // jobs run, for `nyads status`
+  bool idle_written_back_ = false;  // a job ran for the next idle work's commit
 
   ~Impl() {
     for (auto& [fd, c] : connections_) ::close(fd);
@@ -487,6 +488,22 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     return Status::Ok();
   }
 
+  // The idle work commits what clients wrote and did not flush, and that commit's device
+  // flush blocks the loop as any does. After writes that died in the page cache (no
+  // writeback was started for them: zns/emulated_device.cc) it can find the whole rewritten
+  // set dirty, a gigabyte: so with 64 MiB or more written since the last flush the writeback
+  // thread writes the file back first, and the idle work runs at the next quiet moment.
+  // (Below that, as after a slice of cleaning ahead, an eighth of a zone, the commit runs at
+  // once: tens of milliseconds at most, and cleaning ahead goes on at its pace.)
+  static constexpr std::uint64_t kWritebackBeforeIdleCommitBytes = 64 << 20;
+  bool start_idle_writeback() {
+    auto job = store_->device().writeback_job(kWritebackBeforeIdleCommitBytes);
+    if (!job || !writeback_.start(std::move(job)).ok()) return false;
+    ++writebacks_;
+    idle_written_back_ = true;
+    return true;
+  }
+
   // Commits, and answers every request waiting for a commit: each was received, and its
   // writes run, before this commit started, so it covers them. With `failed` set (the store
   // failed as a whole: the daemon stops), answers them with it instead, committing nothing:
@@ -613,7 +630,10 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
       if (written_back) {
         writeback_.finished();
         NYADS_RETURN_IF_ERROR(finish_commit());
+        if (idle_written_back_) idle_ms = std::min(idle_ms, 100);  // its commit, soon
       }
+      // Anything else that came (writes, say) makes the file written back stale.
+      if (std::max(got, 0) > (written_back ? 1 : 0)) idle_written_back_ = false;
       for (auto& [fd, c] : connections_) set_interest(*c);  // input consumed, replies queued
       reap_dead();
       if (stop && !stopping) {
@@ -636,6 +656,12 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
       // Not after a poll that did not wait (input left over by a turn's limits): that ran a
       // commit, with its fdatasync, every turn while a client kept more than a turn queued.
       if (got == 0 && !busy) {
+        // Not beside a writeback job: its end is an event, and the idle work follows it.
+        if (writeback_.busy() || (!idle_written_back_ && start_idle_writeback())) {
+          idle_ms = std::max(idle_ms, 100);
+          continue;
+        }
+        idle_written_back_ = false;
         auto wait = store_->idle_work();
         if (!wait.ok()) return wait.status();
         idle_ms = static_cast<int>(std::min<std::uint32_t>(*wait, 30000));

@@ -52,6 +52,15 @@ class EmulatedDevice : public ZonedDevice {
 
   // Test and drill hook: degrade a zone as a failing drive would (kReadOnly or kOffline).
   virtual Status set_zone_condition(std::uint32_t zone, ZoneState state) = 0;
+
+  // A file's writeback, started early every 4 MiB written (so that a flush finds little
+  // dirty), or not, because most of what was written lately died unflushed: the times each
+  // was decided since the device was opened. (Memory: both 0.)
+  struct EarlyWriteback {
+    std::uint64_t started = 0;
+    std::uint64_t skipped = 0;
+  };
+  virtual EarlyWriteback early_writeback() const = 0;
 };
 
 // True when the first bytes of a file are an emulated device header (its magic).

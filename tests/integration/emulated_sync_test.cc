@@ -140,27 +140,54 @@ std::optional<std::uint64_t> dirty_pages(const std::string& path) {
   return stat.dirty;
 }
 
-// Writeback of the file starts every 4 MiB written, not at the kernel's thresholds
-// (gigabytes), so a flush finds little dirty: a client that writes and then flushes finds the
-// disk already busy with its data (doc/design.md, "Queue depth on a file").
-TEST_F(EmulatedSync, WritebackStartsAsTheDataArrives) {
+// Whether the page cache this test counts is the file's own: not on tmpfs, overlayfs (it keeps
+// it on the file below) or NFS; there a test of writeback would prove nothing.
+bool page_cache_is_the_files(const std::string& path) {
   struct statfs fs {};
-  ASSERT_EQ(::statfs(std::filesystem::path(path_).parent_path().c_str(), &fs), 0);
-  // Where the page cache this test counts is not the file's own (overlayfs keeps it on the
-  // file below), or where the kernel writes back at close anyway, it would prove nothing.
-  if (fs.f_type == TMPFS_MAGIC || fs.f_type == OVERLAYFS_SUPER_MAGIC || fs.f_type == NFS_SUPER_MAGIC)
-    GTEST_SKIP() << "the temporary directory is on tmpfs, overlayfs or NFS (f_type " << std::hex << fs.f_type << ")";
+  if (::statfs(std::filesystem::path(path).parent_path().c_str(), &fs) != 0) return false;
+  return fs.f_type != TMPFS_MAGIC && fs.f_type != OVERLAYFS_SUPER_MAGIC && fs.f_type != NFS_SUPER_MAGIC;
+}
+
+// A device of 16 zones of 4 MiB in a file, taking 1 MiB a write. Opened again after creating:
+// creating truncates the file (ftruncate to 0), and ext4 (xfs, btrfs too) then writes it
+// back when it is next closed.
+std::unique_ptr<EmulatedDevice> open_four_mib_zones(const std::string& path) {
   EmulatedConfig c = test::small_config();
   c.zone_size_bytes = c.zone_capacity_bytes = 4 << 20;
   c.zone_count = 16;
   c.max_append_bytes = c.max_io_bytes = 1 << 20;
-  // Opened again after creating: creating truncates the file (ftruncate to 0), and ext4 (xfs,
-  // btrfs too) then writes it back when it is next closed.
-  ASSERT_TRUE(EmulatedDevice::create_file(path_, c).ok());
-  auto opened = open_zoned_device(path_);
-  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
-  auto d = std::move(*opened);
-  const Geometry g = c.geometry();
+  if (!EmulatedDevice::create_file(path, c).ok()) return nullptr;
+  auto opened = EmulatedDevice::open_file(path);
+  return opened.ok() ? std::move(*opened) : nullptr;
+}
+
+// Writes zone z whole, in 1 MiB writes.
+Status write_zone(ZonedDevice& d, std::uint32_t z, const AlignedBuffer& mib) {
+  const Geometry& g = d.geometry();
+  const auto per_write = static_cast<std::uint32_t>((1 << 20) / g.block_size);
+  for (std::uint64_t at = 0; at < g.zone_capacity; at += per_write)
+    NYADS_RETURN_IF_ERROR(SyncDevice(d).write(g.zone_start(z) + at, per_write, mib.data()));
+  return Status::Ok();
+}
+
+// Dirty bytes of the file once the device is closed (which waits for the writeback it started
+// and syncs nothing); nullopt where the kernel cannot count them.
+std::optional<std::uint64_t> dirty_bytes_after_closing(std::unique_ptr<ZonedDevice> d, const std::string& path) {
+  if (!dirty_pages(path)) return std::nullopt;
+  d.reset();
+  const auto dirty = dirty_pages(path);
+  if (!dirty) return std::nullopt;
+  return *dirty * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// Writeback of the file starts every 4 MiB written, not at the kernel's thresholds
+// (gigabytes), so a flush finds little dirty: a client that writes and then flushes finds the
+// disk already busy with its data (doc/design.md, "Queue depth on a file").
+TEST_F(EmulatedSync, WritebackStartsAsTheDataArrives) {
+  if (!page_cache_is_the_files(path_)) GTEST_SKIP() << "the temporary directory is on tmpfs, overlayfs or NFS";
+  auto d = open_four_mib_zones(path_);
+  ASSERT_TRUE(d);
+  const Geometry g = d->geometry();
   const std::uint32_t per_write = (1 << 20) / g.block_size;
   auto data = pattern(0, per_write, g.block_size, 6);
   // 46 MiB in 1 MiB writes, and no flush: 2 MiB after the last kick (at 44 MiB). Not a
@@ -171,13 +198,72 @@ TEST_F(EmulatedSync, WritebackStartsAsTheDataArrives) {
     const std::uint64_t z = mib / 4, at = (mib % 4) * per_write;
     ASSERT_OK(SyncDevice(*d).write(g.zone_start(static_cast<std::uint32_t>(z)) + at, per_write, data.data()));
   }
-  if (!dirty_pages(path_)) GTEST_SKIP() << "this kernel has no cachestat system call to count dirty pages";
-  d.reset();  // waits for the writeback it started; syncs nothing
-  const auto dirty = dirty_pages(path_);
-  ASSERT_TRUE(dirty);
-  const std::uint64_t dirty_bytes = *dirty * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  EXPECT_LT(dirty_bytes, 6u << 20) << "of 46 MiB written, " << (dirty_bytes >> 10)
-                                   << " KiB still wait for writeback to start";
+  const auto dirty = dirty_bytes_after_closing(std::move(d), path_);
+  if (!dirty) GTEST_SKIP() << "this kernel has no cachestat system call to count dirty pages";
+  EXPECT_LT(*dirty, 6u << 20) << "of 46 MiB written, " << (*dirty >> 10) << " KiB still wait for writeback to start";
+}
+
+// 400 MiB through zones 0-7 (32 MiB), each reset before it is written again and no flush:
+// from the 18th zone written on, most of what was written lately died unflushed.
+Status rewrite_without_flushes(ZonedDevice& d, const AlignedBuffer& mib) {
+  for (std::uint32_t round = 0; round < 100; ++round) {
+    const std::uint32_t z = round % 8;
+    if (round >= 8) NYADS_RETURN_IF_ERROR(d.manage_zone(ZoneAction::kReset, z));
+    NYADS_RETURN_IF_ERROR(write_zone(d, z, mib));
+  }
+  return Status::Ok();
+}
+
+// A writer that rewrites the same data with no flush (its zones are reset before any flush
+// asks for their data) gets no early writeback: the pages it overwrites in the page cache
+// need never reach the disk. (The decisions are counted: the kernel's own writeback, or a
+// kick started earlier still walking the file, could clean the pages whatever was decided.)
+TEST_F(EmulatedSync, DataThatDiesUnflushedIsLeftToThePageCache) {
+  auto d = open_four_mib_zones(path_);
+  ASSERT_TRUE(d);
+  auto mib = pattern(0, static_cast<std::uint32_t>((1 << 20) / d->geometry().block_size), d->geometry().block_size, 7);
+  ASSERT_OK(rewrite_without_flushes(*d, mib));
+  // 100 chances, one every 4 MiB. The first 8 zones die only when rewritten: from the 17th
+  // chance on, what died is over half of what was written, and every later one is skipped.
+  const auto w = d->early_writeback();
+  EXPECT_EQ(w.started + w.skipped, 100u);
+  EXPECT_LE(w.started, 20u) << "writeback was started " << w.started << " times for data rewritten unflushed";
+  EXPECT_GE(w.skipped, 80u);
+}
+
+// After such a writer, one that flushes and fills new space gets early writeback again.
+TEST_F(EmulatedSync, EarlyWritebackComesBackForAWriterThatFlushesAndFills) {
+  auto d = open_four_mib_zones(path_);
+  ASSERT_TRUE(d);
+  auto mib = pattern(0, static_cast<std::uint32_t>((1 << 20) / d->geometry().block_size), d->geometry().block_size, 8);
+  ASSERT_OK(rewrite_without_flushes(*d, mib));
+  // 320 MiB with a flush after every 32: a zone reset after a flush lets nothing die
+  // unflushed (but the first round's resets, of the rewriter's last data).
+  for (std::uint32_t round = 0; round < 10; ++round) {
+    for (std::uint32_t z = 0; z < 8; ++z) {
+      ASSERT_OK(d->manage_zone(ZoneAction::kReset, z));
+      ASSERT_OK(write_zone(*d, z, mib));
+    }
+    ASSERT_OK(SyncDevice(*d).flush());
+  }
+  for (std::uint32_t z = 0; z < 8; ++z) ASSERT_OK(d->manage_zone(ZoneAction::kReset, z));
+  ASSERT_OK(SyncDevice(*d).flush());
+  // Then 40 MiB into zones 0-9 and no flush: started at each of its 10 chances.
+  const auto before = d->early_writeback();
+  for (std::uint32_t z = 0; z < 10; ++z) ASSERT_OK(write_zone(*d, z, mib));
+  const auto after = d->early_writeback();
+  EXPECT_EQ(after.started - before.started, 10u);
+  EXPECT_EQ(after.skipped, before.skipped) << "early writeback skipped for a writer that fills new space";
+}
+
+// The same counts say nothing was skipped for the writer of WritebackStartsAsTheDataArrives.
+TEST_F(EmulatedSync, AWriterThatFillsIsNeverSkipped) {
+  auto d = open_four_mib_zones(path_);
+  ASSERT_TRUE(d);
+  auto mib = pattern(0, static_cast<std::uint32_t>((1 << 20) / d->geometry().block_size), d->geometry().block_size, 9);
+  for (std::uint32_t z = 0; z < 16; ++z) ASSERT_OK(write_zone(*d, z, mib));
+  EXPECT_EQ(d->early_writeback().started, 16u);
+  EXPECT_EQ(d->early_writeback().skipped, 0u);
 }
 
 // A flush that wrote little since the last sync is one sync (version 2: the table names the

@@ -9,7 +9,7 @@ PY=/usr/bin/python3
 T=$(mktemp -d /tmp/nyads-nbd.XXXXXX)
 PID=
 cleanup() {
-  [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null || true
+  for p in "$PID" "${PID2:-}" "${PID3:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
   rm -rf "$T"
 }
 trap cleanup EXIT
@@ -232,10 +232,59 @@ where=$("$NYADS" --run-dir "$T/run2" --json status | $PY -c 'import json,sys; pr
 port=$(sed -n 's/.* tcp:127\.0\.0\.1:\([0-9]*\)$/\1/p' <<<"$where")
 [ -n "$port" ] && [ "$port" -ne 0 ] || fail "status does not name the TCP port bound: $where"
 [ "$(nbdinfo --size "nbd://127.0.0.1:$port/t")" = 4194304 ] || fail "no export on the TCP port status named ($where)"
-kill -HUP "$PID2"; rc=0; wait "$PID2" || rc=$?
+kill -HUP "$PID2"; rc=0; wait "$PID2" || rc=$?; PID2=
 [ $rc -eq 0 ] && grep -q "received Hangup: stopping" "$T/d2.log" && grep -q "everything flushed and checkpointed" "$T/d2.log" ||
   fail "SIGHUP: rc $rc $(cat "$T/d2.log")"
 rm -f "$T/dev2.img"
+
+step "writes never flushed: at a quiet moment the writeback thread, then the idle commit"
+# 96 MiB written and no flush. A quiet second later (--checkpoint-interval 1) the writeback
+# thread writes the file back (64 MiB or more unflushed), so the idle commit's device flush
+# does not hold the loop; then the commit. Polled every 2 s, as a control request is activity
+# too. Killed after the commit, the daemon comes back with the writes.
+"$MKFS" -q --sparse --size 4G "$T/dev3.img"
+"$NYADSD" --run-dir "$T/run3" --checkpoint-interval 1 "$T/dev3.img" 2>"$T/d3.log" &
+PID3=$!
+wait_for_nbd3() {
+  for _ in $(seq 300); do
+    nbdinfo --list "nbd+unix:///?socket=$T/run3/nbd.sock" >/dev/null 2>&1 && return 0
+    kill -0 "$PID3" 2>/dev/null || fail "nyadsd on dev3.img exited: $(tail -5 "$T/d3.log")"
+    sleep 0.1
+  done
+  fail "nyadsd on dev3.img did not come up: $(tail -5 "$T/d3.log")"
+}
+wait_for_nbd3
+"$NYADS" --run-dir "$T/run3" ns create quiet --size 128M >/dev/null || fail "ns create quiet on dev3.img failed"
+n3() { "$NYADS" --run-dir "$T/run3" --json "$1" | $PY -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
+flushes=$(n3 stats flushes)
+$PY - "nbd+unix:///quiet?socket=$T/run3/nbd.sock" <<'PYEOF' || fail "the unflushed writes failed"
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+for i in range(96):
+    h.pwrite(bytes([i + 1]) * (1 << 20), i << 20)
+h.shutdown()
+PYEOF
+committed=0
+for _ in $(seq 15); do
+  sleep 2
+  [ "$(n3 stats flushes)" -gt "$flushes" ] && { committed=1; break; }
+done
+[ $committed -eq 1 ] || fail "no idle commit within 30 s of quiet after 96 MiB unflushed"
+writebacks=$(n3 status writebacks_before_commit)
+[ "$writebacks" -ge 1 ] || fail "the idle commit after 96 MiB unflushed ran with no writeback first (writebacks_before_commit: $writebacks)"
+kill -9 "$PID3"; wait "$PID3" 2>/dev/null || true
+"$NYADSD" --run-dir "$T/run3" "$T/dev3.img" 2>>"$T/d3.log" &
+PID3=$!
+wait_for_nbd3  # over the socket file the killed daemon left
+$PY - "nbd+unix:///quiet?socket=$T/run3/nbd.sock" <<'PYEOF' || fail "the writes the idle commit made durable are not all back after kill -9: $(tail -5 "$T/d3.log")"
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+for i in range(96):
+    assert h.pread(1 << 20, i << 20) == bytes([i + 1]) * (1 << 20), i
+PYEOF
+kill -TERM "$PID3"; rc=0; wait "$PID3" || rc=$?; PID3=
+[ $rc -eq 0 ] || fail "nyadsd on dev3.img exited $rc on SIGTERM: $(tail -5 "$T/d3.log")"
+rm -f "$T/dev3.img"
 
 step "a second daemon on the same device is refused"
 rc=0; "$NYADSD" --run-dir "$T/run2" "$T/dev.img" 2>"$T/err" || rc=$?
