@@ -204,7 +204,7 @@ TEST_F(EmulatedSync, WritebackStartsAsTheDataArrives) {
 }
 
 // 400 MiB through zones 0-7 (32 MiB), each reset before it is written again and no flush:
-// from the 18th zone written on, most of what was written lately died unflushed.
+// from the 17th zone written on, most of what was written lately died unflushed.
 Status rewrite_without_flushes(ZonedDevice& d, const AlignedBuffer& mib) {
   for (std::uint32_t round = 0; round < 100; ++round) {
     const std::uint32_t z = round % 8;
@@ -256,7 +256,7 @@ TEST_F(EmulatedSync, EarlyWritebackComesBackForAWriterThatFlushesAndFills) {
   EXPECT_EQ(after.skipped, before.skipped) << "early writeback skipped for a writer that fills new space";
 }
 
-// The same counts say nothing was skipped for the writer of WritebackStartsAsTheDataArrives.
+// A writer that only fills new space: writeback started at every chance, none skipped.
 TEST_F(EmulatedSync, AWriterThatFillsIsNeverSkipped) {
   auto d = open_four_mib_zones(path_);
   ASSERT_TRUE(d);
