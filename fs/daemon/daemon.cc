@@ -493,8 +493,8 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   // writeback was started for them: zns/emulated_device.cc) it can find the whole rewritten
   // set dirty, a gigabyte: so with 64 MiB or more written since the last flush the writeback
   // thread writes the file back first, and the idle work runs at the next quiet moment.
-  // (Below that, as after a slice of cleaning ahead, an eighth of a zone, the commit runs at
-  // once: tens of milliseconds at most, and cleaning ahead goes on at its pace.)
+  // (Below that, as after a slice of cleaning ahead, an eighth of a zone, 8 MiB with 64 MiB
+  // zones, the commit runs at once: tens of milliseconds, and cleaning ahead keeps its pace.)
   static constexpr std::uint64_t kWritebackBeforeIdleCommitBytes = 64 << 20;
   bool start_idle_writeback() {
     auto job = store_->device().writeback_job(kWritebackBeforeIdleCommitBytes);

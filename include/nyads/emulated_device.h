@@ -55,7 +55,8 @@ class EmulatedDevice : public ZonedDevice {
 
   // A file's writeback, started early every 4 MiB written (so that a flush finds little
   // dirty), or not, because most of what was written lately died unflushed: the times each
-  // was decided since the device was opened. (Memory: both 0.)
+  // was decided since the device was opened (a start decided is still dropped when eight are
+  // in flight, or there is no ring). Memory: both 0.
   struct EarlyWriteback {
     std::uint64_t started = 0;
     std::uint64_t skipped = 0;
