@@ -705,8 +705,9 @@ class Emulated final : public EmulatedDevice {
   EarlyWriteback early_writeback_;
   // Kicks queued on the ring's workers at most; each holds one while the disk is busy.
   static constexpr std::uint32_t kMaxKicksInFlight = 8;
-  std::uint64_t unflushed_bytes_ = 0;             // written since the last flush
-  std::vector<std::uint64_t> unflushed_in_zone_;  // the same, by zone (file-backed)
+  std::uint64_t unflushed_bytes_ = 0;  // written since the last flush
+  // By zone, what its present data took since the last flush (a reset zeroes it; file-backed).
+  std::vector<std::uint64_t> unflushed_in_zone_;
   // Version 2: the blocks each zone took since the last sync, hashed as they are written.
   struct UnsyncedZone {
     std::uint64_t from = 0;    // offset from the zone start of the first

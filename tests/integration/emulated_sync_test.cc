@@ -161,10 +161,16 @@ std::unique_ptr<EmulatedDevice> open_four_mib_zones(const std::string& path) {
   return opened.ok() ? std::move(*opened) : nullptr;
 }
 
+// The device blocks of 1 MiB, and 1 MiB of pattern `seed` in them.
+std::uint32_t blocks_per_mib(const ZonedDevice& d) { return (1u << 20) / d.geometry().block_size; }
+AlignedBuffer one_mib(const ZonedDevice& d, std::uint64_t seed) {
+  return pattern(0, blocks_per_mib(d), d.geometry().block_size, seed);
+}
+
 // Writes zone z whole, in 1 MiB writes.
 Status write_zone(ZonedDevice& d, std::uint32_t z, const AlignedBuffer& mib) {
   const Geometry& g = d.geometry();
-  const auto per_write = static_cast<std::uint32_t>((1 << 20) / g.block_size);
+  const std::uint32_t per_write = blocks_per_mib(d);
   for (std::uint64_t at = 0; at < g.zone_capacity; at += per_write)
     NYADS_RETURN_IF_ERROR(SyncDevice(d).write(g.zone_start(z) + at, per_write, mib.data()));
   return Status::Ok();
@@ -188,8 +194,8 @@ TEST_F(EmulatedSync, WritebackStartsAsTheDataArrives) {
   auto d = open_four_mib_zones(path_);
   ASSERT_TRUE(d);
   const Geometry g = d->geometry();
-  const std::uint32_t per_write = (1 << 20) / g.block_size;
-  auto data = pattern(0, per_write, g.block_size, 6);
+  const std::uint32_t per_write = blocks_per_mib(*d);
+  auto data = one_mib(*d, 6);
   // 46 MiB in 1 MiB writes, and no flush: 2 MiB after the last kick (at 44 MiB). Not a
   // multiple of 8, 16 or 24, so a kick every 8 MiB or more leaves 6 MiB or more dirty, unless
   // that kick is still walking the file when the last writes land (a kick every 8 MiB failed
@@ -221,7 +227,7 @@ Status rewrite_without_flushes(ZonedDevice& d, const AlignedBuffer& mib) {
 TEST_F(EmulatedSync, DataThatDiesUnflushedIsLeftToThePageCache) {
   auto d = open_four_mib_zones(path_);
   ASSERT_TRUE(d);
-  auto mib = pattern(0, static_cast<std::uint32_t>((1 << 20) / d->geometry().block_size), d->geometry().block_size, 7);
+  auto mib = one_mib(*d, 7);
   ASSERT_OK(rewrite_without_flushes(*d, mib));
   // 100 chances, one every 4 MiB. The first 8 zones die only when rewritten: from the 17th
   // chance on, what died is over half of what was written, and every later one is skipped.
@@ -235,7 +241,7 @@ TEST_F(EmulatedSync, DataThatDiesUnflushedIsLeftToThePageCache) {
 TEST_F(EmulatedSync, EarlyWritebackComesBackForAWriterThatFlushesAndFills) {
   auto d = open_four_mib_zones(path_);
   ASSERT_TRUE(d);
-  auto mib = pattern(0, static_cast<std::uint32_t>((1 << 20) / d->geometry().block_size), d->geometry().block_size, 8);
+  auto mib = one_mib(*d, 8);
   ASSERT_OK(rewrite_without_flushes(*d, mib));
   // 320 MiB with a flush after every 32: a zone reset after a flush lets nothing die
   // unflushed (but the first round's resets, of the rewriter's last data).
@@ -260,7 +266,7 @@ TEST_F(EmulatedSync, EarlyWritebackComesBackForAWriterThatFlushesAndFills) {
 TEST_F(EmulatedSync, AWriterThatFillsIsNeverSkipped) {
   auto d = open_four_mib_zones(path_);
   ASSERT_TRUE(d);
-  auto mib = pattern(0, static_cast<std::uint32_t>((1 << 20) / d->geometry().block_size), d->geometry().block_size, 9);
+  auto mib = one_mib(*d, 9);
   for (std::uint32_t z = 0; z < 16; ++z) ASSERT_OK(write_zone(*d, z, mib));
   EXPECT_EQ(d->early_writeback().started, 16u);
   EXPECT_EQ(d->early_writeback().skipped, 0u);

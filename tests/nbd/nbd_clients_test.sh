@@ -19,15 +19,27 @@ SOCK=$T/run/nbd.sock
 uri() { echo "nbd+unix:///$1?socket=$SOCK"; }
 cli() { "$NYADS" --run-dir "$T/run" "$@"; }
 
+# One field of the JSON object on stdin.
+json_field() { $PY -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+# Waits for a daemon started in the background to list its exports on SOCKET (an old socket
+# file is not enough: a killed daemon leaves one). Fails the test, naming it WHAT, when
+# process PID exits first or TRIES tenths of a second pass (default 100); with LOG, shows
+# its last lines.
+wait_until_serving() {
+  local sock=$1 pid=$2 what=$3 tries=${4:-100} log=${5:-}
+  for _ in $(seq "$tries"); do
+    if [ -S "$sock" ] && nbdinfo --list "nbd+unix:///?socket=$sock" >/dev/null 2>&1; then return 0; fi
+    kill -0 "$pid" 2>/dev/null || fail "$what exited at start${log:+: $(tail -5 "$log")}"
+    sleep 0.1
+  done
+  fail "$what did not come up${log:+: $(tail -5 "$log")}"
+}
+
 start_daemon() {
   "$NYADSD" --run-dir "$T/run" "$T/dev.img" 2>>"$T/daemon.log" &
   PID=$!
-  for _ in $(seq 100); do
-    if [ -S "$SOCK" ] && nbdinfo --list "$(uri '')" >/dev/null 2>&1; then return 0; fi
-    kill -0 "$PID" 2>/dev/null || fail "nyadsd exited at start"
-    sleep 0.1
-  done
-  fail "nyadsd did not come up"
+  wait_until_serving "$SOCK" "$PID" nyadsd
 }
 
 step "mkfs a 2 GiB emulated device, start nyadsd"
@@ -185,7 +197,7 @@ for i in range(100000):
 PYEOF
 WRITER=$!
 sleep 3
-writebacks=$(cli --json status | $PY -c 'import json, sys; print(json.load(sys.stdin)["writebacks_before_commit"])')
+writebacks=$(cli --json status | json_field writebacks_before_commit)
 kill -9 "$PID"; wait "$PID" 2>/dev/null || true; PID=
 [ "$writebacks" -ge 1 ] || fail "no flush went through the writeback thread before the kill (writebacks_before_commit: $writebacks)"
 wait "$WRITER" 2>/dev/null || true
@@ -228,7 +240,7 @@ done
 PID2=$!
 for _ in $(seq 100); do [ -S "$T/run2/control.sock" ] && break; sleep 0.1; done
 "$NYADS" --run-dir "$T/run2" ns create t --size 4M >/dev/null
-where=$("$NYADS" --run-dir "$T/run2" --json status | $PY -c 'import json,sys; print(json.load(sys.stdin)["nbd"])')
+where=$("$NYADS" --run-dir "$T/run2" --json status | json_field nbd)
 port=$(sed -n 's/.* tcp:127\.0\.0\.1:\([0-9]*\)$/\1/p' <<<"$where")
 [ -n "$port" ] && [ "$port" -ne 0 ] || fail "status does not name the TCP port bound: $where"
 [ "$(nbdinfo --size "nbd://127.0.0.1:$port/t")" = 4194304 ] || fail "no export on the TCP port status named ($where)"
@@ -245,17 +257,10 @@ step "writes never flushed: at a quiet moment the writeback thread, then the idl
 "$MKFS" -q --sparse --size 4G "$T/dev3.img"
 "$NYADSD" --run-dir "$T/run3" --checkpoint-interval 1 "$T/dev3.img" 2>"$T/d3.log" &
 PID3=$!
-wait_for_nbd3() {
-  for _ in $(seq 300); do
-    nbdinfo --list "nbd+unix:///?socket=$T/run3/nbd.sock" >/dev/null 2>&1 && return 0
-    kill -0 "$PID3" 2>/dev/null || fail "nyadsd on dev3.img exited: $(tail -5 "$T/d3.log")"
-    sleep 0.1
-  done
-  fail "nyadsd on dev3.img did not come up: $(tail -5 "$T/d3.log")"
-}
+wait_for_nbd3() { wait_until_serving "$T/run3/nbd.sock" "$PID3" "nyadsd on dev3.img" 300 "$T/d3.log"; }
 wait_for_nbd3
 "$NYADS" --run-dir "$T/run3" ns create quiet --size 128M >/dev/null || fail "ns create quiet on dev3.img failed"
-n3() { "$NYADS" --run-dir "$T/run3" --json "$1" | $PY -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
+n3() { "$NYADS" --run-dir "$T/run3" --json "$1" | json_field "$2"; }
 flushes=$(n3 stats flushes)
 $PY - "nbd+unix:///quiet?socket=$T/run3/nbd.sock" <<'PYEOF' || fail "the unflushed writes failed"
 import nbd, sys
@@ -305,13 +310,7 @@ serve_without_io_uring() {
   local warning=$1; shift
   "$BUILD/tests/nbd/without_io_uring" "$@" "$NYADSD" --run-dir "$T/run" "$T/dev.img" 2>"$T/nu.log" &
   PID=$!
-  local up=
-  for _ in $(seq 100); do
-    if [ -S "$SOCK" ] && nbdinfo --list "$(uri '')" >/dev/null 2>&1; then up=1; break; fi
-    kill -0 "$PID" 2>/dev/null || fail "nyadsd without io_uring ($*) exited at start"
-    sleep 0.1
-  done
-  [ -n "$up" ] || fail "nyadsd without io_uring ($*) did not come up"
+  wait_until_serving "$SOCK" "$PID" "nyadsd without io_uring ($*)"
   head -c 24M /dev/urandom > "$T/nu.bin"
   nbdcopy "$T/nu.bin" "$(uri alpha)" || fail "nbdcopy in, without io_uring ($*)"
   nbdcopy "$(uri alpha)" "$T/nu.out" || fail "nbdcopy out, without io_uring ($*)"
