@@ -238,7 +238,7 @@ done
 "$MKFS" -q --sparse --size 1G "$T/dev2.img"
 "$NYADSD" --run-dir "$T/run2" --tcp 0 "$T/dev2.img" 2>"$T/d2.log" &
 PID2=$!
-for _ in $(seq 100); do [ -S "$T/run2/control.sock" ] && break; sleep 0.1; done
+wait_until_serving "$T/run2/nbd.sock" "$PID2" "nyadsd --tcp 0" 100 "$T/d2.log"
 "$NYADS" --run-dir "$T/run2" ns create t --size 4M >/dev/null
 where=$("$NYADS" --run-dir "$T/run2" --json status | json_field nbd)
 port=$(sed -n 's/.* tcp:127\.0\.0\.1:\([0-9]*\)$/\1/p' <<<"$where")
