@@ -84,6 +84,7 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     std::vector<nbd::Command> commands;  // taken this turn
     bool close_when_sent = false;
     bool dead = false;
+    std::string receive_error;          // a failed recv in receive_in_place, for the next receive
     bool awaiting_answer = false;       // a control request whose answer comes later (ublk)
     std::uint32_t awaiting_commit = 0;  // its FLUSH and FUA requests waiting for a commit
     std::uint64_t serial = 0;           // unique for the daemon's life (fds are reused)
@@ -95,6 +96,9 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   std::string device_;
   DaemonOptions options_;
   int epoll_ = -1;
+  // NBD connections (edge-triggered) and the device's writes-done eventfd: what the loop
+  // waits on while a batch's writes are copied out (receive_meanwhile).
+  int meanwhile_epoll_ = -1;
   int signal_fd_ = -1;
   std::vector<int> nbd_listeners_;
   int control_listener_ = -1;
@@ -115,8 +119,9 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
   // Writes the device's dirty data back before a commit, beside the loop. Declared after
   // store_, so it is destroyed first: its job uses the device.
   WritebackThread writeback_;
-  std::uint64_t writebacks_ = 0;    // jobs run, for `nyads status`
-  bool idle_written_back_ = false;  // a job ran for the next idle work's commit
+  std::uint64_t writebacks_ = 0;              // jobs run, for `nyads status`
+  bool idle_written_back_ = false;            // a job ran for the next idle work's commit
+  std::uint64_t received_while_writing_ = 0;  // bytes taken in by receive_meanwhile
 
   ~Impl() {
     for (auto& [fd, c] : connections_) ::close(fd);
@@ -124,6 +129,7 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     if (control_listener_ >= 0) ::close(control_listener_);
     if (signal_fd_ >= 0) ::close(signal_fd_);
     if (epoll_ >= 0) ::close(epoll_);
+    if (meanwhile_epoll_ >= 0) ::close(meanwhile_epoll_);
     for (const auto& p : created_paths_) ::unlink(p.c_str());
   }
 
@@ -185,6 +191,7 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
             {"nbd_connections", n(nbd_clients)},
             {"ublk_devices", n(ublk_->live_count())},
             {"writebacks_before_commit", n(writebacks_)},
+            {"bytes_received_while_writing", n(received_while_writing_)},
             {"uptime_seconds",
              n(static_cast<std::uint64_t>(duration_cast<seconds>(steady_clock::now() - started_).count()))}};
   }
@@ -225,6 +232,7 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     c.dead = true;
     if (!c.control) log("connection " + c.peer + " closed: " + why);
     ::epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
+    if (!c.control) ::epoll_ctl(meanwhile_epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
   }
 
   // ----- accepting ------------------------------------------------------------------------
@@ -259,6 +267,12 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
         ::close(fd);
         continue;
       }
+      if (!control) {  // best effort: without it, this client's bytes wait for the next turn
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLET;
+        ev.data.fd = fd;
+        (void)::epoll_ctl(meanwhile_epoll_, EPOLL_CTL_ADD, fd, &ev);
+      }
       Connection& ref = *c;
       connections_[fd] = std::move(c);
       send(ref);
@@ -271,12 +285,23 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     // Commands taken this turn may point into the input buffer (writes in place): receiving
     // could move it, so it waits for the next turn.
     if (!c.commands.empty()) return;
+    if (!c.receive_error.empty()) return drop(c, c.receive_error);
     std::size_t budget = 8 << 20;
     while (budget > 0 && !c.dead && wants_input(c)) {
       const std::size_t want = std::max<std::size_t>(64 << 10, c.need > c.in.size() ? c.need - c.in.size() : 0);
       auto room = c.in.room(want);
       const ssize_t got = ::recv(c.fd, room.data(), room.size(), 0);
       if (got == 0) {
+        // The client sends no more. Requests it sent before and not parsed yet (taken in
+        // while a batch was written: receive_meanwhile) still run, and are answered to a
+        // client that only shut down its sending side; then the connection closes.
+        if (c.session.in_transmission() && c.in.size() > 0) {
+          parse(c);
+          if (!c.dead && !c.commands.empty()) {
+            c.close_when_sent = true;
+            return;
+          }
+        }
         drop(c, c.session.in_transmission() ? "the client hung up" : "the client hung up during the handshake");
         return;
       }
@@ -290,6 +315,47 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
       if (static_cast<std::size_t>(got) < room.size()) break;
     }
     parse(c);
+  }
+
+  // While a batch's writes are copied out (the emulated device's writing thread copies them
+  // into its file's page cache), the loop takes in what clients send next: receiving and
+  // copying overlap, as they do across nbdkit's threads, and a client whose socket buffer
+  // (208 KiB by default) is full goes on sending sooner. Bytes only: they are parsed after the
+  // batch, and land where the input buffer has room without moving (the batch's writes point
+  // into it). A client that hung up or failed is dropped by the next turn's receive, not here.
+  void receive_meanwhile() {
+    ZonedDevice& dev = store_->device();
+    const int done_fd = dev.writes_done_fd();
+    while (dev.writing()) {
+      epoll_event events[64];
+      // (The timeout only guards against a wakeup lost: writing() decides.)
+      const int got = ::epoll_wait(meanwhile_epoll_, events, 64, 100);
+      if (got < 0 && errno != EINTR) return;  // the store waits for the writes instead
+      for (int i = 0; i < std::max(got, 0); ++i) {
+        const int fd = events[i].data.fd;
+        if (fd == done_fd) {
+          std::uint64_t count;
+          (void)!::read(fd, &count, sizeof count);
+          continue;
+        }
+        if (auto it = connections_.find(fd); it != connections_.end()) receive_in_place(*it->second);
+      }
+    }
+  }
+
+  void receive_in_place(Connection& c) {
+    if (c.dead || c.control || !c.session.in_transmission() || c.session.closing() || !wants_input(c)) return;
+    for (;;) {
+      const auto room = c.in.room_in_place();
+      if (room.empty()) return;  // the next turn makes room
+      const ssize_t got = ::recv(c.fd, room.data(), room.size(), 0);
+      if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        c.receive_error = std::string("receive: ") + std::strerror(errno);  // reported once: kept
+      if (got <= 0) return;  // nothing more now, or an end the next turn's receive finds again
+      c.in.commit(static_cast<std::size_t>(got));
+      received_while_writing_ += static_cast<std::uint64_t>(got);
+      if (static_cast<std::size_t>(got) < room.size()) return;
+    }
   }
 
   void parse(Connection& c) {
@@ -416,7 +482,7 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
         owners.emplace_back(c.get(), i);
       }
     }
-    Status st = execute(batch, batch.size());
+    Status st = execute(batch, batch.size(), [this] { receive_meanwhile(); });
     for (std::size_t i = 0; i < batch.size(); ++i)
       owners[i].first->commands[owners[i].second].store.result = std::move(batch[i].result);
     for (auto& [fd, c] : connections_) {
@@ -445,7 +511,7 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
     if (failed != nullptr)
       for (auto& r : batch) r.result = *failed;
     else
-      st = execute(batch, batch.size());
+      st = execute(batch, batch.size(), [this] { receive_meanwhile(); });
     std::size_t next = 0;
     for (const auto& p : kernel) ublk_->answer(p, p.request.runnable ? batch[next++].result : Status::Ok());
     return st;
@@ -453,10 +519,10 @@ struct Daemon::Impl : nbd::ExportCatalog, ControlContext {
 
   // Runs a store batch that `waiting` requests' answers wait for, and logs it when it was
   // slow: clients waited this long, worth a line for whoever watches latency.
-  Status execute(std::span<StoreRequest> batch, std::size_t waiting) {
+  Status execute(std::span<StoreRequest> batch, std::size_t waiting, const std::function<void()>& meanwhile = {}) {
     if (batch.empty()) return Status::Ok();
     const auto t0 = std::chrono::steady_clock::now();
-    Status st = store_->execute(batch);
+    Status st = store_->execute(batch, meanwhile);
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
     if (ms >= 500)
@@ -681,6 +747,15 @@ Result<std::unique_ptr<Daemon>> Daemon::create(std::unique_ptr<Store> store, std
   impl->options_ = options;
   impl->epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (impl->epoll_ < 0) return ErrnoStatus(errno, "epoll_create1");
+  impl->meanwhile_epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (impl->meanwhile_epoll_ < 0) return ErrnoStatus(errno, "epoll_create1");
+  if (const int done_fd = impl->store_->device().writes_done_fd(); done_fd >= 0) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = done_fd;
+    if (::epoll_ctl(impl->meanwhile_epoll_, EPOLL_CTL_ADD, done_fd, &ev) != 0)
+      return ErrnoStatus(errno, "epoll_ctl (the device's writes-done eventfd)");
+  }
   NYADS_RETURN_IF_ERROR(impl->writeback_.init());
   NYADS_RETURN_IF_ERROR(impl->watch(impl->writeback_.fd(), EPOLLIN, true));
   impl->ublk_ = std::make_unique<UblkExports>(options.run_dir + "/ublk", impl->epoll_,

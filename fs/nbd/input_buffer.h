@@ -15,14 +15,15 @@ class InputBuffer {
  public:
   std::span<const std::uint8_t> unparsed() const { return {data_.get() + begin_, end_ - begin_}; }
   std::size_t size() const { return end_ - begin_; }
-  void consume(std::size_t n) {
-    begin_ += n;
-    if (begin_ == end_) begin_ = end_ = 0;
-  }
-  void clear() { begin_ = end_ = 0; }
+  // Parsed bytes go; they stay where they are (commands may point into them) until room().
+  void consume(std::size_t n) { begin_ += n; }
+  // Drops every byte held; like consume(), nothing is reused before the next room().
+  void clear() { begin_ = end_; }
 
   // Free space at the end, at least `want` bytes of it, for recv to fill; then commit(n).
+  // May move or reuse every byte held: only when nothing points into them.
   std::span<std::uint8_t> room(std::size_t want) {
+    if (begin_ == end_) begin_ = end_ = 0;
     if (capacity_ - end_ < want) {
       const std::size_t held = end_ - begin_;
       if (begin_ >= held && capacity_ - held >= want) {  // moving is cheap: less to move than dropped
@@ -43,6 +44,9 @@ class InputBuffer {
     }
     return {data_.get() + end_, capacity_ - end_};
   }
+  // Free space at the end as it is (perhaps none), for recv to fill while commands point into
+  // the bytes held: nothing moves, and nothing before the end is reused.
+  std::span<std::uint8_t> room_in_place() { return {data_.get() + end_, capacity_ - end_}; }
   void commit(std::size_t n) { end_ += n; }
 
  private:

@@ -53,6 +53,10 @@ Result<std::unique_ptr<Store>> Store::open(std::unique_ptr<ZonedDevice> device, 
   auto impl = std::make_unique<Impl>();
   impl->dev = std::move(device);
   impl->options = options;
+  // XXH3's dispatch picks its SIMD variant at the first call, unguarded: made here, before a
+  // device's writing thread may checksum beside this one (IoRequest::prepare).
+  const std::uint8_t probe[kBlock] = {};
+  (void)fmt::data_checksum(0, 0, 0, probe);
   NYADS_RETURN_IF_ERROR(impl->recover());
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
@@ -221,7 +225,9 @@ Result<std::vector<Store::Allocation>> Store::allocation(std::uint32_t ns_id, st
   return out;
 }
 
-Status Store::execute(std::span<StoreRequest> batch) { return impl_->execute(batch); }
+Status Store::execute(std::span<StoreRequest> batch, const std::function<void()>& meanwhile) {
+  return impl_->execute(batch, meanwhile);
+}
 Result<std::uint32_t> Store::idle_work() { return impl_->idle_work(); }
 
 Status Store::flush() { return impl_->commit(); }

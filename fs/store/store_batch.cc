@@ -23,6 +23,7 @@ void Store::Impl::submit_chunk(std::size_t index) {
   io.blocks = static_cast<std::uint32_t>(c.blocks * per);
   io.buffer = c.bounce.size() ? c.bounce.data() : c.target;
   io.tag = index;
+  io.prepare = c.checksum;
   for (;;) {
     Status st = dev->submit(io);
     if (st.code() == Code::kBusy) {
@@ -158,9 +159,6 @@ Status Store::Impl::queue_write(std::size_t request, Namespace& s, std::uint64_t
     c.blocks = k;
     c.zone_index = static_cast<std::uint32_t>(zone - zones.data());
     c.streak = to.streak;
-    c.sums.resize(k);
-    for (std::uint64_t i = 0; i < k; ++i)
-      c.sums[i] = fmt::data_checksum(seed, s.id, vblock + i, {data + i * kBlock, kBlock});
     if (dma_aligned(data)) {
       c.target = const_cast<std::uint8_t*>(data);  // only read from: the device writes it out
     } else {
@@ -168,8 +166,22 @@ Status Store::Impl::queue_write(std::size_t request, Namespace& s, std::uint64_t
       std::memcpy(c.bounce.data(), data, k * kBlock);
     }
     zone->wp += k * per;  // reserve the room: appends in flight land somewhere below here
+    // Only the drain needs the sums. A device that runs IoRequest::prepare computes them on
+    // its writing thread (the emulated one's: the loop goes on receiving meanwhile, see
+    // doc/design.md); for another they are computed here, after the submission, while the
+    // device reads the bytes. (The vector's storage stays put when the chunk moves.)
+    c.sums.resize(k);
+    const std::uint64_t batch_seed = seed;
+    const std::uint32_t ns_id = s.id;
+    auto checksum = [batch_seed, ns_id, vblock, data, k, sums = c.sums.data()] {
+      for (std::uint64_t i = 0; i < k; ++i)
+        sums[i] = fmt::data_checksum(batch_seed, ns_id, vblock + i, {data + i * kBlock, kBlock});
+    };
+    const bool beside = dev->runs_prepare();
+    if (beside) c.checksum = checksum;
     batch->chunks.push_back(std::move(c));
     submit_chunk(batch->chunks.size() - 1);
+    if (!beside) checksum();
     data += k * kBlock;
     vblock += k;
     blocks -= k;
@@ -270,7 +282,7 @@ void Store::Impl::start_request(std::size_t i, bool& commit_wanted) {
   }
 }
 
-Status Store::Impl::execute(std::span<StoreRequest> requests) {
+Status Store::Impl::execute(std::span<StoreRequest> requests, const std::function<void()>& meanwhile) {
   Batch b;
   b.requests = requests;
   batch = &b;
@@ -292,6 +304,7 @@ Status Store::Impl::execute(std::span<StoreRequest> requests) {
   }
   for (std::size_t i = 0; i < requests.size(); ++i)
     if (requests[i].result.ok()) start_request(i, commit_wanted);
+  if (meanwhile && dev->in_flight() > 0) meanwhile();
   Status st = drain();
   batch = nullptr;
   if (st.ok()) st = reset_unreferenced();

@@ -514,8 +514,11 @@ struct Store::Impl {
     std::uint32_t zone_index = 0;     // write: the data zone appended to
     std::uint32_t streak = 0;         // write: brief lives in a row before it (UserPlacement)
     std::vector<std::uint32_t> sums;  // write: computed; read: expected
-    std::uint8_t* target = nullptr;   // read: the caller's buffer
-    AlignedBuffer bounce;             // when the caller's buffer is not aligned for DMA
+    // write: computes `sums`, on the device's writing thread (IoRequest::prepare), when the
+    // device runs it; set only then.
+    std::function<void()> checksum;
+    std::uint8_t* target = nullptr;  // read: the caller's buffer
+    AlignedBuffer bounce;            // when the caller's buffer is not aligned for DMA
     bool done = false;
     Status status;
   };
@@ -696,7 +699,7 @@ struct Store::Impl {
     return Status::Ok();
   }
 
-  Status execute(std::span<StoreRequest> requests);
+  Status execute(std::span<StoreRequest> requests, const std::function<void()>& meanwhile);
 
   Result<std::uint32_t> idle_work();
 };

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -144,7 +145,13 @@ class Store {
   // read sees each block's content from before the batch or from a write in it. Each
   // request's own outcome is in its `result`; the return is not OK only when the store itself
   // failed (then every unfinished request carries that error too).
-  Status execute(std::span<StoreRequest> batch);
+  //
+  // `meanwhile`, when given, runs once the batch's device I/O is all queued and before the
+  // store waits for it, if any of it is still in flight: the caller's other work (the daemon
+  // receives the next requests' bytes while this batch's writes are copied out). It must not
+  // change the store (asking its device whether it is still writing is fine), nor touch a
+  // request's buffers.
+  Status execute(std::span<StoreRequest> batch, const std::function<void()>& meanwhile = {});
 
   // Work for quiet moments (the daemon calls it when idle): a checkpoint when the journal
   // holds records older than checkpoint_interval_seconds, and cleaning ahead of need while

@@ -78,6 +78,11 @@ struct IoRequest {
   std::uint32_t blocks = 0;
   void* buffer = nullptr;
   std::uint64_t tag = 0;  // returned unchanged in the completion
+  // A write's last step before its bytes are read, run by the device only when its
+  // runs_prepare() says so (for any other device the caller does that work itself): on the
+  // device's writing thread, if it has one, so the caller's work on the bytes (the store
+  // checksums them) overlaps with what it does next. It may read the buffer, not change it.
+  std::function<void()> prepare;
 };
 
 struct IoCompletion {
@@ -118,6 +123,15 @@ class ZonedDevice {
   // passthrough (AlignedBuffer's alignment); 1 for a backend that copies (the emulated one),
   // so a caller may hand it bytes where they lie instead of copying them into place first.
   virtual std::size_t buffer_alignment() const { return 4096; }
+
+  // For a submitter with other work to do while its writes are copied out (the daemon
+  // receives the next requests' bytes): whether writes it submitted are still being written,
+  // and an eventfd that turns readable when they all are (read it to clear it). -1 and false
+  // for a backend whose writes need no such wait (the ring's complete through reap alone).
+  virtual bool writing() const { return false; }
+  virtual int writes_done_fd() const { return -1; }
+  // Whether the device runs a write's IoRequest::prepare before it writes the bytes.
+  virtual bool runs_prepare() const { return false; }
 
   // What the operator should know about how the device runs now: a slower path taken for want
   // of a kernel feature, space it may run out of. One line each; none when all is well.

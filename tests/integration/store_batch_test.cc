@@ -163,6 +163,38 @@ TEST(StoreBatch, ReadsAndWritesOfDifferentBlocksInOneBatch) {
   EXPECT_TRUE(got == second);
 }
 
+// `meanwhile` runs once a batch's I/O is queued and before the store waits for it (the
+// daemon receives then), and only when some is in flight.
+TEST(StoreBatch, MeanwhileRunsWhileTheBatchIsInFlight) {
+  auto dev = test::formatted_memory_device();
+  ShufflingDevice* shuffling = nullptr;
+  auto st = open_shuffled(*dev, 13, &shuffling);
+  auto info = st->create_namespace("mw", 1 << 20);
+  ASSERT_TRUE(info.ok());
+  auto first = test::bytes_of(3, 64 << 10), second = test::bytes_of(4, 64 << 10);
+  ASSERT_OK(st->write(info->id, 0, first));
+  std::vector<std::uint8_t> got(64 << 10);
+  std::vector<StoreRequest> batch = {StoreRequest::write(info->id, 64 << 10, second),
+                                     StoreRequest::read(info->id, 0, got)};
+  int calls = 0;
+  std::uint32_t in_flight = 0;
+  ASSERT_OK(st->execute(batch, [&] {
+    ++calls;
+    in_flight = shuffling->in_flight();
+  }));
+  EXPECT_EQ(calls, 1);
+  EXPECT_GE(in_flight, 2u) << "meanwhile ran after the store waited for the batch";
+  for (auto& r : batch) ASSERT_OK(r.result);
+  EXPECT_TRUE(got == first);
+  ASSERT_OK(st->read(info->id, 64 << 10, got));
+  EXPECT_TRUE(got == second);
+  // Nothing for the device (a trim, a read of unwritten blocks): nothing to overlap.
+  std::vector<StoreRequest> quiet = {StoreRequest::trim(info->id, 0, 4096),
+                                     StoreRequest::read(info->id, 512 << 10, got)};
+  ASSERT_OK(st->execute(quiet, [&] { ++calls; }));
+  EXPECT_EQ(calls, 1) << "meanwhile ran with nothing in flight";
+}
+
 // Overlapping writes in one batch: the last one in batch order is what the map keeps.
 TEST(StoreBatch, OverlappingWritesInABatchAreMappedInBatchOrder) {
   auto dev = test::formatted_memory_device();

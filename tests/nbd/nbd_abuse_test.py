@@ -380,6 +380,42 @@ def build_checks(d):
         r.send(r.request(CMD_WRITE, 1, 0, 1 << 30))
         r.expect_closed(what="1 GiB WRITE")
 
+    def half_close():
+        # A client that shuts down its sending side after its last requests still gets every
+        # reply. The daemon takes in what comes while a batch's large writes are copied
+        # (receive_meanwhile) and parses it after the batch; the end of input it meets next
+        # must not drop those requests unanswered (it did). A 32 MiB WRITE first makes the
+        # connection's input buffer large, so that the READs sent 1 ms after a 16 MiB WRITE
+        # find room behind it while it is copied (a few ms).
+        tries, reads, size, big = 10, 8, 4096, 16 * MiB
+        print(f"    {tries} times: a 32 MiB WRITE (answered), a 16 MiB WRITE, 1 ms later {reads} READs, then "
+              f"shutdown(SHUT_WR): all answered")
+        payload = bytes(range(256)) * (big // 256)
+        before = int(d.cli_json("status")["bytes_received_while_writing"])
+        for t in range(tries):
+            r = fresh().start().go()
+            r.s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * MiB)
+            r.send(r.request(CMD_WRITE, 100, 0, 2 * big) + payload + payload)
+            require(r.simple_reply(100, f"try {t}: the 32 MiB WRITE") == 0, f"try {t}: the 32 MiB WRITE failed")
+            # The READs are of other blocks: requests in flight together have no order.
+            r.send(r.request(CMD_WRITE, 1, 0, big) + payload)
+            time.sleep(0.001)
+            r.send(b"".join(r.request(CMD_READ, 2 + i, 2 * big + i * size, size) for i in range(reads)))
+            r.s.shutdown(socket.SHUT_WR)
+            require(r.simple_reply(1, f"try {t}: the WRITE") == 0, f"try {t}: the WRITE failed")
+            for i in range(reads):
+                require(r.simple_reply(2 + i, f"try {t}: READ {i}") == 0, f"try {t}: READ {i} failed")
+                r.recv_exact(size, f"try {t}: READ {i} data")
+            r.expect_closed(what=f"try {t}: after the replies")
+            r.close()
+        during = int(d.cli_json("status")["bytes_received_while_writing"]) - before
+        print(f"    bytes received while writes were copied: {during}")
+        r = fresh().start().go()
+        r.send(r.request(CMD_READ, 1, 0, big))
+        require(r.simple_reply(1, "reading the WRITE back") == 0 and r.recv_exact(big, "its data") == payload,
+                "the 16 MiB WRITE reads back other bytes")
+        r.close()
+
     def disconnect():
         print("    NBD_CMD_DISC: the server closes the connection")
         r = fresh().start().go()
@@ -629,6 +665,7 @@ def build_checks(d):
         ("transmission: bad request magic => close", bad_request_magic, None),
         ("transmission: WRITE claiming 1 GiB => close", huge_write, None),
         ("transmission: NBD_CMD_DISC => close", disconnect, None),
+        ("transmission: requests before a half-close are all answered", half_close, None),
         ("transmission: unknown command 99 => EINVAL, session continues", unknown_command, None),
         ("transmission: READ beyond the end => EINVAL", read_beyond_end, None),
         ("1000 pipelined WRITEs: several turns, no commit between them", pipelined_turns, None),
