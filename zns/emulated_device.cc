@@ -5,8 +5,9 @@
 // would. A read's bytes then move through io_uring, so many reads are in flight at once (a
 // read of cached pages completes inside the submission; one that misses waits on the disk,
 // not on us). A small write's bytes are copied into the page cache at once, by a pwrite in
-// the submitting thread; a large one's by the writing thread (FileWriter), while the
-// submitter goes on with other work (the daemon receives the next requests). Not through the
+// the submitting thread; a large one's, when its submitter goes on with other work (the
+// daemon receives the next requests: IoRequest::caller_goes_on), by the writing thread
+// (FileWriter), which runs the write's prepare step (the store's checksums) first. Not through the
 // ring: it would hand a buffered write to a kernel worker, and a submitter with nothing else
 // to do sleeps while the worker copies (1 MiB NBD writes, QD8: 1.96-2.23 GB/s that way,
 // 2.40-2.72 inline, measured together). Flushes and zone actions first wait for the reads
@@ -364,7 +365,7 @@ class Emulated final : public EmulatedDevice {
       io.completion.lba = *where;
       const std::size_t bytes = r.blocks * bs;
       const std::uint32_t zone = g_.zone_of(*where);
-      if (bytes >= writer_bytes() || !writes_.empty()) {
+      if ((r.caller_goes_on && bytes >= writer_bytes()) || !writes_.empty()) {
         queue_write(std::move(io.completion), io.buffer, bytes, zone, r.prepare);
       } else {
         // Into the page cache now (see the top of this file); the completion waits in done_.
@@ -746,9 +747,11 @@ class Emulated final : public EmulatedDevice {
   std::optional<io_uring> ring_;  // file I/O, created at the first request
   Status ring_unusable_;          // why there is no ring to use (ok: there is, or will be)
   std::unordered_map<std::uint64_t, FileRead> pending_;
-  // Writes of kWriterBytes or more go to a thread that copies them into the page cache, so
-  // that the submitter goes on meanwhile (the daemon receives the next requests' bytes: 1 MiB
-  // writes QD8 through NBD, see doc/design.md). Smaller ones are copied at once, unless
+  // Writes of kWriterBytes or more whose submitter goes on meanwhile (IoRequest::
+  // caller_goes_on: the daemon receives the next requests' bytes; 1 MiB writes QD8 through
+  // NBD, see doc/design.md) go to a thread that checksums and copies them into the page
+  // cache. Others (a caller that waits at once: SyncDevice) are copied at once, as are
+  // smaller ones, unless
   // writes are queued (they stay in order: note_unsynced hashes a zone's blocks in order):
   // a handoff costs more than the copy of a few KiB, and a 4 KiB write's latency is the job.
   // (Or a whole append, when the device takes less in one: a writer that streams.)

@@ -9,7 +9,7 @@ namespace nyads {
 Result<std::uint64_t> SyncDevice::run(IoOp op, std::uint64_t lba, std::uint32_t blocks, void* buffer) {
   assert(device_.in_flight() == 0 && "SyncDevice must be the device's only user");
   const std::uint64_t tag = next_tag_++;
-  NYADS_RETURN_IF_ERROR(device_.submit({op, lba, blocks, buffer, tag, {}}));
+  NYADS_RETURN_IF_ERROR(device_.submit({op, lba, blocks, buffer, tag, {}, false}));
   std::array<IoCompletion, 1> done;
   while (device_.reap(done, 1) == 0) {
   }

@@ -24,6 +24,7 @@ void Store::Impl::submit_chunk(std::size_t index) {
   io.buffer = c.bounce.size() ? c.bounce.data() : c.target;
   io.tag = index;
   io.prepare = c.checksum;
+  io.caller_goes_on = c.is_write && batch->caller_goes_on;
   for (;;) {
     Status st = dev->submit(io);
     if (st.code() == Code::kBusy) {
@@ -173,8 +174,9 @@ Status Store::Impl::queue_write(std::size_t request, Namespace& s, std::uint64_t
     c.sums.resize(k);
     const std::uint64_t batch_seed = seed;
     const std::uint32_t ns_id = s.id;
-    auto checksum = [batch_seed, ns_id, vblock, data, k, sums = c.sums.data()] {
-      for (std::uint64_t i = 0; i < k; ++i)
+    // (count, not k: clang before 16 cannot capture a structured binding.)
+    auto checksum = [batch_seed, ns_id, vblock, data, count = std::uint64_t{k}, sums = c.sums.data()] {
+      for (std::uint64_t i = 0; i < count; ++i)
         sums[i] = fmt::data_checksum(batch_seed, ns_id, vblock + i, {data + i * kBlock, kBlock});
     };
     const bool beside = dev->runs_prepare();
@@ -285,6 +287,7 @@ void Store::Impl::start_request(std::size_t i, bool& commit_wanted) {
 Status Store::Impl::execute(std::span<StoreRequest> requests, const std::function<void()>& meanwhile) {
   Batch b;
   b.requests = requests;
+  b.caller_goes_on = static_cast<bool>(meanwhile);
   batch = &b;
   bool commit_wanted = false;
   for (auto& r : requests) r.result = Status::Ok();

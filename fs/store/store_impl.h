@@ -528,6 +528,7 @@ struct Store::Impl {
     std::size_t applied = 0;                             // chunks before this one are applied
     std::uint64_t growth = 0;                            // live blocks the batch's writes may add (not yet in the maps)
     std::map<std::uint32_t, std::uint64_t> thin_growth;  // ... of it, by thin namespace
+    bool caller_goes_on = false;                         // execute() has a `meanwhile` to run
   };
   Batch* batch = nullptr;
 

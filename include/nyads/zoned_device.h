@@ -83,6 +83,10 @@ struct IoRequest {
   // device's writing thread, if it has one, so the caller's work on the bytes (the store
   // checksums them) overlaps with what it does next. It may read the buffer, not change it.
   std::function<void()> prepare;
+  // A write whose submitter goes on with other work before it reaps (the daemon receives the
+  // next requests): a device with a writing thread may hand it there. Otherwise the device
+  // writes it at submit, as a handoff then only adds two wakeups to a caller that waits.
+  bool caller_goes_on = false;
 };
 
 struct IoCompletion {

@@ -176,7 +176,8 @@ TEST_P(Conformance, ManyAppendsInFlightLandDistinctly) {
   const std::uint32_t n = std::min<std::uint32_t>(32, dev_->queue_depth());
   std::vector<AlignedBuffer> bufs;
   for (std::uint32_t i = 0; i < n; ++i) bufs.push_back(pattern(i, 1, g_.block_size, 99));
-  for (std::uint32_t i = 0; i < n; ++i) ASSERT_OK(dev_->submit({IoOp::kAppend, start(5), 1, bufs[i].data(), i, {}}));
+  for (std::uint32_t i = 0; i < n; ++i)
+    ASSERT_OK(dev_->submit({IoOp::kAppend, start(5), 1, bufs[i].data(), i, {}, false}));
   std::vector<IoCompletion> done(n);
   std::size_t got = 0;
   while (got < n) got += dev_->reap(std::span(done).subspan(got), 1);
@@ -206,7 +207,7 @@ TEST_P(Conformance, ManyReadsAndWritesInFlight) {
     for (std::uint32_t z = 0; z < zones; ++z) bufs.push_back(pattern(start(z) + k, 1, g_.block_size, 5));
   for (std::uint32_t k = 0; k < per_zone; ++k)
     for (std::uint32_t z = 0; z < zones; ++z, ++tag)
-      ASSERT_OK(dev_->submit({IoOp::kWrite, start(z) + k, 1, bufs[tag].data(), tag, {}}));
+      ASSERT_OK(dev_->submit({IoOp::kWrite, start(z) + k, 1, bufs[tag].data(), tag, {}, false}));
   std::vector<IoCompletion> done(zones * per_zone);
   std::size_t got = 0;
   while (got < done.size()) got += dev_->reap(std::span(done).subspan(got), 1);
@@ -386,12 +387,12 @@ TEST_P(Conformance, BadArgumentsGetClearErrors) {
     EXPECT_FALSE(c.status.message().empty());
     return c.status;
   };
-  EXPECT_CODE(one({IoOp::kRead, g_.total_blocks(), 1, b.data(), 1, {}}), Code::kOutOfRange);
-  EXPECT_CODE(one({IoOp::kWrite, g_.total_blocks() + 5, 1, b.data(), 2, {}}), Code::kOutOfRange);
-  EXPECT_CODE(one({IoOp::kRead, 0, 0, b.data(), 3, {}}), Code::kInvalidArgument);
-  EXPECT_CODE(one({IoOp::kWrite, 0, 1, nullptr, 4, {}}), Code::kInvalidArgument);
-  EXPECT_CODE(one({IoOp::kAppend, start(1) + 1, 1, b.data(), 5, {}}), Code::kInvalidArgument);
-  EXPECT_CODE(one({IoOp::kRead, 0, g_.max_io_blocks + 1, b.data(), 6, {}}), Code::kInvalidArgument);
+  EXPECT_CODE(one({IoOp::kRead, g_.total_blocks(), 1, b.data(), 1, {}, false}), Code::kOutOfRange);
+  EXPECT_CODE(one({IoOp::kWrite, g_.total_blocks() + 5, 1, b.data(), 2, {}, false}), Code::kOutOfRange);
+  EXPECT_CODE(one({IoOp::kRead, 0, 0, b.data(), 3, {}, false}), Code::kInvalidArgument);
+  EXPECT_CODE(one({IoOp::kWrite, 0, 1, nullptr, 4, {}, false}), Code::kInvalidArgument);
+  EXPECT_CODE(one({IoOp::kAppend, start(1) + 1, 1, b.data(), 5, {}, false}), Code::kInvalidArgument);
+  EXPECT_CODE(one({IoOp::kRead, 0, g_.max_io_blocks + 1, b.data(), 6, {}, false}), Code::kInvalidArgument);
   EXPECT_CODE(dev_->manage_zone(ZoneAction::kOpen, g_.zone_count + 3), Code::kOutOfRange);
 }
 
@@ -402,7 +403,7 @@ TEST_P(Conformance, TheQueueRefusesMoreThanItsDepth) {
   std::uint32_t accepted = 0;
   Status last;
   for (std::uint32_t i = 0; i <= depth; ++i) {
-    last = dev_->submit({IoOp::kRead, start(i % g_.zone_count), 1, bufs[i].data(), i, {}});
+    last = dev_->submit({IoOp::kRead, start(i % g_.zone_count), 1, bufs[i].data(), i, {}, false});
     if (!last.ok()) break;
     ++accepted;
   }

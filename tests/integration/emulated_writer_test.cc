@@ -81,7 +81,7 @@ class EmulatedWriter : public test::EmulatedFileTest {
   // A large append of `a` (tag 1) whose copy the writing thread holds at the gate on return.
   void submit_held_append(ZonedDevice& d, AlignedBuffer& a) {
     close_gate();
-    ASSERT_OK(d.submit({IoOp::kAppend, 0, large_blocks(), a.data(), 1, {}}));
+    ASSERT_OK(d.submit({IoOp::kAppend, 0, large_blocks(), a.data(), 1, {}, true}));
     wait_until_held(1);
     ASSERT_EQ(g_held.load(), 1) << "the write was not handed to the writing thread";
   }
@@ -107,7 +107,7 @@ TEST_F(EmulatedWriter, ALargeWriteIsCopiedByAnotherThreadWhileTheSubmitterGoesOn
   ASSERT_GE(d->writes_done_fd(), 0) << "a writable file has a writing thread";
   auto a = pattern(0, large_blocks(), g_.block_size, 1);
   close_gate();
-  ASSERT_OK(d->submit({IoOp::kAppend, 0, large_blocks(), a.data(), 7, {}}));
+  ASSERT_OK(d->submit({IoOp::kAppend, 0, large_blocks(), a.data(), 7, {}, true}));
   // submit returned with the copy held at the gate: it is not the submitter's.
   wait_until_held(1);
   ASSERT_EQ(g_held.load(), 1) << "the write was not handed to the writing thread";
@@ -130,6 +130,22 @@ TEST_F(EmulatedWriter, ALargeWriteIsCopiedByAnotherThreadWhileTheSubmitterGoesOn
   EXPECT_EQ(0, std::memcmp(got.data(), a.data(), kLarge));
 }
 
+// A large write whose submitter waits at once (caller_goes_on unset: SyncDevice, the cleaner's
+// moves, a batch with nothing to do meanwhile) is copied at submit, on the submitter's thread:
+// a handoff would only add two wakeups.
+TEST_F(EmulatedWriter, ALargeWriteWhoseCallerWaitsIsCopiedAtSubmit) {
+  auto d = create();
+  ASSERT_TRUE(d);
+  auto a = pattern(0, large_blocks(), g_.block_size, 12);
+  g_last_writer = std::thread::id{};
+  ASSERT_OK(d->submit({IoOp::kAppend, 0, large_blocks(), a.data(), 1, {}, false}));
+  EXPECT_EQ(g_last_writer.load(), std::this_thread::get_id()) << "the copy was not made by the submitter";
+  EXPECT_FALSE(d->writing());
+  IoCompletion done[1];
+  ASSERT_EQ(d->reap(done, 0), 1u) << "the write had not completed at submit";
+  ASSERT_OK(done[0].status);
+}
+
 // IoRequest::prepare: on the writing thread, before the copy, for a write handed to it; at
 // submit, on the submitter's thread, for a small one.
 TEST_F(EmulatedWriter, APrepareStepRunsOnTheWritingThreadBeforeTheCopy) {
@@ -139,7 +155,7 @@ TEST_F(EmulatedWriter, APrepareStepRunsOnTheWritingThreadBeforeTheCopy) {
   auto a = pattern(0, large_blocks(), g_.block_size, 9);
   std::atomic<int> prepared{0};
   std::atomic<std::thread::id> prepared_on{};
-  IoRequest large{IoOp::kAppend, 0, large_blocks(), a.data(), 1, {}};
+  IoRequest large{IoOp::kAppend, 0, large_blocks(), a.data(), 1, {}, true};
   large.prepare = [&] {
     prepared_on = std::this_thread::get_id();
     ++prepared;
@@ -156,7 +172,7 @@ TEST_F(EmulatedWriter, APrepareStepRunsOnTheWritingThreadBeforeTheCopy) {
   ASSERT_OK(done[0].status);
   // A small write (copied at submit): its prepare step has run when submit returns.
   auto small = pattern(large_blocks(), 1, g_.block_size, 10);
-  IoRequest one{IoOp::kAppend, 0, 1, small.data(), 2, {}};
+  IoRequest one{IoOp::kAppend, 0, 1, small.data(), 2, {}, false};
   one.prepare = [&] {
     prepared_on = std::this_thread::get_id();
     ++prepared;
@@ -182,7 +198,8 @@ class PrepareRecordingDevice : public test::BorrowedDevice {
 };
 
 // The store checksums a write's blocks in its prepare step when the device runs them: the
-// emulated device's writing thread computes them beside the copy. A sum computed wrong (or
+// emulated device's writing thread computes them beside the copy when the batch has
+// something to do meanwhile, the submitter at submit otherwise. A sum computed wrong (or
 // never) fails the reads after reopening.
 TEST_F(EmulatedWriter, TheStoreChecksumsLargeWritesInThePrepareStep) {
   {
@@ -201,10 +218,19 @@ TEST_F(EmulatedWriter, TheStoreChecksumsLargeWritesInThePrepareStep) {
     auto info = (*st)->create_namespace("sums", 4 << 20);
     ASSERT_TRUE(info.ok()) << info.status().to_string();
     const std::uint64_t before = rec->with;
-    std::vector<StoreRequest> batch = {StoreRequest::write(info->id, 0, std::span(data).first(256 << 10)),
-                                       StoreRequest::write(info->id, 1 << 20, std::span(data).subspan(256 << 10))};
+    // With something to do meanwhile: the writing thread copies (and checksums) the first.
+    std::vector<StoreRequest> batch = {StoreRequest::write(info->id, 0, std::span(data).first(256 << 10))};
+    g_last_writer = std::thread::id{};
+    int meanwhile = 0;
+    ASSERT_OK((*st)->execute(batch, [&] { ++meanwhile; }));
+    ASSERT_OK(batch[0].result);
+    EXPECT_EQ(meanwhile, 1);
+    EXPECT_NE(g_last_writer.load(), std::this_thread::get_id()) << "a batch with work meanwhile was copied inline";
+    // With nothing to do meanwhile: copied (and checksummed) at submit.
+    batch = {StoreRequest::write(info->id, 1 << 20, std::span(data).subspan(256 << 10))};
     ASSERT_OK((*st)->execute(batch));
-    for (auto& r : batch) ASSERT_OK(r.result);
+    ASSERT_OK(batch[0].result);
+    EXPECT_EQ(g_last_writer.load(), std::this_thread::get_id()) << "a batch that waits at once was handed over";
     EXPECT_EQ(rec->with - before, (512u << 10) / 4096) << "a write went to the device without its prepare step";
     ASSERT_OK((*st)->close());
   }
@@ -231,7 +257,7 @@ TEST_F(EmulatedWriter, AReadOfBlocksStillBeingCopiedWaitsForThem) {
   // read what the file held before.
   std::thread opener = open_gate_soon();
   AlignedBuffer got(kLarge);
-  ASSERT_OK(d->submit({IoOp::kRead, 0, large_blocks(), got.data(), 2, {}}));
+  ASSERT_OK(d->submit({IoOp::kRead, 0, large_blocks(), got.data(), 2, {}, false}));
   IoCompletion done[2];
   reap_all(*d, done);
   opener.join();
@@ -246,10 +272,10 @@ TEST_F(EmulatedWriter, CompletionsKeepTheOrderOfSubmissionSmallWritesIncluded) {
   auto a = pattern(0, large_blocks(), g_.block_size, 3);
   auto small = pattern(large_blocks(), 1, g_.block_size, 4);
   close_gate();
-  ASSERT_OK(d->submit({IoOp::kAppend, 0, large_blocks(), a.data(), 1, {}}));
+  ASSERT_OK(d->submit({IoOp::kAppend, 0, large_blocks(), a.data(), 1, {}, true}));
   // A small write behind a large one is queued behind it too (the zone's blocks are hashed
   // in order for the next flush), not copied at once.
-  ASSERT_OK(d->submit({IoOp::kAppend, 0, 1, small.data(), 2, {}}));
+  ASSERT_OK(d->submit({IoOp::kAppend, 0, 1, small.data(), 2, {}, false}));
   wait_until_held(1);
   IoCompletion none[2];
   EXPECT_EQ(d->reap(none, 0), 0u) << "the small write overtook the large one";
@@ -277,7 +303,7 @@ TEST_F(EmulatedWriter, AFlushWaitsForTheCopiesBeforeIt) {
   auto a = pattern(0, large_blocks(), g_.block_size, 5);
   submit_held_append(*d, a);
   std::thread opener = open_gate_soon();
-  ASSERT_OK(d->submit({IoOp::kFlush, 0, 0, nullptr, 2, {}}));
+  ASSERT_OK(d->submit({IoOp::kFlush, 0, 0, nullptr, 2, {}, false}));
   IoCompletion done[2];
   reap_all(*d, done);
   opener.join();
@@ -294,7 +320,7 @@ TEST_F(EmulatedWriter, AFailedCopyIsThatWritesError) {
   ASSERT_TRUE(d);
   auto a = pattern(0, large_blocks(), g_.block_size, 6);
   g_fail_with = EIO;
-  ASSERT_OK(d->submit({IoOp::kAppend, 0, large_blocks(), a.data(), 1, {}}));
+  ASSERT_OK(d->submit({IoOp::kAppend, 0, large_blocks(), a.data(), 1, {}, true}));
   IoCompletion done[1];
   ASSERT_EQ(d->reap(done, 1), 1u);
   EXPECT_EQ(done[0].status.code(), Code::kIoError) << done[0].status.to_string();

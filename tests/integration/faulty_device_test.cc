@@ -204,7 +204,8 @@ TEST_F(FaultyDeviceTest, InFlightWritesAtPowerLossFailUnacknowledged) {
   dev_->power_loss_after_events(1);
   std::vector<AlignedBuffer> bufs;
   for (int i = 0; i < 4; ++i) bufs.push_back(pattern(1 + i, 1, g_.block_size));
-  for (int i = 0; i < 4; ++i) ASSERT_OK(dev_->submit({IoOp::kWrite, 1u + i, 1, bufs[i].data(), std::uint64_t(i), {}}));
+  for (int i = 0; i < 4; ++i)
+    ASSERT_OK(dev_->submit({IoOp::kWrite, 1u + i, 1, bufs[i].data(), std::uint64_t(i), {}, false}));
   std::vector<IoCompletion> done(4);
   std::size_t got = 0;
   while (got < 4) got += dev_->reap(std::span(done).subspan(got), 1);
