@@ -365,15 +365,8 @@ class Emulated final : public EmulatedDevice {
       io.completion.lba = *where;
       const std::size_t bytes = r.blocks * bs;
       const std::uint32_t zone = g_.zone_of(*where);
-      if ((r.caller_goes_on && bytes >= writer_bytes()) || !writes_.empty()) {
-        queue_write(std::move(io.completion), io.buffer, bytes, zone, r.prepare);
-      } else {
-        // Into the page cache now (see the top of this file); the completion waits in done_.
-        if (r.prepare) r.prepare();
-        io.completion.status = full_pwrite(fd_, io.buffer, bytes, byte_offset(*where), name_ + ": write");
-        note_unsynced(*where, io.buffer, bytes, io.completion.status.ok());
-        done_.push_back(std::move(io.completion));
-      }
+      const bool hand_over = (r.caller_goes_on && bytes >= writer_bytes()) || !writes_.empty();
+      write_file(std::move(io.completion), io.buffer, bytes, zone, r.prepare, hand_over);
       // Start the kernel's writeback every kKickBytes written (unless writes die in the page
       // cache: writes_die_in_cache), so that the disk works while the data arrives and the
       // next flush (fdatasync) finds only the last few MiB dirty, not what the kernel's
@@ -547,10 +540,11 @@ class Emulated final : public EmulatedDevice {
     while (!writes_.empty()) collect_writes(true);
   }
 
-  // Hands a write to the writing thread, or, when there is none, writes it now.
-  void queue_write(IoCompletion completion, const std::uint8_t* bytes, std::size_t length, std::uint32_t zone,
-                   const std::function<void()>& prepare) {
-    if (!writer_) {
+  // Hands a write to the writing thread (if asked, and there is one), or writes it now: into
+  // the page cache (see the top of this file); either way the completion waits in done_.
+  void write_file(IoCompletion completion, const std::uint8_t* bytes, std::size_t length, std::uint32_t zone,
+                  const std::function<void()>& prepare, bool hand_over) {
+    if (!hand_over || !writer_) {
       if (prepare) prepare();
       completion.status = full_pwrite(fd_, bytes, length, byte_offset(completion.lba), name_ + ": write");
       note_unsynced(completion.lba, bytes, length, completion.status.ok());
